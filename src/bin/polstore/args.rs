@@ -1,0 +1,169 @@
+//! Command-line arguments, as clap parses them. Resolved into library calls in
+//! `commands.rs`; nothing here touches the store.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A transactional, content-addressed policy store for CFEngine and Rudder nodes.
+///
+/// New policy arrives by any transport into a drop place; `polstore ingest` checks it
+/// (signature, checksums, freshness, cf-promises, your own checks) and only then makes it
+/// the active generation, switching the agent's view atomically. Exit codes: 0 success,
+/// 1 error, 2 usage, 3 candidate rejected by a check.
+#[derive(Debug, Parser)]
+#[command(name = "polstore", version, max_term_width = 100)]
+pub struct Cli {
+    /// The store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "POLSTORE_STORE",
+        default_value = "/var/lib/polstore"
+    )]
+    pub store: PathBuf,
+
+    /// How long to wait for another polstore command that holds the store, in seconds.
+    /// 0 fails at once.
+    #[arg(long, global = true, default_value_t = 600, value_name = "SECS")]
+    pub lock_timeout: u64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a store, and optionally adopt the policies already in the view path.
+    Init(InitArgs),
+    /// Write a new signify key pair (unencrypted, like `signify-openbsd -G -n`).
+    Keygen(KeygenArgs),
+    /// Write the manifest of a policy tree (server side).
+    Manifest(ManifestArgs),
+    /// Sign a manifest with a signify secret key (server side).
+    Sign(SignArgs),
+    /// Check a candidate policy and, if every check passes, make it the active generation.
+    Ingest(IngestArgs),
+    /// Show the active generation and the store's state.
+    Status(JsonArgs),
+    /// List the kept generations.
+    List(JsonArgs),
+    /// Show the history of attempts: ingests, rejections, rollbacks.
+    Log(LogArgs),
+    /// Make an earlier generation active again.
+    Rollback(RollbackArgs),
+    /// Print one file of a generation, verified against its hash.
+    Show(ShowArgs),
+    /// List the files that differ between two generations.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The path the agent reads its policy from (e.g. /var/cfengine/inputs). polstore makes
+    /// it a symlink to the active generation.
+    #[arg(long, value_name = "PATH")]
+    pub view: PathBuf,
+    /// A signify public key whose signatures are trusted. Repeat for several. Without any,
+    /// the store accepts unsigned policy (trust.require_signature = false).
+    #[arg(long = "trust", value_name = "PUBKEY")]
+    pub trust: Vec<PathBuf>,
+    /// Take the policy directory already at the view path in as generation 1 (unsigned,
+    /// not checked) and replace it by the view symlink without a moment where it is missing.
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the public key.
+    #[arg(long, value_name = "FILE")]
+    pub public: PathBuf,
+    /// Where to write the secret key (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub secret: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The policy tree.
+    pub directory: PathBuf,
+    /// The serial: must be higher than any the nodes accepted before.
+    #[arg(long)]
+    pub serial: u64,
+    /// Make the manifest expire this many days from now.
+    #[arg(long, value_name = "DAYS")]
+    pub expires_in: Option<u64>,
+    /// A free-text `source` header (e.g. the server's name).
+    #[arg(long = "source", value_name = "TEXT")]
+    pub origin: Option<String>,
+    /// Where to write the manifest; standard output if omitted.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The signify secret key.
+    #[arg(long, value_name = "SECRET")]
+    pub key: PathBuf,
+    /// The manifest to sign.
+    pub manifest: PathBuf,
+    /// Where to write the signature; MANIFEST.sig if omitted.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// A directory, a .tar or .tar.gz file, or - for a tar stream on standard input.
+    pub source: PathBuf,
+    /// The manifest, if it does not travel in the source as polstore.manifest.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The signature, if it does not travel in the source as polstore.manifest.sig.
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON for monitoring instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Print JSON for monitoring instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many of the newest attempts to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub count: usize,
+    /// Show each check's outcome too.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The generation to activate; the newest good one before the active one if omitted.
+    pub generation: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub generation: u64,
+    /// The file's path inside the policy tree.
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub old: u64,
+    pub new: u64,
+}

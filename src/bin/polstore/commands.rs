@@ -1,0 +1,583 @@
+//! One function per command: resolve arguments, call the library, print the outcome.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use polstore::authoring;
+use polstore::config::LimitsConfig;
+use polstore::ingest::{self, AgentRun, IngestRequest};
+use polstore::inspect::{self, Change};
+use polstore::manifest;
+use polstore::records::GenerationState;
+use polstore::rollback;
+use polstore::signify::{PublicKey, SecretKey};
+use polstore::source::Source;
+use polstore::store::{LockWait, Recovery, Store, StoreReader};
+use polstore::timestamp::Timestamp;
+
+use crate::Failure;
+use crate::args::{Cli, Command};
+use crate::output::{AttemptJson, GenerationJson, ProgressLine, StatusJson, state_name, time};
+
+const SECONDS_PER_DAY: u64 = 86_400;
+/// `status` warns when the active manifest expires sooner than this.
+const EXPIRY_WARNING_SECS: u64 = 7 * SECONDS_PER_DAY;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let store = absolute(&cli.store)?;
+    let lock_timeout = Duration::from_secs(cli.lock_timeout);
+    match cli.command {
+        Command::Init(args) => init(&store, args),
+        Command::Keygen(args) => keygen(args),
+        Command::Manifest(args) => manifest_command(args),
+        Command::Sign(args) => sign(args),
+        Command::Ingest(args) => ingest_command(&store, lock_timeout, args),
+        Command::Status(args) => status(&store, args.json),
+        Command::List(args) => list(&store, args.json),
+        Command::Log(args) => log(&store, args),
+        Command::Rollback(args) => rollback_command(&store, lock_timeout, args.generation),
+        Command::Show(args) => show(&store, args.generation, &args.path),
+        Command::Diff(args) => diff(&store, args.old, args.new),
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+fn open_writer(store: &Path, command: &str, timeout: Duration) -> Result<Store> {
+    let mut on_wait =
+        |holder: &str| eprintln!("polstore: waiting for the store lock, held by {holder}");
+    let (store, recovery) = Store::open(
+        store,
+        LockWait {
+            command,
+            timeout,
+            on_wait: &mut on_wait,
+        },
+    )?;
+    report_recovery(&recovery);
+    Ok(store)
+}
+
+fn report_recovery(recovery: &Recovery) {
+    for note in &recovery.notes {
+        eprintln!("polstore: recovery: {note}");
+    }
+}
+
+fn open_reader(store: &Path, command: &str) -> Result<StoreReader> {
+    let reader = StoreReader::open(store, command)?;
+    if let StoreReader::Owner(_, recovery) = &reader {
+        report_recovery(recovery);
+    }
+    Ok(reader)
+}
+
+fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
+    let view = absolute(&args.view)?;
+    let keys = args
+        .trust
+        .iter()
+        .map(|key| absolute(key))
+        .collect::<Result<Vec<_>>>()?;
+    for key in &keys {
+        let text =
+            fs::read(key).with_context(|| format!("cannot read trusted key {}", key.display()))?;
+        PublicKey::parse(&text)
+            .map_err(|error| anyhow::anyhow!("trusted key {}: {error}", key.display()))?;
+    }
+    let parent = view.parent().filter(|parent| parent.is_dir());
+    if parent.is_none() {
+        bail!(
+            "the view's parent directory does not exist: {}",
+            view.display()
+        );
+    }
+    let existing = fs::symlink_metadata(&view).ok();
+    let adopt_directory = match &existing {
+        None if args.adopt => bail!("nothing to adopt: {} does not exist", view.display()),
+        None => None,
+        Some(metadata)
+            if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
+        {
+            if !args.adopt {
+                bail!(
+                    "{} is a directory with policies; use --adopt to take it in as the first generation",
+                    view.display()
+                );
+            }
+            Some(view.clone())
+        }
+        Some(_) => bail!(
+            "{} exists and is not a directory; move it away first",
+            view.display()
+        ),
+    };
+    if view.starts_with(store_root) {
+        bail!(
+            "the view {} must be outside the store {}",
+            view.display(),
+            store_root.display()
+        );
+    }
+    let store = Store::create(store_root, &view, &keys)?;
+    println!("initialized store {}", store_root.display());
+    if keys.is_empty() {
+        println!(
+            "no trusted key given: unsigned policy will be accepted (trust.require_signature = false)"
+        );
+    }
+    if let Some(directory) = adopt_directory {
+        let mut progress = ProgressLine::new();
+        let generation = ingest::adopt(&store, &directory, &mut |event| progress.update(event))?;
+        progress.clear();
+        println!(
+            "adopted {} as generation {generation} (unsigned, not checked); it is now a symlink to {}",
+            directory.display(),
+            store.layout.generation_tree(generation).display()
+        );
+    }
+    Ok(())
+}
+
+fn keygen(args: crate::args::KeygenArgs) -> Result<()> {
+    let secret = SecretKey::generate()?;
+    let public = secret.public_key();
+    write_new_file(
+        &args.secret,
+        secret.to_file_text("signify secret key").as_bytes(),
+        0o600,
+    )?;
+    write_new_file(
+        &args.public,
+        public.to_file_text("signify public key").as_bytes(),
+        0o644,
+    )?;
+    println!(
+        "wrote key {} to {} and {}",
+        public.keynum(),
+        args.public.display(),
+        args.secret.display()
+    );
+    Ok(())
+}
+
+/// Creates `path`, refusing to overwrite: a key pair is not something to lose by a typo.
+fn write_new_file(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(content)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot sync {}", path.display()))?;
+    Ok(())
+}
+
+fn manifest_command(args: crate::args::ManifestArgs) -> Result<()> {
+    if let Some(origin) = &args.origin {
+        manifest::validate_source(origin)
+            .map_err(|reason| anyhow::anyhow!("--source: {reason}"))?;
+    }
+    let now = Timestamp::now();
+    let expires = args
+        .expires_in
+        .map(|days| now.plus_secs(days.saturating_mul(SECONDS_PER_DAY)));
+    let manifest = authoring::manifest_of_directory(
+        &args.directory,
+        args.serial,
+        now,
+        expires,
+        args.origin,
+        &LimitsConfig::default(),
+    )?;
+    let text = manifest.render();
+    match &args.output {
+        Some(path) => {
+            fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    if let Some(path) = &args.output {
+        eprintln!(
+            "wrote manifest of {} files, serial {}, to {}",
+            manifest.entries.len(),
+            manifest.serial,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn sign(args: crate::args::SignArgs) -> Result<()> {
+    let key_text =
+        fs::read(&args.key).with_context(|| format!("cannot read {}", args.key.display()))?;
+    let key = SecretKey::parse(&key_text)
+        .map_err(|error| anyhow::anyhow!("secret key {}: {error}", args.key.display()))?;
+    let metadata = fs::metadata(&args.manifest)
+        .with_context(|| format!("cannot read {}", args.manifest.display()))?;
+    if metadata.len() > manifest::MANIFEST_BYTES_MAX as u64 {
+        bail!(
+            "{} is larger than {} bytes",
+            args.manifest.display(),
+            manifest::MANIFEST_BYTES_MAX
+        );
+    }
+    let message = fs::read(&args.manifest)
+        .with_context(|| format!("cannot read {}", args.manifest.display()))?;
+    let output = args.output.unwrap_or_else(|| {
+        let mut name = args.manifest.clone().into_os_string();
+        name.push(".sig");
+        PathBuf::from(name)
+    });
+    let key_name = args
+        .key
+        .file_name()
+        .map(|name| name.to_string_lossy().replace(".sec", ".pub"))
+        .unwrap_or_default();
+    let signature = key.sign(&message);
+    fs::write(
+        &output,
+        signature.to_file_text(&format!("verify with {key_name}")),
+    )
+    .with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!(
+        "signed {} with key {}: {}",
+        args.manifest.display(),
+        key.public_key().keynum(),
+        output.display()
+    );
+    Ok(())
+}
+
+fn ingest_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    args: crate::args::IngestArgs,
+) -> Result<()> {
+    let source_path = if args.source == Path::new("-") {
+        args.source.clone()
+    } else {
+        absolute(&args.source)?
+    };
+    let source = Source::from_argument(&source_path);
+    let store = open_writer(store_root, "ingest", lock_timeout)?;
+    let before = store.state()?.active;
+    let mut progress = ProgressLine::new();
+    let request = IngestRequest {
+        source,
+        manifest_file: args.manifest,
+        signature_file: args.signature,
+        progress: &mut |event| progress.update(event),
+    };
+    let result = ingest::ingest(&store, request);
+    progress.clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            let stays = match store.state().ok().and_then(|state| state.active) {
+                Some(active) if Some(active) == before => {
+                    format!("; generation {active} stays active")
+                }
+                Some(active) => format!("; generation {active} is active"),
+                None => String::new(),
+            };
+            return Err(Failure::from_library(&error, &stays).into());
+        }
+    };
+    if args.json {
+        let json = serde_json::json!({
+            "generation": report.generation,
+            "serial": report.serial,
+            "files": report.files,
+            "files_written": report.files_written,
+            "bytes": report.bytes,
+            "agent": match &report.agent {
+                AgentRun::NotConfigured => "not-configured".to_string(),
+                AgentRun::Succeeded => "succeeded".to_string(),
+                AgentRun::FailedUnconfirmed(reason) => format!("failed (confirm off): {reason}"),
+            },
+        });
+        println!("{json}");
+        return Ok(());
+    }
+    let agent = match &report.agent {
+        AgentRun::NotConfigured => "no agent run configured".to_string(),
+        AgentRun::Succeeded => "agent run succeeded".to_string(),
+        AgentRun::FailedUnconfirmed(reason) => {
+            format!("agent run FAILED but confirm is off, so it stays: {reason}")
+        }
+    };
+    println!(
+        "generation {} active: serial {}, {} files ({} written, {} linked), {agent}",
+        report.generation,
+        report.serial,
+        report.files,
+        report.files_written,
+        report.files - report.files_written.min(report.files),
+    );
+    Ok(())
+}
+
+fn status(store_root: &Path, json: bool) -> Result<()> {
+    let reader = open_reader(store_root, "status")?;
+    let read = reader.read()?;
+    let state = read.state()?;
+    let generations = read.generations()?;
+    let view = &reader.config().view;
+    let view_target = fs::read_link(view)
+        .ok()
+        .map(|target| target.display().to_string());
+    let active = state.active.and_then(|active| {
+        generations
+            .iter()
+            .find(|(number, _)| *number == active)
+            .map(|(number, record)| {
+                GenerationJson::new(
+                    *number,
+                    record,
+                    reader
+                        .layout()
+                        .generation_tree(*number)
+                        .display()
+                        .to_string(),
+                    true,
+                )
+            })
+    });
+    let mut warnings = Vec::new();
+    let expected_target = state.active.map(|active| {
+        reader
+            .layout()
+            .generation_tree(active)
+            .display()
+            .to_string()
+    });
+    if expected_target.is_some() && view_target != expected_target {
+        warnings.push(format!(
+            "the view {} does not point at the active generation",
+            view.display()
+        ));
+    }
+    if let Some((_, record)) = state
+        .active
+        .and_then(|active| generations.iter().find(|(number, _)| *number == active))
+    {
+        let now = Timestamp::now().unix_secs();
+        if let Some(expires) = record.expires {
+            if expires <= now {
+                warnings.push(format!("the active manifest expired at {}", time(expires)));
+            } else if expires - now < EXPIRY_WARNING_SECS as i64 {
+                warnings.push(format!(
+                    "the active manifest expires soon, at {}",
+                    time(expires)
+                ));
+            }
+        }
+        if record.state != GenerationState::Good {
+            warnings.push(format!(
+                "the active generation is {}",
+                state_name(record.state)
+            ));
+        }
+    }
+    let last_attempt = read
+        .attempts(1)?
+        .pop()
+        .map(|(number, record)| AttemptJson::new(number, &record));
+    let status = StatusJson {
+        store: store_root.display().to_string(),
+        view: view.display().to_string(),
+        view_target,
+        active,
+        serial_max: state.serial_max,
+        generations: generations.len(),
+        last_attempt,
+        warnings,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("store        {}", status.store);
+    println!(
+        "view         {} -> {}",
+        status.view,
+        status.view_target.as_deref().unwrap_or("(missing)")
+    );
+    match &status.active {
+        Some(active) => println!(
+            "active       generation {}, serial {}, {}, {} files, made {}{}",
+            active.generation,
+            active.serial,
+            active.state,
+            active.files,
+            active.created,
+            active
+                .signed_by
+                .as_ref()
+                .map(|key| format!(", signed by key {key}"))
+                .unwrap_or_default()
+        ),
+        None => println!("active       none yet: ingest a policy"),
+    }
+    if let Some(expires) = status
+        .active
+        .as_ref()
+        .and_then(|active| active.expires.as_ref())
+    {
+        println!("expires      {expires}");
+    }
+    println!("serial max   {}", status.serial_max);
+    println!("generations  {} kept", status.generations);
+    if let Some(attempt) = &status.last_attempt {
+        println!(
+            "last attempt #{} {} {} {}: {}",
+            attempt.attempt, attempt.finished, attempt.action, attempt.outcome, attempt.message
+        );
+    }
+    for warning in &status.warnings {
+        println!("WARNING      {warning}");
+    }
+    Ok(())
+}
+
+fn list(store_root: &Path, json: bool) -> Result<()> {
+    let reader = open_reader(store_root, "list")?;
+    let read = reader.read()?;
+    let active = read.state()?.active;
+    let generations: Vec<GenerationJson> = read
+        .generations()?
+        .iter()
+        .map(|(number, record)| {
+            GenerationJson::new(
+                *number,
+                record,
+                reader
+                    .layout()
+                    .generation_tree(*number)
+                    .display()
+                    .to_string(),
+                Some(*number) == active,
+            )
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&generations)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "  {:>5} {:>12}  {:<10}  {:<20}  {:>6}  SOURCE",
+        "GEN", "SERIAL", "STATE", "CREATED", "FILES"
+    )?;
+    for generation in &generations {
+        let marker = if generation.active { '*' } else { ' ' };
+        let mut note = generation.source.clone();
+        if generation.origin == "adopted" {
+            note.push_str(" (adopted)");
+        }
+        if let Some(reason) = &generation.reason {
+            note.push_str(&format!(" - {reason}"));
+        }
+        writeln!(
+            out,
+            "{marker} {:>5} {:>12}  {:<10}  {:<20}  {:>6}  {note}",
+            generation.generation,
+            generation.serial,
+            generation.state,
+            generation.created,
+            generation.files
+        )?;
+    }
+    Ok(())
+}
+
+fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
+    let reader = open_reader(store_root, "log")?;
+    let attempts: Vec<AttemptJson> = reader
+        .read()?
+        .attempts(args.count)?
+        .iter()
+        .map(|(number, record)| AttemptJson::new(*number, record))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&attempts)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for attempt in &attempts {
+        writeln!(
+            out,
+            "#{} {} {} {}: {}",
+            attempt.attempt, attempt.finished, attempt.action, attempt.outcome, attempt.message
+        )?;
+        if args.verbose {
+            for check in &attempt.checks {
+                let verdict = if check.passed { "pass" } else { "FAIL" };
+                writeln!(
+                    out,
+                    "    {verdict} {} ({} ms): {}",
+                    check.name, check.duration_ms, check.detail
+                )?;
+                if !check.passed && !check.output.is_empty() {
+                    for line in check.output.lines().take(20) {
+                        writeln!(out, "        | {line}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rollback_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    generation: Option<u64>,
+) -> Result<()> {
+    let store = open_writer(store_root, "rollback", lock_timeout)?;
+    let report = rollback::rollback(&store, generation)?;
+    println!(
+        "generation {} active (serial {}), was {}",
+        report.to, report.serial, report.from
+    );
+    Ok(())
+}
+
+fn show(store_root: &Path, generation: u64, path: &str) -> Result<()> {
+    let reader = open_reader(store_root, "show")?;
+    let content = inspect::show(&reader.read()?, generation, path)?;
+    std::io::stdout().lock().write_all(&content)?;
+    Ok(())
+}
+
+fn diff(store_root: &Path, old: u64, new: u64) -> Result<()> {
+    let reader = open_reader(store_root, "diff")?;
+    let changes = inspect::diff(&reader.read()?, old, new)?;
+    let mut out = std::io::stdout().lock();
+    for change in &changes {
+        match change {
+            Change::Added(entry) => writeln!(out, "A {}", entry.path)?,
+            Change::Removed(entry) => writeln!(out, "D {}", entry.path)?,
+            Change::Modified { old, new } if old.hash == new.hash => {
+                writeln!(
+                    out,
+                    "M {} (mode {:04o} -> {:04o})",
+                    new.path, old.mode, new.mode
+                )?;
+            }
+            Change::Modified { new, .. } => writeln!(out, "M {}", new.path)?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The store's redb database: objects, manifests, generations, attempts and state.
+//!
+//! Only this module names redb. Every object read back is checked against its hash; every
+//! record is decoded through [`crate::records`], which checks its version byte.
+
+use std::path::Path;
+
+use redb::{
+    ConcurrencyMode, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use crate::manifest::Hash;
+use crate::records::{self, AttemptRecord, GenerationRecord, ManifestRecord, StateRecord};
+
+const OBJECTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("objects");
+const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("manifests");
+const GENERATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("generations");
+const ATTEMPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("attempts");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+const STATE_KEY: &str = "state";
+
+/// The page cache redb may use. Small on purpose: objects are read once per use, and
+/// polstore must stay light on the nodes it runs on.
+const CACHE_BYTES: usize = 16 << 20;
+/// Attempts kept in the history; older ones are dropped as new ones are recorded.
+pub const ATTEMPTS_KEPT_MAX: u64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("database is corrupt: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! redb_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for DbError {
+            fn from(error: $error) -> DbError {
+                DbError::Redb(error.into())
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<records::RecordError> for DbError {
+    fn from(error: records::RecordError) -> DbError {
+        DbError::Corrupt(error.to_string())
+    }
+}
+
+fn builder() -> redb::Builder {
+    let mut builder = redb::Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    // One process writes (it holds the store lock); status, list and log may read at the
+    // same time from other processes.
+    builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    builder
+}
+
+/// A database opened by the holder of the store lock.
+pub struct Db {
+    database: redb::Database,
+}
+
+/// A database opened for reading alongside a writer in another process.
+pub struct DbReader {
+    database: redb::ReadOnlyDatabase,
+}
+
+impl Db {
+    /// Creates the database with all tables and the initial state, durably.
+    pub fn create(path: &Path) -> Result<Db, DbError> {
+        let database = builder().create(path)?;
+        let db = Db { database };
+        db.write(|txn| {
+            txn.txn.open_table(OBJECTS)?;
+            txn.txn.open_table(MANIFESTS)?;
+            txn.txn.open_table(GENERATIONS)?;
+            txn.txn.open_table(ATTEMPTS)?;
+            txn.put_state(&StateRecord {
+                active: None,
+                serial_max: 0,
+                next_generation: 1,
+                next_attempt: 1,
+            })
+        })?;
+        Ok(db)
+    }
+
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        Ok(Db {
+            database: builder().open(path)?,
+        })
+    }
+
+    /// Runs `body` in one write transaction and commits it durably (redb fsyncs before
+    /// `commit` returns), or aborts it if `body` fails.
+    pub fn write<T>(
+        &self,
+        body: impl FnOnce(&mut WriteTxn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut txn = WriteTxn {
+            txn: self.database.begin_write()?,
+        };
+        let value = body(&mut txn)?;
+        txn.txn.commit()?;
+        Ok(value)
+    }
+
+    pub fn read(&self) -> Result<ReadTxn, DbError> {
+        Ok(ReadTxn {
+            txn: self.database.begin_read()?,
+        })
+    }
+}
+
+impl DbReader {
+    pub fn open(path: &Path) -> Result<DbReader, DbError> {
+        Ok(DbReader {
+            database: builder().open_read_only(path)?,
+        })
+    }
+
+    pub fn read(&self) -> Result<ReadTxn, DbError> {
+        Ok(ReadTxn {
+            txn: self.database.begin_read()?,
+        })
+    }
+}
+
+pub struct WriteTxn {
+    txn: redb::WriteTransaction,
+}
+
+impl WriteTxn {
+    pub fn state(&self) -> Result<StateRecord, DbError> {
+        let table = self.txn.open_table(STATE)?;
+        let value = table
+            .get(STATE_KEY)?
+            .ok_or_else(|| DbError::Corrupt("state record missing".into()))?;
+        Ok(records::decode(value.value())?)
+    }
+
+    pub fn put_state(&mut self, state: &StateRecord) -> Result<(), DbError> {
+        self.txn
+            .open_table(STATE)?
+            .insert(STATE_KEY, records::encode(state).as_slice())?;
+        Ok(())
+    }
+
+    pub fn has_object(&self, hash: Hash) -> Result<bool, DbError> {
+        Ok(self.txn.open_table(OBJECTS)?.get(hash.0)?.is_some())
+    }
+
+    /// Stores `content` under its hash. The caller has hashed it; this asserts it.
+    pub fn put_object(&mut self, hash: Hash, content: &[u8]) -> Result<(), DbError> {
+        assert_eq!(
+            Hash::of(content),
+            hash,
+            "object content does not match its hash"
+        );
+        self.txn.open_table(OBJECTS)?.insert(hash.0, content)?;
+        Ok(())
+    }
+
+    pub fn put_manifest(
+        &mut self,
+        generation: u64,
+        record: &ManifestRecord,
+    ) -> Result<(), DbError> {
+        self.txn
+            .open_table(MANIFESTS)?
+            .insert(generation, records::encode(record).as_slice())?;
+        Ok(())
+    }
+
+    pub fn generation(&self, generation: u64) -> Result<Option<GenerationRecord>, DbError> {
+        let table = self.txn.open_table(GENERATIONS)?;
+        let value = table.get(generation)?;
+        Ok(value
+            .map(|value| records::decode(value.value()))
+            .transpose()?)
+    }
+
+    pub fn put_generation(
+        &mut self,
+        generation: u64,
+        record: &GenerationRecord,
+    ) -> Result<(), DbError> {
+        self.txn
+            .open_table(GENERATIONS)?
+            .insert(generation, records::encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Appends an attempt under the next attempt number, dropping the oldest beyond
+    /// [`ATTEMPTS_KEPT_MAX`]. Returns its number.
+    pub fn add_attempt(&mut self, record: &AttemptRecord) -> Result<u64, DbError> {
+        let mut state = self.state()?;
+        let number = state.next_attempt;
+        state.next_attempt += 1;
+        self.put_state(&state)?;
+        let mut table = self.txn.open_table(ATTEMPTS)?;
+        table.insert(number, records::encode(record).as_slice())?;
+        if let Some(oldest_kept) = number.checked_sub(ATTEMPTS_KEPT_MAX) {
+            table.retain_in(..=oldest_kept, |_, _| false)?;
+        }
+        Ok(number)
+    }
+}
+
+pub struct ReadTxn {
+    txn: redb::ReadTransaction,
+}
+
+impl ReadTxn {
+    pub fn state(&self) -> Result<StateRecord, DbError> {
+        let table = self.txn.open_table(STATE)?;
+        let value = table
+            .get(STATE_KEY)?
+            .ok_or_else(|| DbError::Corrupt("state record missing".into()))?;
+        Ok(records::decode(value.value())?)
+    }
+
+    /// The object's content, checked against its hash.
+    pub fn object(&self, hash: Hash) -> Result<Vec<u8>, DbError> {
+        let table = self.txn.open_table(OBJECTS)?;
+        let value = table
+            .get(hash.0)?
+            .ok_or_else(|| DbError::Corrupt(format!("object {} is missing", hash.to_hex())))?;
+        let content = value.value().to_vec();
+        if Hash::of(&content) != hash {
+            return Err(DbError::Corrupt(format!(
+                "object {} does not match its hash",
+                hash.to_hex()
+            )));
+        }
+        Ok(content)
+    }
+
+    pub fn has_object(&self, hash: Hash) -> Result<bool, DbError> {
+        Ok(self.txn.open_table(OBJECTS)?.get(hash.0)?.is_some())
+    }
+
+    pub fn object_count(&self) -> Result<u64, DbError> {
+        Ok(self.txn.open_table(OBJECTS)?.len()?)
+    }
+
+    pub fn manifest(&self, generation: u64) -> Result<ManifestRecord, DbError> {
+        let table = self.txn.open_table(MANIFESTS)?;
+        let value = table.get(generation)?.ok_or_else(|| {
+            DbError::Corrupt(format!("manifest of generation {generation} is missing"))
+        })?;
+        Ok(records::decode(value.value())?)
+    }
+
+    pub fn generation(&self, generation: u64) -> Result<Option<GenerationRecord>, DbError> {
+        let table = self.txn.open_table(GENERATIONS)?;
+        let value = table.get(generation)?;
+        Ok(value
+            .map(|value| records::decode(value.value()))
+            .transpose()?)
+    }
+
+    /// Every generation, oldest first.
+    pub fn generations(&self) -> Result<Vec<(u64, GenerationRecord)>, DbError> {
+        let table = self.txn.open_table(GENERATIONS)?;
+        let mut generations = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            generations.push((key.value(), records::decode(value.value())?));
+        }
+        Ok(generations)
+    }
+
+    /// The newest `limit` attempts, oldest first.
+    pub fn attempts(&self, limit: usize) -> Result<Vec<(u64, AttemptRecord)>, DbError> {
+        let table = self.txn.open_table(ATTEMPTS)?;
+        let mut attempts = Vec::new();
+        for row in table.iter()?.rev().take(limit) {
+            let (key, value) = row?;
+            attempts.push((key.value(), records::decode(value.value())?));
+        }
+        attempts.reverse();
+        Ok(attempts)
+    }
+}

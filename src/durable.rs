@@ -1,0 +1,114 @@
+//! File system operations whose crash behaviour polstore relies on.
+//!
+//! The rule throughout: a name becomes visible in a directory only after the thing it names
+//! is on disk, and a directory is synced after every change to its entries that must
+//! survive a crash. Each function says what it syncs and what is left to the caller.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Makes the entries of directory `path` (creations, renames, removals) durable.
+pub fn sync_directory(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// Creates `path` (which must not exist) with `content` and permission bits `mode`, and
+/// syncs its data. The caller syncs the parent directory to make the name durable.
+pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.write_all(content)?;
+    // The umask applied to open's mode; set the exact bits the manifest names.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.sync_all()
+}
+
+/// Writes `content` to `path` by way of a temporary file in the same directory, so that a
+/// reader sees either the old or the new content, never a mix.
+///
+/// Order: write and fsync the temporary file, rename it over `path`, fsync the directory.
+/// After a crash before the rename the old content stays and a `.tmp` file may be left for
+/// the caller's cleanup; after the directory sync the new content is durable.
+pub fn replace_file(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let directory = parent_of(path)?;
+    let temporary = path.with_extension("polstore-tmp");
+    match fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    create_file_synced(&temporary, content, mode)?;
+    fs::rename(&temporary, path)?;
+    sync_directory(directory)
+}
+
+/// Points the symlink `link` at `target`, atomically: a reader of `link` sees the old
+/// target or the new one, never a missing path.
+///
+/// Order: create a symlink under a temporary name beside `link`, rename(2) it over `link`,
+/// fsync the directory. A crash before the rename leaves the old link and a temporary
+/// name that [`switch_symlink`] itself removes on its next call.
+pub fn switch_symlink(link: &Path, target: &Path) -> io::Result<()> {
+    let directory = parent_of(link)?;
+    let temporary = temporary_sibling(link, "new")?;
+    match fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    std::os::unix::fs::symlink(target, &temporary)?;
+    fs::rename(&temporary, link)?;
+    sync_directory(directory)
+}
+
+/// The name `.<name>.polstore-<tag>` beside `path`, used for switching it atomically.
+pub fn temporary_sibling(path: &Path, tag: &str) -> io::Result<std::path::PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(format!(".polstore-{tag}"));
+    Ok(path.with_file_name(temporary))
+}
+
+/// Swaps two paths atomically with renameat2(RENAME_EXCHANGE): used to put a symlink in
+/// place of a real directory with no moment where the path is missing.
+pub fn exchange(first: &Path, second: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        first,
+        rustix::fs::CWD,
+        second,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(io::Error::from)
+}
+
+pub fn parent_of(path: &Path) -> io::Result<&Path> {
+    match path.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Ok(Path::new(".")),
+        Some(parent) => Ok(parent),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path has no parent",
+        )),
+    }
+}
+
+/// Removes a directory tree if it exists. Used only on trees inside the store that no
+/// record references any more (staging leftovers, orphaned generation directories).
+pub fn remove_tree_if_exists(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,158 @@
+//! Runs an external command (a check, the agent) with a time limit and bounded output.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tail of a command's output that is kept for the history.
+pub const OUTPUT_BYTES_KEPT_MAX: u64 = 16 << 10;
+const POLL_INTERVAL_MAX: Duration = Duration::from_millis(50);
+
+#[derive(Debug)]
+pub enum Exit {
+    Status(ExitStatus),
+    TimedOut,
+    /// The command could not be started.
+    NotStarted(std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub exit: Exit,
+    /// The last [`OUTPUT_BYTES_KEPT_MAX`] bytes of standard output and error, interleaved.
+    pub output: String,
+    pub duration: Duration,
+}
+
+impl RunOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(&self.exit, Exit::Status(status) if status.success())
+    }
+
+    /// One line: how the command ended.
+    pub fn describe(&self, timeout: Duration) -> String {
+        match &self.exit {
+            Exit::Status(status) => match (status.code(), status.signal_number()) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(signal)) => format!("killed by signal {signal}"),
+                (None, None) => "ended abnormally".to_string(),
+            },
+            Exit::TimedOut => format!("timed out after {} s and was killed", timeout.as_secs()),
+            Exit::NotStarted(error) => format!("could not be started: {error}"),
+        }
+    }
+
+    /// The last non-empty line of output, for a one-line error message.
+    pub fn last_line(&self) -> Option<&str> {
+        self.output
+            .lines()
+            .map(str::trim)
+            .rfind(|line| !line.is_empty())
+    }
+}
+
+trait SignalNumber {
+    fn signal_number(&self) -> Option<i32>;
+}
+
+impl SignalNumber for ExitStatus {
+    fn signal_number(&self) -> Option<i32> {
+        std::os::unix::process::ExitStatusExt::signal(self)
+    }
+}
+
+/// Runs `argv` in its own process group with standard input closed and output captured in
+/// `output_file` (a path inside the store), killing the whole group after `timeout`.
+pub fn run_bounded(
+    argv: &[String],
+    environment: &[(&str, String)],
+    output_file: &Path,
+    timeout: Duration,
+) -> RunOutcome {
+    let started = Instant::now();
+    let not_started = |error| RunOutcome {
+        exit: Exit::NotStarted(error),
+        output: String::new(),
+        duration: started.elapsed(),
+    };
+    let Some((program, arguments)) = argv.split_first() else {
+        return not_started(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty command",
+        ));
+    };
+    let output = match File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(output_file)
+    {
+        Ok(file) => file,
+        Err(error) => return not_started(error),
+    };
+    let (stdout, stderr) = match (output.try_clone(), output.try_clone()) {
+        (Ok(stdout), Ok(stderr)) => (stdout, stderr),
+        (Err(error), _) | (_, Err(error)) => return not_started(error),
+    };
+    let mut command = Command::new(program);
+    command
+        .args(arguments)
+        .envs(environment.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return not_started(error),
+    };
+    let mut interval = Duration::from_millis(1);
+    let exit = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Exit::Status(status),
+            Ok(None) => {}
+            Err(error) => break Exit::NotStarted(error),
+        }
+        if started.elapsed() >= timeout {
+            kill_group(child.id());
+            let _ = child.wait();
+            break Exit::TimedOut;
+        }
+        std::thread::sleep(interval);
+        interval = (interval * 2).min(POLL_INTERVAL_MAX);
+    };
+    // The command's children may outlive it; they must not keep running with the store's
+    // files after we have moved on.
+    if !matches!(exit, Exit::TimedOut) {
+        kill_group(child.id());
+    }
+    RunOutcome {
+        exit,
+        output: read_tail(output),
+        duration: started.elapsed(),
+    }
+}
+
+fn kill_group(process_id: u32) {
+    if let Some(group) = i32::try_from(process_id)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // ESRCH (the group is already gone) is the expected outcome after a clean exit.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+}
+
+fn read_tail(mut file: File) -> String {
+    let length = file.seek(SeekFrom::End(0)).unwrap_or(0);
+    let start = length.saturating_sub(OUTPUT_BYTES_KEPT_MAX);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = file.take(OUTPUT_BYTES_KEPT_MAX).read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
