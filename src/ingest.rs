@@ -232,7 +232,12 @@ pub fn ingest(store: &Store, mut request: IngestRequest) -> Result<IngestReport>
     let result = ingest_inner(store, &mut request, &mut checks_done, started);
     // A rejected or failed candidate is recorded, and its staging removed. A full disk may
     // refuse even this record; the rejection itself is still reported.
-    if let Err(error) = &result {
+    // A failed agent run was already recorded, as a rollback, by `fail_generation`.
+    let agent_failed =
+        matches!(&result, Err(Error::Rejected(rejection)) if rejection.check == Check::Agent);
+    if let Err(error) = &result
+        && !agent_failed
+    {
         let _ = durable::remove_tree_if_exists(&store.layout.candidate());
         let outcome = if error.is_rejection() {
             Outcome::Rejected
@@ -571,7 +576,13 @@ fn confirm_with_agent(
         return Ok(AgentRun::Succeeded);
     }
     let mut reason = format!("{} {}", argv[0], outcome.describe(timeout));
-    if let Some(line) = outcome.last_line() {
+    // cf-agent says why it stopped in a line with "aborted"; otherwise its last line.
+    let telling_line = outcome
+        .output
+        .lines()
+        .map(str::trim)
+        .find(|line| line.contains("aborted"));
+    if let Some(line) = telling_line.or_else(|| outcome.last_line()) {
         reason.push_str(": ");
         reason.push_str(&line.chars().take(300).collect::<String>());
     }

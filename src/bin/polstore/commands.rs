@@ -283,7 +283,9 @@ fn ingest_command(
     let report = match result {
         Ok(report) => report,
         Err(error) => {
+            let rolled_back = matches!(&error, polstore::error::Error::Rejected(rejection) if rejection.check == polstore::error::Check::Agent);
             let stays = match store.state().ok().and_then(|state| state.active) {
+                _ if rolled_back => String::new(),
                 Some(active) if Some(active) == before => {
                     format!("; generation {active} stays active")
                 }
