@@ -77,7 +77,7 @@ pub enum Error {
     },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("store is damaged: {0} (run 'polstore verify')")]
+    #[error("store is damaged: {0}")]
     Corrupt(String),
     #[error(transparent)]
     Config(#[from] ConfigError),

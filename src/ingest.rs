@@ -667,6 +667,13 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
     };
     // Steps 1-5 of the commit protocol; step 6 cannot rename a symlink over a directory, so
     // `replace_adopted_view` exchanges them instead. Recovery finishes that step too.
+    // The marker, durable before the commit, tells recovery that a directory at the view
+    // is the one being adopted and may be exchanged for the symlink.
+    let marker = store.layout.adoption_marker();
+    durable::create_file_synced(&marker, directory.as_os_str().as_encoded_bytes(), 0o644)
+        .map_err(Error::io("cannot write", &marker))?;
+    let root = &store.layout.root;
+    durable::sync_directory(root).map_err(Error::io("cannot sync", root))?;
     commit_generation(
         store,
         &staging,

@@ -44,6 +44,11 @@ impl Layout {
     pub fn database(&self) -> PathBuf {
         self.root.join("polstore.redb")
     }
+    /// Present only while `init --adopt` is between its commit and putting the view
+    /// symlink in place of the adopted directory.
+    pub fn adoption_marker(&self) -> PathBuf {
+        self.root.join("adopting")
+    }
     pub fn staging(&self) -> PathBuf {
         self.root.join("staging")
     }
@@ -67,6 +72,9 @@ impl Layout {
 #[derive(Debug, Default)]
 pub struct Recovery {
     pub notes: Vec<String>,
+    /// The view is something polstore did not put there. Writers refuse to work until it
+    /// is repaired; readers report it.
+    pub view_problem: Option<String>,
 }
 
 /// A store opened by the holder of the writer lock.
@@ -117,7 +125,11 @@ impl Store {
         let layout = Layout::new(root);
         check_format(&layout)?;
         let lock = StoreLock::acquire(root, wait.command, wait.timeout, wait.on_wait)?;
-        Store::open_locked(layout, lock)
+        let (store, recovery) = Store::open_locked(layout, lock)?;
+        if let Some(problem) = recovery.view_problem {
+            return Err(Error::Corrupt(problem));
+        }
+        Ok((store, recovery))
     }
 
     fn open_locked(layout: Layout, lock: StoreLock) -> Result<(Store, Recovery)> {
@@ -236,8 +248,11 @@ impl Store {
             }
         }
         // 4. The view follows the database.
-        if let Some(note) = self.sync_view()? {
-            recovery.notes.push(note);
+        match self.sync_view() {
+            Ok(Some(note)) => recovery.notes.push(note),
+            Ok(None) => {}
+            Err(Error::Corrupt(problem)) => recovery.view_problem = Some(problem),
+            Err(error) => return Err(error),
         }
         Ok(recovery)
     }
@@ -264,7 +279,7 @@ impl Store {
             }
             Ok(_) => {
                 return Err(Error::Corrupt(format!(
-                    "the view {} is not a symlink; polstore will not replace what someone put there",
+                    "the view {} is not polstore's symlink; polstore will not replace what someone put there: move it away and polstore restores the view",
                     view.display()
                 )));
             }
@@ -281,6 +296,9 @@ impl Store {
     /// True when `active` is the only generation and was adopted from the view itself: an
     /// `init --adopt` stopped between its commit and putting the symlink in place.
     fn adoption_unfinished(&self, active: u64) -> Result<bool> {
+        if !self.layout.adoption_marker().exists() {
+            return Ok(false);
+        }
         let generations = self.db.read()?.generations()?;
         Ok(matches!(generations.as_slice(), [(number, record)]
             if *number == active && record.origin == Origin::Adopted && Path::new(&record.source) == self.config.view))
@@ -307,7 +325,12 @@ impl Store {
         durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
         durable::remove_tree_if_exists(&temporary)
             .map_err(Error::io("cannot remove", &temporary))?;
-        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))
+        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        // Last: without the marker, recovery never again touches a directory at the view.
+        let marker = self.layout.adoption_marker();
+        durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
+        let root = &self.layout.root;
+        durable::sync_directory(root).map_err(Error::io("cannot sync", root))
     }
 
     /// Points the view at `generation`'s tree, atomically and durably.

@@ -124,6 +124,7 @@ fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
             store_root.display()
         );
     }
+    let existed = store_root.exists();
     let store = Store::create(store_root, &view, &keys)?;
     println!("initialized store {}", store_root.display());
     if keys.is_empty() {
@@ -133,8 +134,22 @@ fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
     }
     if let Some(directory) = adopt_directory {
         let mut progress = ProgressLine::new();
-        let generation = ingest::adopt(&store, &directory, &mut |event| progress.update(event))?;
+        let adopted = ingest::adopt(&store, &directory, &mut |event| progress.update(event));
         progress.clear();
+        let generation = match adopted {
+            Ok(generation) => generation,
+            Err(error) => {
+                // The store is new and holds nothing yet: take it away again, so that
+                // `init` can simply be run again once the cause is fixed.
+                drop(store);
+                remove_new_store(store_root, existed);
+                return Err(Failure::from_library(
+                    &error,
+                    "; nothing was adopted and the store was not created",
+                )
+                .into());
+            }
+        };
         println!(
             "adopted {} as generation {generation} (unsigned, not checked); it is now a symlink to {}",
             directory.display(),
@@ -142,6 +157,19 @@ fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Removes a store `init` just made (the directory too, unless it existed before, empty).
+fn remove_new_store(store_root: &Path, existed: bool) {
+    if existed {
+        if let Ok(entries) = fs::read_dir(store_root) {
+            for entry in entries.flatten() {
+                let _ = polstore::durable::remove_tree_if_exists(&entry.path());
+            }
+        }
+    } else {
+        let _ = fs::remove_dir_all(store_root);
+    }
 }
 
 fn keygen(args: crate::args::KeygenArgs) -> Result<()> {
