@@ -47,7 +47,11 @@ pub struct Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rejected by the {} check: ", self.check)?;
+        match &self.check {
+            // "user check NAME" already says what it is.
+            Check::User(_) => write!(f, "rejected by the {}: ", self.check)?,
+            check => write!(f, "rejected by the {check} check: ")?,
+        }
         if let Some(path) = &self.path {
             write!(f, "{path}: ")?;
         }

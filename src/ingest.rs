@@ -31,6 +31,9 @@ use crate::timestamp::Timestamp;
 /// first ingest never holds the whole tree in memory.
 const OBJECT_BATCH_BYTES: u64 = 8 << 20;
 
+/// Where a check's output goes while it runs, in `staging/`.
+const CHECK_OUTPUT_NAME: &str = "check-output";
+
 /// What ingest reports while it works; the binary shows it on a terminal.
 pub enum Progress<'a> {
     Reading { files: u64, bytes: u64 },
@@ -239,6 +242,8 @@ pub fn ingest(store: &Store, mut request: IngestRequest) -> Result<IngestReport>
         && !agent_failed
     {
         let _ = durable::remove_tree_if_exists(&store.layout.candidate());
+        // A check that refused left its output behind.
+        let _ = fs::remove_file(store.layout.staging().join(CHECK_OUTPUT_NAME));
         let outcome = if error.is_rejection() {
             Outcome::Rejected
         } else {
@@ -310,7 +315,7 @@ fn ingest_inner(
 
     // Parse and user checks run on the staged tree, as the agent will see it.
     let generation = state.next_generation;
-    let output_file = store.layout.staging().join("check-output");
+    let output_file = store.layout.staging().join(CHECK_OUTPUT_NAME);
     let context = CommandContext {
         tree: &staging.tree,
         serial: manifest.serial,

@@ -327,6 +327,10 @@ impl<R: Read> Read for CappedReader<R> {
 }
 
 const ARCHIVE_TOO_LARGE: &str = "archive is larger than the configured limits allow";
+const ARCHIVE_TRUNCATED: &str = "the archive is truncated";
+/// How the tar reader reports input that ends inside a header or an entry's padding.
+const TAR_TRUNCATED_ERRORS: [&str; 2] =
+    ["unexpected EOF during skip", "failed to read entire block"];
 /// Tar spends at most a header block, a long-name block pair and padding per entry.
 const ARCHIVE_BYTES_PER_ENTRY_MAX: u64 = 4 * 512 + 2 * 4096;
 
@@ -369,10 +373,21 @@ fn read_archive(
             && !text.contains("archive")
         {
             reject(None, format!("not a valid gzip stream: {text}"))
-        } else if error.kind() == io::ErrorKind::UnexpectedEof {
-            reject(None, "the archive is truncated")
+        } else if error.kind() == io::ErrorKind::UnexpectedEof
+            || TAR_TRUNCATED_ERRORS
+                .iter()
+                .any(|known| text.contains(known))
+        {
+            reject(None, ARCHIVE_TRUNCATED)
         } else {
-            reject(None, format!("not a valid tar archive: {text}"))
+            // The tar reader's messages quote the hostile header's bytes.
+            reject(
+                None,
+                format!(
+                    "not a valid tar archive: {}",
+                    policy_path::display(text.as_bytes())
+                ),
+            )
         }
     };
     let mut seen_top_level = HashSet::new();
@@ -441,6 +456,11 @@ fn read_archive(
             &path,
             &archive_error,
         )?;
+        // The tar reader ends an entry's data early, without an error, at the end of the
+        // input.
+        if content.len() as u64 != size {
+            return Err(reject(None, ARCHIVE_TRUNCATED));
+        }
         sink(Item::File {
             path,
             mode,

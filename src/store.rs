@@ -194,14 +194,20 @@ impl Store {
     /// Brings the file system in line with the database. Idempotent; runs at every open.
     fn reconcile(&self) -> Result<Recovery> {
         let mut recovery = Recovery::default();
-        // 1. A candidate left by a crash is discarded: nothing references it.
-        let candidate = self.layout.candidate();
-        if candidate.exists() {
-            durable::remove_tree_if_exists(&candidate)
-                .map_err(Error::io("cannot remove", &candidate))?;
-            recovery
-                .notes
-                .push("removed a candidate left in staging by an interrupted command".into());
+        // 1. A candidate left by a crash is discarded: nothing references it. So is any
+        //    other leftover in staging (a check's or the agent's output file): only the
+        //    lock holder uses staging, and we hold the lock.
+        let staging = self.layout.staging();
+        let leftovers = fs::read_dir(&staging).map_err(Error::io("cannot read", &staging))?;
+        for entry in leftovers {
+            let entry = entry.map_err(Error::io("cannot read", &staging))?;
+            let path = entry.path();
+            durable::remove_tree_if_exists(&path).map_err(Error::io("cannot remove", &path))?;
+            if path == self.layout.candidate() {
+                recovery
+                    .notes
+                    .push("removed a candidate left in staging by an interrupted command".into());
+            }
         }
         let read = self.db.read()?;
         let state = read.state()?;

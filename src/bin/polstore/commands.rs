@@ -78,6 +78,17 @@ fn open_reader(store: &Path, command: &str) -> Result<StoreReader> {
 }
 
 fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
+    // Before looking at the view: an initialized store's view is its own symlink, which
+    // the checks below would take for a directory to adopt.
+    if polstore::store::Layout::new(store_root)
+        .format_file()
+        .exists()
+    {
+        bail!(
+            "{} already holds a polstore store; refusing to initialize it",
+            store_root.display()
+        );
+    }
     let view = absolute(&args.view)?;
     let keys = args
         .trust

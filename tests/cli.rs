@@ -1,0 +1,756 @@
+//! End-to-end flows of the polstore command line: init, keygen, manifest, sign, ingest, status, list, log, rollback, show, diff, adoption and the confirming agent run.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::{
+    ABORTING_POLICY, MARKER_POLICY, Node, POLICY, POLSTORE, assert_refused, s, set_mode,
+    tree_content,
+};
+
+const GEN1: &[(&str, &str)] = &[
+    ("promises.cf", POLICY),
+    ("lib/common.cf", "# common, version 1\n"),
+    ("services/a.cf", "# service a\n"),
+];
+
+const GEN2: &[(&str, &str)] = &[
+    ("promises.cf", POLICY),
+    ("lib/common.cf", "# common, version 2\n"),
+    ("services/a.cf", "# service a\n"),
+];
+
+/// The policy files of a source tree: without the manifest and its signature.
+fn policy_files(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut content = tree_content(dir);
+    content.remove("polstore.manifest");
+    content.remove("polstore.manifest.sig");
+    content
+}
+
+fn is_timestamp(value: &Value) -> bool {
+    let text = value.as_str().unwrap_or("");
+    text.len() == 20
+        && text.char_indices().all(|(index, c)| match index {
+            4 | 7 => c == '-',
+            10 => c == 'T',
+            13 | 16 => c == ':',
+            19 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// The key number `polstore keygen` printed for the node's key, from its public key file.
+fn keynum(public_key: &Path) -> String {
+    use base64::Engine as _;
+    let text = fs::read_to_string(public_key).unwrap();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(text.lines().nth(1).unwrap())
+        .unwrap();
+    blob[2..10]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[test]
+fn full_happy_path() {
+    let node = Node::signed();
+    assert_eq!(node.status()["active"], Value::Null);
+    assert_eq!(node.view_target(), None);
+
+    let gen1 = node.signed_tree("gen1", GEN1, 1);
+    let out = node.ingest(&gen1).success();
+    assert_eq!(
+        out.stdout,
+        "generation 1 active: serial 1, 3 files (3 written, 0 linked), no agent run configured\n"
+    );
+    let gen2 = node.signed_tree("gen2", GEN2, 2);
+    let out = node.ingest(&gen2).success();
+    assert!(
+        out.stdout
+            .starts_with("generation 2 active: serial 2, 3 files")
+    );
+
+    let list = node.list();
+    assert_eq!(list.len(), 2);
+    for (generation, entry) in (1u64..).zip(&list) {
+        assert_eq!(entry["generation"], generation);
+        assert_eq!(entry["serial"], generation);
+        assert_eq!(entry["root"], s(&node.generation_tree(generation)));
+        assert_eq!(entry["state"], "good");
+        assert_eq!(entry["active"], generation == 2);
+        assert_eq!(entry["origin"], "ingested");
+        assert_eq!(entry["files"], 3);
+        assert_eq!(entry["signed_by"], keynum(&node.public_key).as_str());
+        assert!(is_timestamp(&entry["created"]), "{entry}");
+    }
+    let status = node.status();
+    assert_eq!(status["active"]["generation"], 2);
+    assert_eq!(status["active"]["serial"], 2);
+    assert_eq!(status["active"]["root"], s(&node.generation_tree(2)));
+    assert_eq!(status["view"], s(&node.view));
+    assert_eq!(status["view_target"], s(&node.generation_tree(2)));
+    assert_eq!(status["serial_max"], 2);
+    assert_eq!(status["warnings"], Value::Array(vec![]));
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
+    assert_eq!(tree_content(&node.view), policy_files(&gen2));
+
+    let out = node.run(&["diff", "1", "2"]).success();
+    assert_eq!(out.stdout, "M lib/common.cf\n");
+    let out = node.run(&["show", "2", "lib/common.cf"]).success();
+    assert_eq!(out.stdout, "# common, version 2\n");
+    let out = node.run(&["show", "1", "lib/common.cf"]).success();
+    assert_eq!(out.stdout, "# common, version 1\n");
+
+    let out = node.run(&["rollback"]).success();
+    assert_eq!(out.stdout, "generation 1 active (serial 1), was 2\n");
+    assert_eq!(node.active_generation(), Some(1));
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    assert_eq!(tree_content(&node.view), policy_files(&gen1));
+    // A rollback does not reopen the door to replays.
+    assert_eq!(node.status()["serial_max"], 2);
+
+    let out = node.run(&["rollback", "2"]).success();
+    assert_eq!(out.stdout, "generation 2 active (serial 2), was 1\n");
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
+    assert_eq!(tree_content(&node.view), policy_files(&gen2));
+
+    // A third generation adds, removes and re-modes files.
+    let gen3 = node.signed_tree(
+        "gen3",
+        &[
+            ("promises.cf", POLICY),
+            ("lib/common.cf", "# common, version 2\n"),
+            ("services/b.cf", "# service b\n"),
+        ],
+        3,
+    );
+    set_mode(&gen3.join("lib/common.cf"), 0o600);
+    node.sign_tree(&gen3, 3);
+    node.ingest(&gen3).success();
+    let out = node.run(&["diff", "2", "3"]).success();
+    assert_eq!(
+        out.stdout,
+        "M lib/common.cf (mode 0644 -> 0600)\nD services/a.cf\nA services/b.cf\n"
+    );
+    assert_eq!(tree_content(&node.view), policy_files(&gen3));
+
+    let log = node.log();
+    let summary: Vec<(&str, &str, u64)> = log
+        .iter()
+        .map(|attempt| {
+            (
+                attempt["action"].as_str().unwrap(),
+                attempt["outcome"].as_str().unwrap(),
+                attempt["generation"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ingest", "accepted", 1),
+            ("ingest", "accepted", 2),
+            ("rollback", "switched", 1),
+            ("rollback", "switched", 2),
+            ("ingest", "accepted", 3),
+        ]
+    );
+    let checks: Vec<&str> = log[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| check["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["integrity", "freshness", "parse"]);
+}
+
+#[test]
+fn unchanged_files_are_linked_from_the_active_generation() {
+    let node = Node::signed();
+    node.ingest(&node.signed_tree("gen1", GEN1, 1)).success();
+    let out = node.ingest(&node.signed_tree("gen2", GEN2, 2)).success();
+    assert!(
+        out.stdout.contains(", 3 files (1 written, 2 linked),"),
+        "{}",
+        out.stdout
+    );
+    let inode = |generation: u64, path: &str| {
+        fs::metadata(node.generation_tree(generation).join(path))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(inode(1, "promises.cf"), inode(2, "promises.cf"));
+    assert_eq!(inode(1, "services/a.cf"), inode(2, "services/a.cf"));
+    assert_ne!(inode(1, "lib/common.cf"), inode(2, "lib/common.cf"));
+    // Each generation still reads as its own manifest says.
+    for generation in [1, 2] {
+        let manifest = fs::read_to_string(
+            node.store
+                .join("generations")
+                .join(generation.to_string())
+                .join("polstore.manifest"),
+        )
+        .unwrap();
+        util::assert_tree_matches_manifest(&node.generation_tree(generation), &manifest);
+    }
+    // Identical content under two names in one candidate is written once.
+    let out = node
+        .ingest(&node.signed_tree(
+            "gen3",
+            &[
+                ("promises.cf", POLICY),
+                ("x/one.cf", "# same\n"),
+                ("x/two.cf", "# same\n"),
+            ],
+            3,
+        ))
+        .success();
+    assert!(
+        out.stdout.contains(", 3 files (1 written, 2 linked),"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn ingest_from_tar_gzip_and_standard_input() {
+    let node = Node::signed();
+    let tar = |dir: &Path, archive: &Path, flags: &str| {
+        util::tool("tar", &[flags, s(archive), "-C", s(dir), "."]);
+    };
+
+    let gen1 = node.signed_tree("gen1", GEN1, 1);
+    let archive = node.drop.join("gen1.tar");
+    tar(&gen1, &archive, "-cf");
+    let out = node.run(&["ingest", "--json", s(&archive)]).success();
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["generation"], 1);
+    assert_eq!(report["serial"], 1);
+    assert_eq!(report["files"], 3);
+    assert_eq!(report["files_written"], 3);
+    assert_eq!(report["agent"], "not-configured");
+    assert_eq!(tree_content(&node.view), policy_files(&gen1));
+    assert_eq!(node.status()["active"]["source"], s(&archive));
+
+    let gen2 = node.signed_tree("gen2", GEN2, 2);
+    let archive = node.drop.join("gen2.tar.gz");
+    tar(&gen2, &archive, "-czf");
+    node.run(&["ingest", s(&archive)]).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(tree_content(&node.view), policy_files(&gen2));
+
+    // Through a pipe, as `ssh server tar c ... | polstore ingest -` would deliver it; the
+    // compression is told by the stream's first bytes.
+    for (serial, flags) in [(3u64, "-cf"), (4, "-czf")] {
+        let files = [
+            ("promises.cf", POLICY),
+            ("lib/common.cf", &*format!("# common, version {serial}\n")),
+        ];
+        let dir = node.signed_tree(&format!("gen{serial}"), &files, serial);
+        let archive = node.drop.join(format!("gen{serial}.archive"));
+        tar(&dir, &archive, flags);
+        let bytes = fs::read(&archive).unwrap();
+        let out = node.run_with(&["ingest", "-"], &[], Some(&bytes)).success();
+        assert!(
+            out.stdout.starts_with(&format!(
+                "generation {serial} active: serial {serial}, 2 files"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(tree_content(&node.view), policy_files(&dir));
+        assert_eq!(node.status()["active"]["source"], "standard input");
+    }
+}
+
+#[test]
+fn manifest_and_signature_given_beside_the_source() {
+    let node = Node::signed();
+    let tree = node.tree("tree", GEN1);
+    let manifest = node.root.join("outside.manifest");
+    let signature = node.root.join("outside.manifest.sig");
+    node.run(&["manifest", s(&tree), "--serial", "7", "-o", s(&manifest)])
+        .success();
+    node.run(&[
+        "sign",
+        "--key",
+        s(&node.secret_key),
+        s(&manifest),
+        "-o",
+        s(&signature),
+    ])
+    .success();
+    // Without them the tree is refused: it carries no manifest.
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        3,
+        "polstore.manifest: missing: a signed manifest is required",
+    );
+    let out = node
+        .run(&[
+            "ingest",
+            s(&tree),
+            "--manifest",
+            s(&manifest),
+            "--signature",
+            s(&signature),
+        ])
+        .success();
+    assert!(
+        out.stdout
+            .starts_with("generation 1 active: serial 7, 3 files")
+    );
+    assert_eq!(tree_content(&node.view), policy_files(&tree));
+    // The store keeps the manifest and signature it verified, beside the tree.
+    let generation = node.store.join("generations/1");
+    assert_eq!(
+        fs::read(generation.join("polstore.manifest")).unwrap(),
+        fs::read(&manifest).unwrap()
+    );
+    assert_eq!(
+        fs::read(generation.join("polstore.manifest.sig")).unwrap(),
+        fs::read(&signature).unwrap()
+    );
+    // `polstore manifest` prints to standard output without -o.
+    let out = node
+        .run(&[
+            "manifest",
+            s(&tree),
+            "--serial",
+            "7",
+            "--source",
+            "server 1",
+        ])
+        .success();
+    let (header, body) = out.stdout.split_once("\n\n").unwrap();
+    assert!(header.starts_with("polstore-manifest 1\nserial 7\ncreated "));
+    assert!(header.ends_with("\nsource server 1"), "{header}");
+    let written = fs::read_to_string(&manifest).unwrap();
+    assert_eq!(body, written.split_once("\n\n").unwrap().1);
+}
+
+#[test]
+fn unsigned_store_accepts_trees_without_a_manifest() {
+    let node = Node::unsigned();
+    let config = fs::read_to_string(node.config_path()).unwrap();
+    assert!(config.contains("require_signature = false"));
+    let out = node.ingest(&node.tree("gen1", GEN1)).success();
+    assert!(
+        out.stdout
+            .starts_with("generation 1 active: serial 1, 3 files")
+    );
+    let out = node.ingest(&node.tree("gen2", GEN2)).success();
+    assert!(
+        out.stdout
+            .starts_with("generation 2 active: serial 2, 3 files")
+    );
+    let status = node.status();
+    assert_eq!(status["active"]["signed_by"], Value::Null);
+    // The manifest polstore computed is kept and describes the tree.
+    let manifest = fs::read_to_string(node.store.join("generations/2/polstore.manifest")).unwrap();
+    util::assert_tree_matches_manifest(&node.generation_tree(2), &manifest);
+    assert_eq!(util::parse_manifest(&manifest).0, 2);
+    // An unsigned manifest still sets the serial, and is still checked.
+    let gen3 = node.tree("gen3", GEN1);
+    node.run(&[
+        "manifest",
+        s(&gen3),
+        "--serial",
+        "10",
+        "-o",
+        s(&gen3.join("polstore.manifest")),
+    ])
+    .success();
+    node.ingest(&gen3).success();
+    assert_eq!(node.status()["active"]["serial"], 10);
+}
+
+#[test]
+fn init_refuses_an_existing_view_directory_unless_adopting_it() {
+    let node = Node::new();
+    util::write_tree(
+        &node.view,
+        &[("promises.cf", POLICY), ("lib/old.cf", "# from before\n")],
+    );
+    set_mode(&node.view.join("lib/old.cf"), 0o600);
+    let original = tree_content(&node.view);
+    assert_refused(
+        &node,
+        &["init", "--view", s(&node.view)],
+        1,
+        "is a directory with policies; use --adopt to take it in as the first generation",
+    );
+    assert!(!node.store.exists());
+    assert!(node.view.symlink_metadata().unwrap().is_dir());
+
+    let out = node
+        .run(&[
+            "init",
+            "--view",
+            s(&node.view),
+            "--trust",
+            s(&node.public_key),
+            "--adopt",
+        ])
+        .success();
+    assert!(
+        out.stdout.contains(&format!(
+            "adopted {} as generation 1 (unsigned, not checked)",
+            node.view.display()
+        )),
+        "{}",
+        out.stdout
+    );
+    node.configure_for_tests();
+    assert!(
+        node.view
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    assert_eq!(tree_content(&node.view), original);
+    let list = node.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["origin"], "adopted");
+    assert_eq!(list[0]["serial"], 0);
+    assert_eq!(list[0]["state"], "good");
+    assert_eq!(list[0]["active"], true);
+    assert_eq!(node.log()[0]["action"], "adopt");
+    // No directory is left beside the view.
+    let beside: Vec<_> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["inputs"]);
+
+    // The first signed policy replaces the adopted one.
+    node.ingest(&node.signed_tree("gen2", GEN1, 1)).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(
+        node.run(&["diff", "1", "2"]).success().stdout,
+        "A lib/common.cf\nD lib/old.cf\nA services/a.cf\n"
+    );
+}
+
+#[test]
+fn adopt_needs_something_to_adopt() {
+    let node = Node::new();
+    assert_refused(
+        &node,
+        &["init", "--view", s(&node.view), "--adopt"],
+        1,
+        "nothing to adopt",
+    );
+    assert!(!node.store.exists());
+}
+
+#[test]
+fn a_second_init_is_refused() {
+    let node = Node::with_generation();
+    let config = fs::read_to_string(node.config_path()).unwrap();
+    assert_refused(
+        &node,
+        &["init", "--view", s(&node.view)],
+        1,
+        "already holds a polstore store; refusing to initialize it",
+    );
+    assert_eq!(fs::read_to_string(node.config_path()).unwrap(), config);
+    assert_eq!(node.list().len(), 1);
+}
+
+#[test]
+fn log_records_rejected_attempts_with_their_check() {
+    let node = Node::with_generation();
+    let tampered = node.signed_tree("tampered", GEN2, 2);
+    fs::write(tampered.join("lib/common.cf"), "# common, version X\n").unwrap();
+    assert_refused(&node, &["ingest", s(&tampered)], 3, "integrity check");
+
+    let broken = node.signed_tree("broken", &[("promises.cf", "bundle agent main {\n")], 2);
+    assert_refused(&node, &["ingest", s(&broken)], 3, "parse check");
+
+    let log = node.log();
+    assert_eq!(log.len(), 3);
+    let tampered_attempt = &log[1];
+    assert_eq!(tampered_attempt["action"], "ingest");
+    assert_eq!(tampered_attempt["outcome"], "rejected");
+    assert_eq!(tampered_attempt["source"], s(&tampered));
+    assert_eq!(tampered_attempt["generation"], Value::Null);
+    assert!(
+        tampered_attempt["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("rejected by the integrity check: lib/common.cf: content does not match")
+    );
+    let checks = tampered_attempt["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0]["name"], "integrity");
+    assert_eq!(checks[0]["passed"], false);
+
+    let broken_attempt = &log[2];
+    assert_eq!(broken_attempt["outcome"], "rejected");
+    let checks: Vec<(&str, bool)> = broken_attempt["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            (
+                check["name"].as_str().unwrap(),
+                check["passed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [("integrity", true), ("freshness", true), ("parse", false)]
+    );
+    assert!(
+        broken_attempt["checks"][2]["output"]
+            .as_str()
+            .unwrap()
+            .contains("error:"),
+        "cf-promises' output is kept: {broken_attempt}"
+    );
+    // status shows the last attempt; the text log and -n agree.
+    assert_eq!(node.status()["last_attempt"], log[2]);
+    let out = node.run(&["log", "-n", "1", "-v"]).success();
+    assert!(out.stdout.starts_with("#3 "), "{}", out.stdout);
+    assert!(out.stdout.contains("FAIL parse"), "{}", out.stdout);
+}
+
+#[test]
+fn a_second_writer_does_not_get_the_lock() {
+    let node = Node::with_generation();
+    let started = node.root.join("check-started");
+    node.add_check("10-slow", &format!("touch {}\nsleep 3", s(&started)));
+    let slow = node.signed_tree("slow", GEN2, 2);
+    let holder = Command::new(POLSTORE)
+        .args(["ingest", s(&slow)])
+        .env("POLSTORE_STORE", &node.store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the slow check never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = node.signed_tree("other", GEN1, 3);
+    assert_refused(
+        &node,
+        &["--lock-timeout", "0", "ingest", s(&other)],
+        1,
+        &format!("is locked by pid {} (polstore ingest", holder.id()),
+    );
+    assert_refused(
+        &node,
+        &["--lock-timeout", "0", "rollback"],
+        1,
+        "gave up after 0 s",
+    );
+    // A writer that may wait gets the lock when the holder is done.
+    fs::remove_file(node.checks.join("10-slow")).unwrap();
+    let waiter = node.run(&["--lock-timeout", "60", "ingest", s(&other)]);
+    assert_eq!(waiter.code, 0, "{waiter:#?}");
+    assert!(
+        waiter.stderr.contains(&format!(
+            "waiting for the store lock, held by pid {}",
+            holder.id()
+        )),
+        "{}",
+        waiter.stderr
+    );
+    let holder = holder.wait_with_output().unwrap();
+    assert!(holder.status.success(), "{holder:?}");
+    assert_eq!(node.active_generation(), Some(3));
+    assert_eq!(node.list().len(), 3);
+}
+
+#[test]
+fn help_and_usage() {
+    for command in [
+        "init", "keygen", "manifest", "sign", "ingest", "status", "list", "log", "rollback",
+        "show", "diff",
+    ] {
+        let out = util::run_polstore(Path::new("/nonexistent"), &[command, "--help"], &[], None);
+        assert_eq!(out.code, 0, "{command} --help: {out:#?}");
+        assert!(
+            out.stdout.contains(&format!("Usage: polstore {command}")),
+            "{command} --help: {}",
+            out.stdout
+        );
+    }
+    let out = util::run_polstore(Path::new("/nonexistent"), &["--help"], &[], None);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout
+            .contains("Exit codes: 0 success, 1 error, 2 usage, 3 candidate")
+    );
+    for usage_error in [
+        &["frobnicate"][..],
+        &["ingest"],
+        &["rollback", "latest"],
+        &["manifest", "."],
+    ] {
+        let out = util::run_polstore(Path::new("/nonexistent"), usage_error, &[], None);
+        assert_eq!(out.code, 2, "{usage_error:?}: {out:#?}");
+        assert!(out.stderr.starts_with("error: "), "{:?}", out.stderr);
+    }
+    // A store that was never made is an error, not a usage error.
+    let out = util::run_polstore(Path::new("/nonexistent"), &["status"], &[], None);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "polstore: /nonexistent is not a polstore store (no format file); create one with 'polstore init'\n"
+    );
+}
+
+#[test]
+fn status_repairs_a_view_that_went_missing() {
+    let node = Node::with_generation();
+    fs::remove_file(&node.view).unwrap();
+    let out = node.run(&["status"]).success();
+    assert!(
+        out.stderr.contains("polstore: recovery: pointed the view"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    // Someone put a directory in its place: polstore does not touch it.
+    fs::remove_file(&node.view).unwrap();
+    fs::create_dir(&node.view).unwrap();
+    assert_refused(
+        &node,
+        &["rollback"],
+        1,
+        "is not polstore's symlink; polstore will not replace what someone put there",
+    );
+    assert!(node.view.symlink_metadata().unwrap().is_dir());
+    // Once it is moved away, polstore restores the view.
+    fs::remove_dir(&node.view).unwrap();
+    node.run(&["status"]).success();
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+}
+
+#[test]
+fn agent_run_confirms_a_new_generation() {
+    let node = Node::signed();
+    let workdir = node.enable_agent();
+    let marker = node.root.join("agent-was-here");
+    let tree = node.signed_tree("gen1", &[("promises.cf", MARKER_POLICY)], 1);
+    let out = node
+        .run_with(
+            &["ingest", s(&tree)],
+            &[
+                ("CFENGINE_TEST_OVERRIDE_WORKDIR", s(&workdir)),
+                ("POLSTORE_MARKER", s(&marker)),
+            ],
+            None,
+        )
+        .success();
+    assert!(
+        out.stdout.ends_with(", agent run succeeded\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(marker.exists(), "cf-agent did not run the new policy");
+    let list = node.list();
+    assert_eq!(list[0]["state"], "good");
+    assert_eq!(list[0]["reason"], Value::Null);
+}
+
+#[test]
+fn failing_agent_run_rolls_back() {
+    let node = Node::signed();
+    let workdir = node.enable_agent();
+    let env = [("CFENGINE_TEST_OVERRIDE_WORKDIR", s(&workdir))];
+    let gen1 = node.signed_tree("gen1", &[("promises.cf", POLICY)], 1);
+    node.run_with(&["ingest", s(&gen1)], &env, None).success();
+
+    let gen2 = node.signed_tree("gen2", &[("promises.cf", ABORTING_POLICY)], 2);
+    let before = node.snapshot();
+    let out = node.run_with(&["ingest", s(&gen2)], &env, None);
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "polstore: rejected by the agent run check: generation 2 failed: /usr/bin/cf-agent exited with status 6"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("; rolled back to generation 1"),
+        "{}",
+        out.stderr
+    );
+    // The view points back at generation 1, as before.
+    assert_eq!(node.snapshot(), before);
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+
+    let list = node.list();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["generation"], 2);
+    assert_eq!(list[1]["state"], "failed");
+    assert_eq!(list[1]["active"], false);
+    assert!(
+        list[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 6"),
+        "{}",
+        list[1]
+    );
+    let log = node.log();
+    let last = log.last().unwrap();
+    assert_eq!(last["outcome"], "rolled-back");
+    assert_eq!(last["generation"], 2);
+    // Its serial stays used: the same manifest cannot come back.
+    assert_eq!(node.status()["serial_max"], 2);
+    // `rollback` without a target skips the failed generation.
+    let out = node.run(&["rollback", "2"]).success();
+    assert!(out.stdout.contains("generation 2 active"));
+    let out = node.run(&["rollback"]).success();
+    assert_eq!(out.stdout, "generation 1 active (serial 1), was 2\n");
+}
+
+#[test]
+fn failing_agent_run_without_confirm_stays_active() {
+    let node = Node::signed();
+    let workdir = node.enable_agent();
+    node.set_config("agent", "confirm", "false");
+    let env = [("CFENGINE_TEST_OVERRIDE_WORKDIR", s(&workdir))];
+    node.run_with(
+        &[
+            "ingest",
+            s(&node.signed_tree("gen1", &[("promises.cf", POLICY)], 1)),
+        ],
+        &env,
+        None,
+    )
+    .success();
+    let gen2 = node.signed_tree("gen2", &[("promises.cf", ABORTING_POLICY)], 2);
+    let out = node.run_with(&["ingest", s(&gen2)], &env, None).success();
+    assert!(
+        out.stdout
+            .contains("agent run FAILED but confirm is off, so it stays: /usr/bin/cf-agent exited with status 6"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
+    assert_eq!(node.list()[1]["state"], "good");
+}

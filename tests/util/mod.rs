@@ -1,0 +1,644 @@
+//! Shared fixtures: a `Node` (temp dir with a store, a view, a signify key pair and a drop
+//! directory), policy-tree and manifest helpers, and runners for the real `polstore` binary.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The path of the binary under test.
+pub const POLSTORE: &str = env!("CARGO_BIN_EXE_polstore");
+
+/// A minimal policy that cf-promises accepts.
+pub const POLICY: &str = r#"body common control
+{
+  bundlesequence => { "main" };
+}
+bundle agent main
+{
+  reports:
+    "hello";
+}
+"#;
+
+/// A policy that cf-promises accepts and that makes cf-agent create the file named by
+/// the POLSTORE_MARKER environment variable.
+pub const MARKER_POLICY: &str = r#"body common control
+{
+  bundlesequence => { "main" };
+}
+bundle agent main
+{
+  vars:
+    "marker" string => getenv("POLSTORE_MARKER", 4096);
+  files:
+    "$(marker)" create => "true";
+}
+"#;
+
+/// A policy that parses, but on which cf-agent aborts (exit status 6).
+pub const ABORTING_POLICY: &str = r#"body common control
+{
+  bundlesequence => { "main" };
+}
+body agent control
+{
+  abortclasses => { "polstore_test_abort" };
+}
+bundle agent main
+{
+  classes:
+    "polstore_test_abort" expression => "any";
+  reports:
+    "hello";
+}
+"#;
+
+/// How a `polstore` run ended.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Panics with the whole output unless the command exited 0.
+    pub fn success(self) -> Out {
+        assert_eq!(self.code, 0, "polstore failed: {self:#?}");
+        self
+    }
+}
+
+/// Turns a path into an argument; every temp path in these tests is UTF-8.
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Runs `program` with `args`, failing the test if it cannot start or exits non-zero.
+pub fn tool<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs the polstore binary with `store` in POLSTORE_STORE, extra environment and an
+/// optional standard input.
+pub fn run_polstore<S: AsRef<OsStr>>(
+    store: &Path,
+    args: &[S],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Out {
+    let mut command = Command::new(POLSTORE);
+    command
+        .args(args)
+        .env("POLSTORE_STORE", store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("cannot start polstore");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // polstore may refuse before reading everything; a broken pipe is its answer.
+        let _ = pipe.write_all(input);
+    }
+    let output = child.wait_with_output().expect("cannot wait for polstore");
+    Out {
+        code: output
+            .status
+            .code()
+            .expect("polstore was killed by a signal"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Writes `files` (path, content) under `dir` with mode 0644, creating directories.
+pub fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let full = dir.join(path);
+        fs::create_dir_all(full.parent().unwrap()).unwrap();
+        fs::write(&full, content).unwrap();
+        set_mode(&full, 0o644);
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Every regular file under `dir` (symlinks at the top followed), by relative path, with
+/// its permission bits and content. Panics on anything but files and directories.
+pub fn tree_content(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    fn walk(dir: &Path, prefix: &str, into: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let path = format!("{prefix}{name}");
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                walk(&entry.path(), &format!("{path}/"), into);
+            } else {
+                assert!(kind.is_file(), "{path} is neither a file nor a directory");
+                into.insert(
+                    path,
+                    (mode_of(&entry.path()), fs::read(entry.path()).unwrap()),
+                );
+            }
+        }
+    }
+    let mut content = BTreeMap::new();
+    walk(dir, "", &mut content);
+    content
+}
+
+/// One line of a manifest's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestLine {
+    pub hash: String,
+    pub mode: u32,
+    pub size: u64,
+    pub path: String,
+}
+
+/// Parses a manifest by hand: the serial from the header, the entries after the blank line.
+pub fn parse_manifest(text: &str) -> (u64, Vec<ManifestLine>) {
+    let (header, body) = text.split_once("\n\n").expect("manifest has a blank line");
+    let serial = header
+        .lines()
+        .find_map(|line| line.strip_prefix("serial "))
+        .expect("manifest has a serial")
+        .parse()
+        .unwrap();
+    let entries = body
+        .lines()
+        .map(|line| {
+            let mut fields = line.splitn(4, ' ');
+            let mut next = || fields.next().expect("four fields");
+            ManifestLine {
+                hash: next().to_string(),
+                mode: u32::from_str_radix(next(), 8).unwrap(),
+                size: next().parse().unwrap(),
+                path: next().to_string(),
+            }
+        })
+        .collect();
+    (serial, entries)
+}
+
+/// Asserts that `tree` holds exactly the files `manifest` lists, with their blake3, size
+/// and mode.
+pub fn assert_tree_matches_manifest(tree: &Path, manifest: &str) {
+    let (_, entries) = parse_manifest(manifest);
+    let content = tree_content(tree);
+    let listed: Vec<&str> = entries.iter().map(|entry| entry.path.as_str()).collect();
+    let found: Vec<&str> = content.keys().map(String::as_str).collect();
+    assert_eq!(found, listed, "files of {}", tree.display());
+    for entry in &entries {
+        let (mode, bytes) = &content[&entry.path];
+        assert_eq!(*mode, entry.mode, "mode of {}", entry.path);
+        assert_eq!(bytes.len() as u64, entry.size, "size of {}", entry.path);
+        assert_eq!(
+            blake3::hash(bytes).to_hex().as_str(),
+            entry.hash,
+            "blake3 of {}",
+            entry.path
+        );
+    }
+}
+
+/// What a refused command must leave exactly as it was.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `status --json`'s `.active.generation`, or None when status fails or nothing is
+    /// active.
+    pub active: Option<u64>,
+    pub view_target: Option<PathBuf>,
+    pub view_content: Option<BTreeMap<String, (u32, Vec<u8>)>>,
+}
+
+/// A node: a temp dir holding a store path, a view path (`<tmp>/node/inputs`, parent
+/// created), a signify key pair made by `polstore keygen`, a drop directory and an empty
+/// checks directory.
+pub struct Node {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub store: PathBuf,
+    pub view: PathBuf,
+    pub public_key: PathBuf,
+    pub secret_key: PathBuf,
+    pub drop: PathBuf,
+    pub checks: PathBuf,
+}
+
+impl Node {
+    /// A node with keys but no store yet.
+    pub fn new() -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        // Canonical, so that paths compare equal to what polstore prints.
+        let root = tmp.path().canonicalize().unwrap();
+        let node = Node {
+            store: root.join("store"),
+            view: root.join("node").join("inputs"),
+            public_key: root.join("keys").join("polstore.pub"),
+            secret_key: root.join("keys").join("polstore.sec"),
+            drop: root.join("drop"),
+            checks: root.join("checks.d"),
+            root,
+            _tmp: tmp,
+        };
+        for dir in [
+            node.view.parent().unwrap(),
+            node.public_key.parent().unwrap(),
+            &node.drop,
+            &node.checks,
+        ] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let out = node.run(&[
+            "keygen",
+            "--public",
+            s(&node.public_key),
+            "--secret",
+            s(&node.secret_key),
+        ]);
+        out.success();
+        node
+    }
+
+    /// A node whose store trusts its key (signatures required), set up for tests.
+    pub fn signed() -> Node {
+        let node = Node::new();
+        node.run(&[
+            "init",
+            "--view",
+            s(&node.view),
+            "--trust",
+            s(&node.public_key),
+        ])
+        .success();
+        node.configure_for_tests();
+        node
+    }
+
+    /// A node whose store accepts unsigned policy, set up for tests.
+    pub fn unsigned() -> Node {
+        let node = Node::new();
+        node.run(&["init", "--view", s(&node.view)]).success();
+        node.configure_for_tests();
+        node
+    }
+
+    /// A signed node with generation 1 (serial 1, [`POLICY`] and `lib/common.cf`) active.
+    pub fn with_generation() -> Node {
+        let node = Node::signed();
+        let tree = node.signed_tree(
+            "gen1",
+            &[("promises.cf", POLICY), ("lib/common.cf", "# common\n")],
+            1,
+        );
+        node.ingest(&tree).success();
+        assert_eq!(node.active_generation(), Some(1));
+        node
+    }
+
+    /// User checks come from this node's own directory; no agent run.
+    pub fn configure_for_tests(&self) {
+        self.set_config("checks", "dir", &toml_string(s(&self.checks)));
+        self.set_config("agent", "command", "[]");
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.store.join("polstore.toml")
+    }
+
+    /// Sets `key = value` (value in TOML syntax) in `[section]` of the store's config,
+    /// replacing the key's line if the section has one.
+    pub fn set_config(&self, section: &str, key: &str, value: &str) {
+        let text = fs::read_to_string(self.config_path()).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let header = format!("[{section}]");
+        let start = match lines.iter().position(|line| line.trim() == header) {
+            Some(index) => index,
+            None => {
+                lines.push(header);
+                lines.len() - 1
+            }
+        };
+        let end = lines[start + 1..]
+            .iter()
+            .position(|line| line.trim_start().starts_with('['))
+            .map_or(lines.len(), |offset| start + 1 + offset);
+        let new_line = format!("{key} = {value}");
+        let existing = (start + 1..end).find(|&index| {
+            lines[index]
+                .split_once('=')
+                .is_some_and(|(name, _)| name.trim() == key && !name.trim_start().starts_with('#'))
+        });
+        match existing {
+            Some(index) => lines[index] = new_line,
+            None => lines.insert(start + 1, new_line),
+        }
+        fs::write(self.config_path(), lines.join("\n") + "\n").unwrap();
+    }
+
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Out {
+        run_polstore(&self.store, args, &[], None)
+    }
+
+    pub fn run_with<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Out {
+        run_polstore(&self.store, args, env, stdin)
+    }
+
+    pub fn ingest(&self, source: &Path) -> Out {
+        self.run(&["ingest", s(source)])
+    }
+
+    /// A new directory `name` in the drop directory holding `files`.
+    pub fn tree(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.drop.join(name);
+        assert!(!dir.exists(), "{} exists already", dir.display());
+        fs::create_dir_all(&dir).unwrap();
+        write_tree(&dir, files);
+        dir
+    }
+
+    /// Writes `dir/polstore.manifest` with `polstore manifest` and signs it with
+    /// `polstore sign` into `dir/polstore.manifest.sig`.
+    pub fn sign_tree(&self, dir: &Path, serial: u64) {
+        let manifest = dir.join("polstore.manifest");
+        self.run(&[
+            "manifest",
+            s(dir),
+            "--serial",
+            &serial.to_string(),
+            "-o",
+            s(&manifest),
+        ])
+        .success();
+        self.sign(&manifest);
+    }
+
+    /// Signs `manifest` with the node's key into `manifest.sig`.
+    pub fn sign(&self, manifest: &Path) {
+        self.run(&["sign", "--key", s(&self.secret_key), s(manifest)])
+            .success();
+    }
+
+    /// [`Node::tree`] then [`Node::sign_tree`].
+    pub fn signed_tree(&self, name: &str, files: &[(&str, &str)], serial: u64) -> PathBuf {
+        let dir = self.tree(name, files);
+        self.sign_tree(&dir, serial);
+        dir
+    }
+
+    /// Puts an executable user check `name` with `script` (a shell script body) in the
+    /// checks directory.
+    pub fn add_check(&self, name: &str, script: &str) {
+        let path = self.checks.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        set_mode(&path, 0o755);
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.run(&["status", "--json"]).success();
+        serde_json::from_str(&out.stdout).expect("status --json prints JSON")
+    }
+
+    pub fn list(&self) -> Vec<Value> {
+        let out = self.run(&["list", "--json"]).success();
+        serde_json::from_str(&out.stdout).expect("list --json prints a JSON array")
+    }
+
+    pub fn log(&self) -> Vec<Value> {
+        let out = self.run(&["log", "--json"]).success();
+        serde_json::from_str(&out.stdout).expect("log --json prints a JSON array")
+    }
+
+    pub fn active_generation(&self) -> Option<u64> {
+        self.status()["active"]["generation"].as_u64()
+    }
+
+    pub fn generation_tree(&self, generation: u64) -> PathBuf {
+        self.store
+            .join("generations")
+            .join(generation.to_string())
+            .join("tree")
+    }
+
+    pub fn view_target(&self) -> Option<PathBuf> {
+        fs::read_link(&self.view).ok()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let status = self.run(&["status", "--json"]);
+        let active = if status.code == 0 {
+            let json: Value = serde_json::from_str(&status.stdout).unwrap();
+            json["active"]["generation"].as_u64()
+        } else {
+            None
+        };
+        Snapshot {
+            active,
+            view_target: self.view_target(),
+            view_content: self.view.is_dir().then(|| tree_content(&self.view)),
+        }
+    }
+
+    /// Prepares a private CFengine work directory for cf-agent (pass it to polstore as
+    /// CFENGINE_TEST_OVERRIDE_WORKDIR) and makes the agent command the real cf-agent.
+    pub fn enable_agent(&self) -> PathBuf {
+        let workdir = self.root.join("cfengine");
+        fs::create_dir_all(workdir.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/cf-promises", workdir.join("bin/cf-promises"))
+            .unwrap();
+        let status = Command::new("cf-key")
+            .env("CFENGINE_TEST_OVERRIDE_WORKDIR", &workdir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("cannot run cf-key");
+        assert!(status.success(), "cf-key failed");
+        self.set_config(
+            "agent",
+            "command",
+            r#"["/usr/bin/cf-agent", "-K", "-f", "{tree}/promises.cf"]"#,
+        );
+        workdir
+    }
+
+    /// The names left in `<store>/staging`.
+    pub fn staging_leftovers(&self) -> Vec<String> {
+        fs::read_dir(self.store.join("staging"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+}
+
+/// A TOML basic string (the test paths hold no quotes or backslashes).
+pub fn toml_string(text: &str) -> String {
+    assert!(!text.contains(['"', '\\']));
+    format!("\"{text}\"")
+}
+
+/// Runs `args` on `node` and asserts a refusal: exit code `expected_exit`, standard error
+/// exactly one line starting with `polstore: ` and containing `fragment`, and the active
+/// generation, the view's symlink target and the view's content all unchanged.
+pub fn assert_refused<S: AsRef<OsStr> + std::fmt::Debug>(
+    node: &Node,
+    args: &[S],
+    expected_exit: i32,
+    fragment: &str,
+) -> Out {
+    assert_refused_with(node, args, None, expected_exit, fragment)
+}
+
+/// [`assert_refused`] with bytes on standard input.
+pub fn assert_refused_with<S: AsRef<OsStr> + std::fmt::Debug>(
+    node: &Node,
+    args: &[S],
+    stdin: Option<&[u8]>,
+    expected_exit: i32,
+    fragment: &str,
+) -> Out {
+    let before = node.snapshot();
+    let out = node.run_with(args, &[], stdin);
+    assert_eq!(
+        out.code, expected_exit,
+        "exit code of polstore {args:?}: {out:#?}"
+    );
+    assert!(
+        out.stderr.starts_with("polstore: ") && out.stderr.ends_with('\n'),
+        "stderr of polstore {args:?} is not a 'polstore: ' line: {:?}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.lines().count(),
+        1,
+        "stderr of polstore {args:?} is not one line: {:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(fragment),
+        "stderr of polstore {args:?} lacks {fragment:?}: {:?}",
+        out.stderr
+    );
+    let after = node.snapshot();
+    assert_eq!(
+        before, after,
+        "polstore {args:?} changed the active generation or the view"
+    );
+    out
+}
+
+/// An ingest of `source` refused by a check (exit 3) with `fragment` in the message, the
+/// active generation named as staying active, and nothing left in staging.
+pub fn assert_ingest_refused(node: &Node, source: &Path, fragment: &str) -> Out {
+    assert_ingest_refused_with(node, &["ingest", s(source)], None, fragment)
+}
+
+pub fn assert_ingest_refused_with(
+    node: &Node,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    fragment: &str,
+) -> Out {
+    let active = node.active_generation();
+    let out = assert_refused_with(node, args, stdin, 3, fragment);
+    if let Some(active) = active {
+        assert!(
+            out.stderr
+                .trim_end()
+                .ends_with(&format!("; generation {active} stays active")),
+            "{:?}",
+            out.stderr
+        );
+    }
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+    out
+}
+
+/// Writes a tar archive at `path` with python3's tarfile module. Each entry is a JSON
+/// object: `{"name", "kind": "file"|"dir"|"symlink"|"hardlink"|"char"|"fifo"|"zeros",
+/// "data", "mode", "target", "size"}`; `gzip` compresses it (level 1).
+pub fn python_tar(path: &Path, entries: Value, gzip: bool) {
+    const SCRIPT: &str = r#"
+import io, json, sys, tarfile
+
+class Zeros(io.RawIOBase):
+    def __init__(self, size):
+        self.left = size
+    def readable(self):
+        return True
+    def readinto(self, buffer):
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+path, spec, gzip = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1"
+kinds = {"file": tarfile.REGTYPE, "zeros": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
+         "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE,
+         "fifo": tarfile.FIFOTYPE}
+options = {"compresslevel": 1} if gzip else {}
+with tarfile.open(path, "w:gz" if gzip else "w", format=tarfile.GNU_FORMAT, **options) as archive:
+    for entry in spec:
+        info = tarfile.TarInfo(entry["name"])
+        info.type = kinds[entry["kind"]]
+        info.mode = entry.get("mode", 0o755 if entry["kind"] == "dir" else 0o644)
+        info.linkname = entry.get("target", "")
+        if entry["kind"] == "char":
+            info.devmajor, info.devminor = 1, 3
+        if entry["kind"] == "file":
+            data = entry.get("data", "").encode()
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        elif entry["kind"] == "zeros":
+            info.size = entry["size"]
+            archive.addfile(info, io.BufferedReader(Zeros(info.size), 1 << 20))
+        else:
+            archive.addfile(info)
+"#;
+    tool(
+        "python3",
+        &[
+            "-c",
+            SCRIPT,
+            s(path),
+            &entries.to_string(),
+            if gzip { "1" } else { "0" },
+        ],
+    );
+}
