@@ -80,13 +80,6 @@ fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// What integrity established about the candidate.
-pub struct Verified {
-    pub manifest: Manifest,
-    /// Key number of the key whose signature verified.
-    pub signed_by: Option<String>,
-}
-
 /// The signature (when there is one, or when one is required) and every file against the
 /// manifest: hash, size, mode, nothing missing, nothing extra.
 pub fn integrity(

@@ -250,10 +250,6 @@ impl ReadTxn {
         Ok(self.txn.open_table(OBJECTS)?.get(hash.0)?.is_some())
     }
 
-    pub fn object_count(&self) -> Result<u64, DbError> {
-        Ok(self.txn.open_table(OBJECTS)?.len()?)
-    }
-
     pub fn manifest(&self, generation: u64) -> Result<ManifestRecord, DbError> {
         let table = self.txn.open_table(MANIFESTS)?;
         let value = table.get(generation)?.ok_or_else(|| {

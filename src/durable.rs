@@ -29,25 +29,6 @@ pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<
     file.sync_all()
 }
 
-/// Writes `content` to `path` by way of a temporary file in the same directory, so that a
-/// reader sees either the old or the new content, never a mix.
-///
-/// Order: write and fsync the temporary file, rename it over `path`, fsync the directory.
-/// After a crash before the rename the old content stays and a `.tmp` file may be left for
-/// the caller's cleanup; after the directory sync the new content is durable.
-pub fn replace_file(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    let directory = parent_of(path)?;
-    let temporary = path.with_extension("polstore-tmp");
-    match fs::remove_file(&temporary) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    create_file_synced(&temporary, content, mode)?;
-    fs::rename(&temporary, path)?;
-    sync_directory(directory)
-}
-
 /// Points the symlink `link` at `target`, atomically: a reader of `link` sees the old
 /// target or the new one, never a missing path.
 ///
