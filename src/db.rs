@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use redb::{
-    ConcurrencyMode, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{ConcurrencyMode, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::manifest::Hash;
 use crate::records::{self, AttemptRecord, GenerationRecord, ManifestRecord, StateRecord};
