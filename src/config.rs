@@ -18,9 +18,11 @@ const CONFIG_BYTES_MAX: u64 = 1 << 20;
 pub struct Config {
     /// The symlink the agent reads; polstore points it at the active generation.
     pub view: PathBuf,
-    /// How many generations garbage collection keeps.
-    #[serde(default = "defaults::keep")]
-    pub keep: u32,
+    /// How many of the newest generations garbage collection keeps, besides the active
+    /// one, the last good one before it and pinned ones. When set, `gc` runs after every
+    /// successful ingest; when absent, only `polstore gc` collects.
+    #[serde(default)]
+    pub keep: Option<u32>,
     #[serde(default)]
     pub trust: TrustConfig,
     #[serde(default)]
@@ -29,6 +31,40 @@ pub struct Config {
     pub agent: AgentConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub fetch: FetchConfig,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// How `polstore update` gets new policy, and where `verify --repair` finds a fresh copy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Run by `update` (and by `verify --repair` when it needs a fresh copy); it leaves the
+    /// policy tree or tarball at `drop`. `{drop}` and `{force}` (`1` with `--force`,
+    /// else `0`) are replaced; POLSTORE_DROP and POLSTORE_FORCE are set too. Empty: the
+    /// transport runs on its own and `update` only ingests what is at `drop`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Where new policy arrives: a directory, or a .tar/.tar.gz file.
+    pub drop: Option<PathBuf>,
+    #[serde(default = "defaults::fetch_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Re-run the parse check (cf-promises) on the active generation in `verify`.
+    #[serde(default = "defaults::yes")]
+    pub parse: bool,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { parse: true }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -83,8 +119,8 @@ pub struct LimitsConfig {
 mod defaults {
     use std::path::PathBuf;
 
-    pub fn keep() -> u32 {
-        10
+    pub fn fetch_timeout_secs() -> u64 {
+        600
     }
     pub fn yes() -> bool {
         true
@@ -224,6 +260,16 @@ impl Config {
         if !self.view.is_absolute() {
             return Err(format!("view {:?} must be an absolute path", self.view));
         }
+        if let Some(drop) = &self.fetch.drop
+            && !drop.is_absolute()
+        {
+            return Err(format!("fetch.drop {drop:?} must be an absolute path"));
+        }
+        if !self.fetch.command.is_empty() && self.fetch.drop.is_none() {
+            return Err(
+                "fetch.command is set but fetch.drop is not: say where it leaves the policy".into(),
+            );
+        }
         for key in &self.trust.keys {
             if !key.is_absolute() {
                 return Err(format!("trust key {key:?} must be an absolute path"));
@@ -237,6 +283,7 @@ impl Config {
             ("limits.path_bytes_max", limits.path_bytes_max as u64),
             ("checks.timeout_secs", self.checks.timeout_secs),
             ("agent.timeout_secs", self.agent.timeout_secs),
+            ("fetch.timeout_secs", self.fetch.timeout_secs),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -282,7 +329,9 @@ pub fn default_config_text(view: &Path, keys: &[PathBuf]) -> String {
 # active generation and switches it atomically.
 view = {view}
 
-# Generations kept by garbage collection, besides the active one and pinned ones.
+# Generations kept by garbage collection: the newest `keep`, plus the active one,
+# the last good one before it and pinned ones (`polstore pin`). With `keep` set, gc
+# runs after every successful ingest; without it, only `polstore gc` collects.
 keep = 10
 
 [trust]
@@ -319,6 +368,22 @@ file_bytes_max = 33554432      # 32 MiB
 tree_bytes_max = 2147483648    # 2 GiB
 depth_max = 32
 path_bytes_max = 1024
+
+[fetch]
+# Run by `polstore update`, and by `verify --repair` when it needs a fresh copy. It
+# must leave the policy tree (a directory) or a .tar/.tar.gz at `drop`. {{drop}} and
+# {{force}} (1 with `update --force`, else 0) are replaced; POLSTORE_DROP and
+# POLSTORE_FORCE are set too. Examples:
+#   command = ["/usr/bin/rsync", "-a", "--delete", "server::policy/", "{{drop}}/"]
+#   command = ["/usr/bin/curl", "-fsSo", "{{drop}}", "https://server/policy.tar.gz"]
+command = []
+# drop = "/var/lib/polstore-drop"
+timeout_secs = 600
+
+[verify]
+# Re-run the parse check on the active generation: a policy can stop parsing when
+# cf-promises or the node changes, even though its bytes did not.
+parse = true
 "#,
         view = quote(view),
         keys = keys.join(", "),
@@ -372,7 +437,9 @@ mod tests {
         assert_eq!(config.view, Path::new("/var/cfengine/inputs"));
         assert_eq!(config.trust.keys, [PathBuf::from("/etc/k\"ey.pub")]);
         assert!(config.trust.require_signature);
-        assert_eq!(config.keep, 10);
+        assert_eq!(config.keep, Some(10));
+        assert!(config.verify.parse);
+        assert!(config.fetch.command.is_empty());
         assert_eq!(config.checks.cf_promises, defaults::cf_promises());
         assert_eq!(config.agent.command, defaults::agent_command());
         assert_eq!(config.limits.file_bytes_max, 32 << 20);

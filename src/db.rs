@@ -3,12 +3,15 @@
 //! Only this module names redb. Every object read back is checked against its hash; every
 //! record is decoded through [`crate::records`], which checks its version byte.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use redb::{ConcurrencyMode, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::manifest::Hash;
-use crate::records::{self, AttemptRecord, GenerationRecord, ManifestRecord, StateRecord};
+use crate::records::{
+    self, AttemptRecord, GenerationRecord, HealthRecord, ManifestRecord, StateRecord,
+};
 
 const OBJECTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("objects");
 const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("manifests");
@@ -16,6 +19,9 @@ const GENERATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("generatio
 const ATTEMPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("attempts");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const STATE_KEY: &str = "state";
+/// Keys of the `state` table holding a [`HealthRecord`].
+pub const LAST_VERIFY_KEY: &str = "last-verify";
+pub const LAST_UPDATE_KEY: &str = "last-update";
 
 /// The page cache redb may use. Small on purpose: objects are read once per use, and
 /// polstore must stay light on the nodes it runs on.
@@ -25,9 +31,9 @@ pub const ATTEMPTS_KEPT_MAX: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database: {0}")]
+    #[error("database: {0} (run 'polstore verify')")]
     Redb(#[from] redb::Error),
-    #[error("database is corrupt: {0}")]
+    #[error("database is corrupt: {0}; 'polstore verify --repair' repairs it")]
     Corrupt(String),
 }
 
@@ -45,7 +51,8 @@ redb_from!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::CompactionError
 );
 
 impl From<records::RecordError> for DbError {
@@ -61,6 +68,16 @@ fn builder() -> redb::Builder {
     // same time from other processes.
     builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
     builder
+}
+
+/// Runs `body`, turning a panic inside redb (which it raises on some damaged pages) into
+/// [`DbError::Corrupt`] without printing it: damage must be reported as damage.
+pub fn without_panics<T>(body: impl FnOnce() -> T) -> Result<T, DbError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    std::panic::set_hook(hook);
+    result.map_err(|_| DbError::Corrupt("redb failed on damaged pages".to_string()))
 }
 
 /// A database opened by the holder of the store lock.
@@ -95,7 +112,7 @@ impl Db {
 
     pub fn open(path: &Path) -> Result<Db, DbError> {
         Ok(Db {
-            database: builder().open(path)?,
+            database: without_panics(|| builder().open(path))??,
         })
     }
 
@@ -118,12 +135,41 @@ impl Db {
             txn: self.database.begin_read()?,
         })
     }
+
+    /// Checks redb's own checksums over every page. `Ok(false)`: the last commit was
+    /// damaged and redb rolled the database back to the one before.
+    pub fn check_integrity(&mut self) -> Result<bool, DbError> {
+        Ok(self.database.check_integrity()?)
+    }
+
+    /// Bytes the file holds that no table uses (freed pages, partly filled pages).
+    pub fn fragmented_bytes(&self) -> Result<u64, DbError> {
+        let txn = self.database.begin_write()?;
+        let bytes = txn.stats()?.fragmented_bytes();
+        txn.abort()?;
+        Ok(bytes)
+    }
+
+    /// Gives freed pages back to the file system. Returns false when a reader in another
+    /// process holds a transaction open, which compaction must wait for; gc then leaves it
+    /// for next time.
+    pub fn compact(&mut self) -> Result<bool, DbError> {
+        let mut compacted = false;
+        loop {
+            match self.database.compact() {
+                Ok(true) => compacted = true,
+                Ok(false) => return Ok(compacted),
+                Err(redb::CompactionError::TransactionInProgress) => return Ok(false),
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
 }
 
 impl DbReader {
     pub fn open(path: &Path) -> Result<DbReader, DbError> {
         Ok(DbReader {
-            database: builder().open_read_only(path)?,
+            database: without_panics(|| builder().open_read_only(path))??,
         })
     }
 
@@ -166,6 +212,45 @@ impl WriteTxn {
             "object content does not match its hash"
         );
         self.txn.open_table(OBJECTS)?.insert(hash.0, content)?;
+        Ok(())
+    }
+
+    /// Replaces a stored object whose content was found damaged.
+    pub fn replace_object(&mut self, hash: Hash, content: &[u8]) -> Result<(), DbError> {
+        self.put_object(hash, content)
+    }
+
+    /// Removes one object. Returns whether it was there.
+    pub fn remove_object(&mut self, hash: Hash) -> Result<bool, DbError> {
+        Ok(self.txn.open_table(OBJECTS)?.remove(hash.0)?.is_some())
+    }
+
+    /// Removes every object not in `keep`. Returns how many and their bytes.
+    pub fn retain_objects(&mut self, keep: &HashSet<Hash>) -> Result<(u64, u64), DbError> {
+        let mut table = self.txn.open_table(OBJECTS)?;
+        let mut removed = (0u64, 0u64);
+        table.retain(|hash, content| {
+            let kept = keep.contains(&Hash(hash));
+            if !kept {
+                removed.0 += 1;
+                removed.1 += content.len() as u64;
+            }
+            kept
+        })?;
+        Ok(removed)
+    }
+
+    /// Removes a generation's record and manifest.
+    pub fn remove_generation(&mut self, generation: u64) -> Result<(), DbError> {
+        self.txn.open_table(GENERATIONS)?.remove(generation)?;
+        self.txn.open_table(MANIFESTS)?.remove(generation)?;
+        Ok(())
+    }
+
+    pub fn put_health(&mut self, key: &str, record: &HealthRecord) -> Result<(), DbError> {
+        self.txn
+            .open_table(STATE)?
+            .insert(key, records::encode(record).as_slice())?;
         Ok(())
     }
 
@@ -246,6 +331,27 @@ impl ReadTxn {
 
     pub fn has_object(&self, hash: Hash) -> Result<bool, DbError> {
         Ok(self.txn.open_table(OBJECTS)?.get(hash.0)?.is_some())
+    }
+
+    /// Re-hashes every stored object and calls `visit` with its hash, size and whether its
+    /// content still matches the hash.
+    pub fn check_objects(&self, visit: &mut dyn FnMut(Hash, u64, bool)) -> Result<(), DbError> {
+        let table = self.txn.open_table(OBJECTS)?;
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let hash = Hash(key.value());
+            let content = value.value();
+            visit(hash, content.len() as u64, Hash::of(content) == hash);
+        }
+        Ok(())
+    }
+
+    pub fn health(&self, key: &str) -> Result<Option<HealthRecord>, DbError> {
+        let table = self.txn.open_table(STATE)?;
+        let value = table.get(key)?;
+        Ok(value
+            .map(|value| records::decode(value.value()))
+            .transpose()?)
     }
 
     pub fn manifest(&self, generation: u64) -> Result<ManifestRecord, DbError> {

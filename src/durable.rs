@@ -29,6 +29,18 @@ pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<
     file.sync_all()
 }
 
+/// Creates directory `path` (and missing parents) with mode 0755 whatever the umask, the
+/// mode `verify` expects of every directory in a tree: readable by the agent, writable by
+/// root only. Creating does not sync; the caller syncs the parent.
+pub fn create_tree_directory(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
 /// Points the symlink `link` at `target`, atomically: a reader of `link` sees the old
 /// target or the new one, never a missing path.
 ///

@@ -81,7 +81,7 @@ pub enum Error {
     },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("store is damaged: {0}")]
+    #[error("store is damaged: {}", with_verify_hint(.0))]
     Corrupt(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -94,6 +94,15 @@ pub enum Error {
         holder: String,
         waited_secs: u64,
     },
+}
+
+/// Damage is for `polstore verify` to diagnose; say so unless the message already does.
+fn with_verify_hint(message: &str) -> String {
+    if message.contains("polstore verify") {
+        message.to_string()
+    } else {
+        format!("{message}; run 'polstore verify'")
+    }
 }
 
 fn describe_io(error: &io::Error) -> String {

@@ -85,7 +85,7 @@ struct Staging {
 
 impl Staging {
     fn new(tree: PathBuf, linkable: HashMap<(Hash, u32), PathBuf>) -> Result<Staging> {
-        fs::create_dir_all(&tree).map_err(Error::io("cannot create staging", &tree))?;
+        durable::create_tree_directory(&tree).map_err(Error::io("cannot create staging", &tree))?;
         Ok(Staging {
             tree,
             entries: BTreeMap::new(),
@@ -103,7 +103,7 @@ impl Staging {
         for directory in policy_path::ancestors(&path) {
             if self.directories.insert(directory.to_string()) {
                 let full = self.tree.join(directory);
-                fs::create_dir(&full)
+                durable::create_tree_directory(&full)
                     .map_err(Error::io("cannot create directory in staging", &full))?;
             }
         }

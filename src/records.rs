@@ -100,6 +100,10 @@ pub enum Action {
     Adopt,
     Rollback,
     Recover,
+    /// `verify --repair` changed something.
+    Repair,
+    /// Garbage collection removed generations.
+    Gc,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -113,6 +117,39 @@ pub enum Outcome {
     /// An operator rollback or a recovery switched the active generation.
     Switched,
     /// Stopped by an error that is not a check's verdict (I/O, a full disk, ...).
+    Failed,
+    /// `verify --repair` restored files, objects, the view or the database.
+    Repaired,
+    /// Garbage collection removed generations and objects.
+    Collected,
+}
+
+/// The outcome of the last `verify` or `update`, kept in the `state` table under
+/// `last-verify` and `last-update` for `status` and monitoring.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthRecord {
+    /// Unix seconds when it finished.
+    pub at: i64,
+    pub outcome: HealthOutcome,
+    /// One line for the operator.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HealthOutcome {
+    /// verify: nothing wrong.
+    Sound,
+    /// verify --repair: something was wrong and is now put right.
+    Repaired,
+    /// verify: something is wrong (and, with --repair, could not all be put right).
+    Damaged,
+    /// update: the drop held what the store already has.
+    Unchanged,
+    /// update: a new generation was ingested (or the store repaired from the fresh copy).
+    Updated,
+    /// update: a check refused what was fetched.
+    Rejected,
+    /// update: the fetch or the ingest failed.
     Failed,
 }
 

@@ -66,6 +66,23 @@ impl Layout {
     pub fn generation_tree(&self, generation: u64) -> PathBuf {
         self.generation_dir(generation).join("tree")
     }
+    /// Present while the generation is pinned: gc never removes it.
+    pub fn pin_marker(&self, generation: u64) -> PathBuf {
+        self.generation_dir(generation).join("pinned")
+    }
+    /// Written, with the reason, when the generation fails: a database rebuilt from the
+    /// directories must not take a failed generation for a good one.
+    pub fn failed_marker(&self, generation: u64) -> PathBuf {
+        self.generation_dir(generation).join("failed")
+    }
+    /// Where `verify --repair` builds a generation's tree anew, and a database.
+    pub fn repair_dir(&self) -> PathBuf {
+        self.staging().join("repair")
+    }
+    /// The last database that `verify --repair` found damaged and replaced.
+    pub fn damaged_database(&self) -> PathBuf {
+        self.root.join("polstore.redb.damaged")
+    }
 }
 
 /// What `open` found and did while reconciling, for the operator.
@@ -117,6 +134,38 @@ fn check_format(layout: &Layout) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A store whose writer lock is held and configuration read, before its database is
+/// opened: `verify` looks at the database itself before trusting it.
+pub struct LockedStore {
+    pub layout: Layout,
+    pub config: Config,
+    lock: StoreLock,
+}
+
+impl LockedStore {
+    pub fn acquire(root: &Path, wait: LockWait) -> Result<LockedStore> {
+        let layout = Layout::new(root);
+        check_format(&layout)?;
+        let lock = StoreLock::acquire(root, wait.command, wait.timeout, wait.on_wait)?;
+        let config = Config::load(&layout.config_file())?;
+        Ok(LockedStore {
+            layout,
+            config,
+            lock,
+        })
+    }
+
+    /// The store with `db`, without reconciling: the caller decides what to change.
+    pub fn with_db(self, db: Db) -> Store {
+        Store {
+            layout: self.layout,
+            config: self.config,
+            db,
+            _lock: self.lock,
+        }
+    }
 }
 
 impl Store {
@@ -192,7 +241,7 @@ impl Store {
     }
 
     /// Brings the file system in line with the database. Idempotent; runs at every open.
-    fn reconcile(&self) -> Result<Recovery> {
+    pub fn reconcile(&self) -> Result<Recovery> {
         let mut recovery = Recovery::default();
         // 1. A candidate left by a crash is discarded: nothing references it. So is any
         //    other leftover in staging (a check's or the agent's output file): only the
@@ -258,6 +307,7 @@ impl Store {
             Ok(Some(note)) => recovery.notes.push(note),
             Ok(None) => {}
             Err(Error::Corrupt(problem)) => recovery.view_problem = Some(problem),
+
             Err(error) => return Err(error),
         }
         Ok(recovery)
@@ -285,7 +335,7 @@ impl Store {
             }
             Ok(_) => {
                 return Err(Error::Corrupt(format!(
-                    "the view {} is not polstore's symlink; polstore will not replace what someone put there: move it away and polstore restores the view",
+                    "the view {} is not polstore's symlink; polstore will not replace what someone put there: run 'polstore verify --repair', which moves it aside and restores the view",
                     view.display()
                 )));
             }
@@ -359,6 +409,10 @@ impl Store {
                 "generation {generation} failed: {reason}; no earlier good generation to roll back to, it stays active"
             ),
         };
+        // The marker first: a crash before the commit leaves it beside a generation that
+        // recovery then fails anyway (Confirming) or that a rebuild takes as failed, which
+        // is the safe side.
+        self.write_failed_marker(generation, reason)?;
         self.db.write(|txn| {
             let mut record = txn.generation(generation)?.ok_or_else(|| {
                 crate::db::DbError::Corrupt(format!("generation {generation} is missing"))
@@ -393,6 +447,20 @@ impl Store {
             self.switch_view(previous)?;
         }
         Ok(message)
+    }
+
+    /// Writes `generations/N/failed` with `reason`, durably (file, then directory).
+    pub fn write_failed_marker(&self, generation: u64, reason: &str) -> Result<()> {
+        let marker = self.layout.failed_marker(generation);
+        durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
+        durable::create_file_synced(&marker, reason.as_bytes(), 0o644)
+            .map_err(Error::io("cannot write", &marker))?;
+        let directory = self.layout.generation_dir(generation);
+        durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))
+    }
+
+    pub fn is_pinned(&self, generation: u64) -> bool {
+        self.layout.pin_marker(generation).exists()
     }
 
     /// The newest generation older than `generation` that is good.
@@ -465,9 +533,14 @@ impl StoreReader {
 /// means the database is damaged.
 pub fn stored_manifest(read: &ReadTxn, generation: u64) -> Result<Manifest> {
     let record = read.manifest(generation)?;
-    // Stored manifests passed the configured limits when they came in; the limits may have
-    // been lowered since, which must not make old generations unreadable.
-    let limits = ManifestLimits {
+    Manifest::parse(&record.manifest, stored_manifest_limits())
+        .map_err(|error| Error::Corrupt(format!("manifest of generation {generation}: {error}")))
+}
+
+/// Limits for manifests the store accepted before: they passed the configured limits when
+/// they came in, and lowering the limits since must not make old generations unreadable.
+pub fn stored_manifest_limits() -> ManifestLimits {
+    ManifestLimits {
         entries_max: usize::MAX,
         file_bytes_max: u64::MAX,
         tree_bytes_max: u64::MAX,
@@ -475,7 +548,5 @@ pub fn stored_manifest(read: &ReadTxn, generation: u64) -> Result<Manifest> {
             path_bytes_max: 4096,
             depth_max: 1024,
         },
-    };
-    Manifest::parse(&record.manifest, limits)
-        .map_err(|error| Error::Corrupt(format!("manifest of generation {generation}: {error}")))
+    }
 }

@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 /// New policy arrives by any transport into a drop place; `polstore ingest` checks it
 /// (signature, checksums, freshness, cf-promises, your own checks) and only then makes it
 /// the active generation, switching the agent's view atomically. Exit codes: 0 success,
-/// 1 error, 2 usage, 3 candidate rejected by a check.
+/// 1 error, 2 usage, 3 candidate rejected by a check, 4 damage found (verify) or left
+/// unrepaired.
 #[derive(Debug, Parser)]
 #[command(name = "polstore", version, max_term_width = 100)]
 pub struct Cli {
@@ -44,6 +45,18 @@ pub enum Command {
     Sign(SignArgs),
     /// Check a candidate policy and, if every check passes, make it the active generation.
     Ingest(IngestArgs),
+    /// Run the fetch command, then ingest what it dropped (for cron or a systemd timer).
+    Update(UpdateArgs),
+    /// Check every object, generation directory, the view, the database and the parse
+    /// check; with --repair, put right what is wrong from verified data.
+    Verify(VerifyArgs),
+    /// Remove generations beyond `keep` (never the active one, the last good one before
+    /// it, or pinned ones) and their objects, and give the space back.
+    Gc(GcArgs),
+    /// Keep a generation through garbage collection.
+    Pin(GenerationArgs),
+    /// Let garbage collection remove a generation again.
+    Unpin(GenerationArgs),
     /// Show the active generation and the store's state.
     Status(JsonArgs),
     /// List the kept generations.
@@ -127,6 +140,44 @@ pub struct IngestArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Fetch everything again (the fetch command gets {force} = 1 and POLSTORE_FORCE=1),
+    /// re-verify every byte, and repair the store and view from it even when the serial
+    /// is unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Put right what is found: from verified data only, reporting every change.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print JSON for monitoring instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// How many of the newest generations to keep; `keep` from polstore.toml if omitted
+    /// (10 if that is not set either).
+    #[arg(long)]
+    pub keep: Option<u32>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerationArgs {
+    pub generation: u64,
 }
 
 #[derive(Debug, Args)]

@@ -8,19 +8,27 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use polstore::authoring;
 use polstore::config::LimitsConfig;
+use polstore::gc;
 use polstore::ingest::{self, AgentRun, IngestRequest};
 use polstore::inspect::{self, Change};
 use polstore::manifest;
 use polstore::records::GenerationState;
+use polstore::repair::{self, VerifyReport};
 use polstore::rollback;
 use polstore::signify::{PublicKey, SecretKey};
 use polstore::source::Source;
 use polstore::store::{LockWait, Recovery, Store, StoreReader};
 use polstore::timestamp::Timestamp;
+use polstore::update::{self, UpdateOutcome};
+use polstore::verify::Finding;
 
 use crate::Failure;
 use crate::args::{Cli, Command};
-use crate::output::{AttemptJson, GenerationJson, ProgressLine, StatusJson, state_name, time};
+use crate::output::{
+    AttemptJson, GenerationJson, HealthJson, ProgressLine, StatusJson, state_name, time,
+};
+use polstore::db::{LAST_UPDATE_KEY, LAST_VERIFY_KEY};
+use polstore::records::HealthOutcome;
 
 const SECONDS_PER_DAY: u64 = 86_400;
 /// `status` warns when the active manifest expires sooner than this.
@@ -35,6 +43,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Manifest(args) => manifest_command(args),
         Command::Sign(args) => sign(args),
         Command::Ingest(args) => ingest_command(&store, lock_timeout, args),
+        Command::Update(args) => update_command(&store, lock_timeout, args),
+        Command::Verify(args) => verify_command(&store, lock_timeout, args),
+        Command::Gc(args) => gc_command(&store, lock_timeout, args),
+        Command::Pin(args) => pin_command(&store, lock_timeout, args.generation, true),
+        Command::Unpin(args) => pin_command(&store, lock_timeout, args.generation, false),
         Command::Status(args) => status(&store, args.json),
         Command::List(args) => list(&store, args.json),
         Command::Log(args) => log(&store, args),
@@ -48,15 +61,17 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
+fn print_wait(holder: &str) {
+    eprintln!("polstore: waiting for the store lock, held by {holder}");
+}
+
 fn open_writer(store: &Path, command: &str, timeout: Duration) -> Result<Store> {
-    let mut on_wait =
-        |holder: &str| eprintln!("polstore: waiting for the store lock, held by {holder}");
     let (store, recovery) = Store::open(
         store,
         LockWait {
             command,
             timeout,
-            on_wait: &mut on_wait,
+            on_wait: &mut print_wait,
         },
     )?;
     report_recovery(&recovery);
@@ -308,7 +323,7 @@ fn ingest_command(
         absolute(&args.source)?
     };
     let source = Source::from_argument(&source_path);
-    let store = open_writer(store_root, "ingest", lock_timeout)?;
+    let mut store = open_writer(store_root, "ingest", lock_timeout)?;
     let before = store.state()?.active;
     let mut progress = ProgressLine::new();
     let request = IngestRequest {
@@ -334,7 +349,13 @@ fn ingest_command(
             return Err(Failure::from_library(&error, &stays).into());
         }
     };
-    if args.json {
+    print_ingest_report(&report, args.json);
+    auto_gc(&mut store);
+    Ok(())
+}
+
+fn print_ingest_report(report: &ingest::IngestReport, json: bool) {
+    if json {
         let json = serde_json::json!({
             "generation": report.generation,
             "serial": report.serial,
@@ -348,7 +369,7 @@ fn ingest_command(
             },
         });
         println!("{json}");
-        return Ok(());
+        return;
     }
     let agent = match &report.agent {
         AgentRun::NotConfigured => "no agent run configured".to_string(),
@@ -365,6 +386,244 @@ fn ingest_command(
         report.files_written,
         report.files - report.files_written.min(report.files),
     );
+}
+
+/// Garbage collection after a successful ingest, when `keep` is set. Its failure does not
+/// undo the ingest; it is reported on standard error.
+fn auto_gc(store: &mut Store) {
+    let Some(keep) = store.config.keep else {
+        return;
+    };
+    match gc::gc(store, keep) {
+        Ok(report) if !report.removed.is_empty() => eprintln!(
+            "polstore: gc: removed generation(s) {}",
+            join(&report.removed)
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("polstore: gc after ingest failed: {error}"),
+    }
+}
+
+fn join(numbers: &[u64]) -> String {
+    numbers
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn update_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    args: crate::args::UpdateArgs,
+) -> Result<()> {
+    let mut store = open_writer(store_root, "update", lock_timeout)?;
+    let before = store.state()?.active;
+    let mut progress = ProgressLine::new();
+    let mut verify_line = ProgressLine::new();
+    let result = update::update(
+        &store,
+        args.force,
+        &mut |event| progress.update(event),
+        &mut |text, throttle| verify_line.show(text, throttle),
+    );
+    progress.clear();
+    verify_line.clear();
+    match result {
+        Ok(UpdateOutcome::Unchanged { generation, serial }) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"outcome": "unchanged", "generation": generation, "serial": serial})
+                );
+            } else {
+                println!("unchanged: the drop holds serial {serial}, generation {generation}");
+            }
+            Ok(())
+        }
+        Ok(UpdateOutcome::Ingested(report)) => {
+            print_ingest_report(&report, args.json);
+            auto_gc(&mut store);
+            Ok(())
+        }
+        Ok(UpdateOutcome::Verified(report)) => print_verify_report(&report, args.json),
+        Err(error) => {
+            let stays = match store.state().ok().and_then(|state| state.active) {
+                Some(active) if Some(active) == before => {
+                    format!("; generation {active} stays active")
+                }
+                _ => String::new(),
+            };
+            Err(Failure::from_library(&error, &stays).into())
+        }
+    }
+}
+
+fn verify_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    args: crate::args::VerifyArgs,
+) -> Result<()> {
+    let mut line = ProgressLine::new();
+    let report = repair::verify_store(
+        store_root,
+        LockWait {
+            command: if args.repair {
+                "verify --repair"
+            } else {
+                "verify"
+            },
+            timeout: lock_timeout,
+            on_wait: &mut print_wait,
+        },
+        args.repair,
+        &mut |text, throttle| line.show(text, throttle),
+    );
+    line.clear();
+    print_verify_report(&report?, args.json)
+}
+
+/// Prints what verify found and did; fails with exit code 4 unless the store is sound.
+fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
+    if json {
+        let findings = |findings: &[Finding]| -> Vec<serde_json::Value> {
+            findings
+                .iter()
+                .map(|finding| {
+                    serde_json::json!({
+                        "generation": finding.generation,
+                        "path": finding.path,
+                        "kind": finding.kind.name(),
+                        "detail": finding.detail,
+                        "message": finding.to_string(),
+                    })
+                })
+                .collect()
+        };
+        let json = serde_json::json!({
+            "sound": report.sound(),
+            "repair": report.repaired,
+            "active": report.active,
+            "findings": findings(&report.findings),
+            "changes": report.changes,
+            "alarms": report.alarms,
+            "remaining": findings(&report.remaining),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        for finding in &report.findings {
+            println!("DAMAGED  {finding}");
+        }
+        for change in &report.changes {
+            println!("REPAIRED {change}");
+        }
+        for alarm in &report.alarms {
+            println!("ALARM    {alarm}");
+        }
+        for finding in &report.remaining {
+            println!("LEFT     {finding}");
+        }
+    }
+    for alarm in &report.alarms {
+        eprintln!("polstore: ALARM: {alarm}");
+    }
+    let active = report
+        .active
+        .map(|active| format!("; generation {active} is active"))
+        .unwrap_or_default();
+    if report.sound() {
+        if !json {
+            if report.findings.is_empty() {
+                println!("sound{active}");
+            } else {
+                println!(
+                    "repaired {} problems; the store is sound{active}",
+                    report.findings.len()
+                );
+            }
+        }
+        return Ok(());
+    }
+    let left = if report.repaired {
+        &report.remaining
+    } else {
+        &report.findings
+    };
+    let line = if report.repaired {
+        format!(
+            "verify --repair could not put everything right: {} problems remain, first: {}{active}",
+            left.len(),
+            left[0]
+        )
+    } else {
+        format!(
+            "verify found {} problems, first: {}; run 'polstore verify --repair'{active}",
+            left.len(),
+            left[0]
+        )
+    };
+    Err(Failure {
+        line,
+        code: crate::EXIT_DAMAGED,
+    }
+    .into())
+}
+
+fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcArgs) -> Result<()> {
+    let mut store = open_writer(store_root, "gc", lock_timeout)?;
+    let keep = args.keep.or(store.config.keep).unwrap_or(gc::DEFAULT_KEEP);
+    let report = gc::gc(&mut store, keep)?;
+    if args.json {
+        let json = serde_json::json!({
+            "removed": report.removed,
+            "in_use": report.in_use,
+            "objects_removed": report.objects_removed,
+            "bytes_removed": report.bytes_removed,
+            "database_bytes_before": report.database_bytes_before,
+            "database_bytes_after": report.database_bytes_after,
+            "compacted": report.compacted,
+        });
+        println!("{json}");
+        return Ok(());
+    }
+    if report.removed.is_empty() {
+        println!(
+            "nothing to remove (keeping the newest {keep}, the active one, the last good one before it and pinned ones)"
+        );
+    } else {
+        println!(
+            "removed generation(s) {}, {} objects ({} bytes); database {} -> {} bytes",
+            join(&report.removed),
+            report.objects_removed,
+            report.bytes_removed,
+            report.database_bytes_before,
+            report.database_bytes_after
+        );
+    }
+    if !report.in_use.is_empty() {
+        println!(
+            "kept generation(s) {}: a running process is using them",
+            join(&report.in_use)
+        );
+    }
+    Ok(())
+}
+
+fn pin_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    generation: u64,
+    pin: bool,
+) -> Result<()> {
+    let command = if pin { "pin" } else { "unpin" };
+    let store = open_writer(store_root, command, lock_timeout)?;
+    let changed = gc::set_pinned(&store, generation, pin)?;
+    let what = if pin { "pinned" } else { "not pinned" };
+    if changed {
+        println!("generation {generation} is now {what}");
+    } else {
+        println!("generation {generation} was already {what}");
+    }
     Ok(())
 }
 
@@ -391,6 +650,7 @@ fn status(store_root: &Path, json: bool) -> Result<()> {
                         .display()
                         .to_string(),
                     true,
+                    reader.layout().pin_marker(*number).exists(),
                 )
             })
     });
@@ -434,6 +694,29 @@ fn status(store_root: &Path, json: bool) -> Result<()> {
         .attempts(1)?
         .pop()
         .map(|(number, record)| AttemptJson::new(number, &record));
+    let last_verify = read.health(LAST_VERIFY_KEY)?;
+    let last_update = read.health(LAST_UPDATE_KEY)?;
+    if let Some(record) = &last_verify
+        && record.outcome == HealthOutcome::Damaged
+    {
+        warnings.push(format!(
+            "the last verify, at {}, found damage: {}",
+            time(record.at),
+            record.message
+        ));
+    }
+    if let Some(record) = &last_update
+        && matches!(
+            record.outcome,
+            HealthOutcome::Rejected | HealthOutcome::Failed
+        )
+    {
+        warnings.push(format!(
+            "the last update, at {}, did not succeed: {}",
+            time(record.at),
+            record.message
+        ));
+    }
     let status = StatusJson {
         store: store_root.display().to_string(),
         view: view.display().to_string(),
@@ -442,6 +725,8 @@ fn status(store_root: &Path, json: bool) -> Result<()> {
         serial_max: state.serial_max,
         generations: generations.len(),
         last_attempt,
+        last_verify: last_verify.as_ref().map(HealthJson::new),
+        last_update: last_update.as_ref().map(HealthJson::new),
         warnings,
     };
     if json {
@@ -485,6 +770,18 @@ fn status(store_root: &Path, json: bool) -> Result<()> {
             attempt.attempt, attempt.finished, attempt.action, attempt.outcome, attempt.message
         );
     }
+    for (label, record) in [
+        ("last verify ", &status.last_verify),
+        ("last update ", &status.last_update),
+    ] {
+        match record {
+            Some(record) => println!(
+                "{label} {} {}: {}",
+                record.at, record.outcome, record.message
+            ),
+            None => println!("{label} never"),
+        }
+    }
     for warning in &status.warnings {
         println!("WARNING      {warning}");
     }
@@ -508,6 +805,7 @@ fn list(store_root: &Path, json: bool) -> Result<()> {
                     .display()
                     .to_string(),
                 Some(*number) == active,
+                reader.layout().pin_marker(*number).exists(),
             )
         })
         .collect();
@@ -526,6 +824,9 @@ fn list(store_root: &Path, json: bool) -> Result<()> {
         let mut note = generation.source.clone();
         if generation.origin == "adopted" {
             note.push_str(" (adopted)");
+        }
+        if generation.pinned {
+            note.push_str(" (pinned)");
         }
         if let Some(reason) = &generation.reason {
             note.push_str(&format!(" - {reason}"));

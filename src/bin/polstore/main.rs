@@ -13,8 +13,25 @@ use clap::Parser;
 /// Exit codes, as documented in the README.
 const EXIT_ERROR: u8 = 1;
 const EXIT_REJECTED: u8 = 3;
+/// `verify` found damage, or `verify --repair` could not put all of it right.
+pub const EXIT_DAMAGED: u8 = 4;
 
 fn main() -> ExitCode {
+    // A panic is a bug or a damaged database that redb trips over: one line, not a
+    // backtrace, and the way out.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "polstore: internal failure: {}; if the store's database is damaged, 'polstore verify --repair' rebuilds it",
+            message.replace('\n', " ")
+        );
+    }));
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

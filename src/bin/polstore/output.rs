@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use polstore::ingest::Progress;
 use polstore::records::{
-    Action, AttemptRecord, CheckRecord, GenerationRecord, GenerationState, Origin, Outcome,
+    Action, AttemptRecord, CheckRecord, GenerationRecord, GenerationState, HealthOutcome,
+    HealthRecord, Origin, Outcome,
 };
 use polstore::timestamp::Timestamp;
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub struct GenerationJson {
     pub source: String,
     pub signed_by: Option<String>,
     pub reason: Option<String>,
+    pub pinned: bool,
 }
 
 impl GenerationJson {
@@ -35,6 +37,7 @@ impl GenerationJson {
         record: &GenerationRecord,
         root: String,
         active: bool,
+        pinned: bool,
     ) -> GenerationJson {
         GenerationJson {
             generation,
@@ -54,6 +57,7 @@ impl GenerationJson {
             source: record.source.clone(),
             signed_by: record.signed_by.clone(),
             reason: record.reason.clone(),
+            pinned,
         }
     }
 }
@@ -67,7 +71,34 @@ pub struct StatusJson {
     pub serial_max: u64,
     pub generations: usize,
     pub last_attempt: Option<AttemptJson>,
+    pub last_verify: Option<HealthJson>,
+    pub last_update: Option<HealthJson>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct HealthJson {
+    pub at: String,
+    pub outcome: &'static str,
+    pub message: String,
+}
+
+impl HealthJson {
+    pub fn new(record: &HealthRecord) -> HealthJson {
+        HealthJson {
+            at: time(record.at),
+            outcome: match record.outcome {
+                HealthOutcome::Sound => "sound",
+                HealthOutcome::Repaired => "repaired",
+                HealthOutcome::Damaged => "damaged",
+                HealthOutcome::Unchanged => "unchanged",
+                HealthOutcome::Updated => "updated",
+                HealthOutcome::Rejected => "rejected",
+                HealthOutcome::Failed => "failed",
+            },
+            message: record.message.clone(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -104,6 +135,8 @@ impl AttemptJson {
                 Action::Adopt => "adopt",
                 Action::Rollback => "rollback",
                 Action::Recover => "recover",
+                Action::Repair => "repair",
+                Action::Gc => "gc",
             },
             source: record.source.clone(),
             serial: record.serial,
@@ -142,6 +175,8 @@ pub fn outcome_name(outcome: Outcome) -> &'static str {
         Outcome::RolledBack => "rolled-back",
         Outcome::Switched => "switched",
         Outcome::Failed => "failed",
+        Outcome::Repaired => "repaired",
+        Outcome::Collected => "collected",
     }
 }
 
@@ -171,22 +206,31 @@ impl ProgressLine {
         if !self.enabled {
             return;
         }
-        let text = match progress {
-            Progress::Reading { files, bytes } => {
-                if self
+        match progress {
+            Progress::Reading { files, bytes } => self.show(
+                &format!("reading: {files} files, {:.1} MB", bytes as f64 / 1e6),
+                true,
+            ),
+            Progress::Check(name) => self.show(&format!("checking: {name}"), false),
+            Progress::Committing => self.show("committing the new generation", false),
+            Progress::AgentRun { generation } => self.show(
+                &format!("running the agent on generation {generation}"),
+                false,
+            ),
+        }
+    }
+
+    /// Shows `text`; with `throttle`, not if the last line is younger than a tenth of a
+    /// second (for counters that change with every file).
+    pub fn show(&mut self, text: &str, throttle: bool) {
+        if !self.enabled
+            || (throttle
+                && self
                     .last
-                    .is_some_and(|last| last.elapsed() < PROGRESS_INTERVAL)
-                {
-                    return;
-                }
-                format!("reading: {files} files, {:.1} MB", bytes as f64 / 1e6)
-            }
-            Progress::Check(name) => format!("checking: {name}"),
-            Progress::Committing => "committing the new generation".to_string(),
-            Progress::AgentRun { generation } => {
-                format!("running the agent on generation {generation}")
-            }
-        };
+                    .is_some_and(|last| last.elapsed() < PROGRESS_INTERVAL))
+        {
+            return;
+        }
         self.last = Some(Instant::now());
         self.shown = true;
         let _ = write!(std::io::stderr(), "\r\x1b[K{text}");

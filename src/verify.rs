@@ -1,0 +1,699 @@
+//! `polstore verify`: find every kind of damage polstore is responsible for.
+//!
+//! It looks, in order, at: the database (redb's page checksums, then every record
+//! decoded); what interrupted commands left behind; every stored object, re-hashed; every
+//! generation directory against its manifest (content, mode, nothing missing, nothing
+//! extra, no group/world write) and its manifest and signature files against the
+//! database's copies; the view symlink; the state's own invariants; and, last, the parse
+//! check on the active generation. Nothing here changes the store; [`crate::repair`] does.
+//!
+//! A file shared by hard links between generations is hashed once per inode.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::checks::{self, CommandContext};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::manifest::{Hash, Manifest};
+use crate::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
+use crate::records::{GenerationRecord, GenerationState, ManifestRecord};
+use crate::store::{self, Layout, Store};
+
+/// What kind of damage a [`Finding`] is. The names are part of `verify --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The database cannot be opened, fails its checksums or holds an undecodable record.
+    Database,
+    /// A stored object is missing or does not match its hash.
+    Object,
+    /// A file's content or size differs from the manifest.
+    Content,
+    Missing,
+    Extra,
+    /// A file's mode differs from the manifest, or a directory is group/world-writable.
+    Mode,
+    /// Something other than a regular file where the manifest has a file.
+    Type,
+    /// `polstore.manifest` or its signature beside the tree differs from the database.
+    Envelope,
+    /// The view is not a symlink to the active generation.
+    View,
+    /// The database's bookkeeping contradicts itself.
+    State,
+    /// The parse check no longer accepts the active generation.
+    Parse,
+    /// Left in the store by an interrupted command.
+    Leftover,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Database => "database",
+            Kind::Object => "object",
+            Kind::Content => "content",
+            Kind::Missing => "missing",
+            Kind::Extra => "extra",
+            Kind::Mode => "mode",
+            Kind::Type => "type",
+            Kind::Envelope => "manifest-file",
+            Kind::View => "view",
+            Kind::State => "state",
+            Kind::Parse => "parse",
+            Kind::Leftover => "leftover",
+        }
+    }
+}
+
+/// One thing found wrong, naming the generation and the file where there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub generation: Option<u64>,
+    pub path: Option<String>,
+    pub kind: Kind,
+    pub detail: String,
+}
+
+impl Finding {
+    fn new(generation: Option<u64>, path: Option<&str>, kind: Kind, detail: String) -> Finding {
+        Finding {
+            generation,
+            path: path.map(str::to_string),
+            kind,
+            detail,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(generation) = self.generation {
+            write!(f, "generation {generation}: ")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.detail)
+    }
+}
+
+/// Reports what verify is doing, for a progress line. `true`: a counter that may be
+/// shown at a reduced rate.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(&str, bool);
+
+/// Everything one look at a store found, with what repair needs to put it right.
+#[derive(Default)]
+pub struct Inspection {
+    pub findings: Vec<Finding>,
+    /// Every kept generation's manifest.
+    pub manifests: BTreeMap<u64, Manifest>,
+    pub records: BTreeMap<u64, GenerationRecord>,
+    pub active: Option<u64>,
+    /// Generations whose directory (tree, manifest or signature file) needs repair.
+    pub damaged: BTreeSet<u64>,
+    /// Objects referenced by a manifest that the database lacks or holds damaged.
+    pub bad_objects: HashSet<Hash>,
+    /// Damaged objects no manifest references: repair just removes them.
+    pub stray_bad_objects: HashSet<Hash>,
+    /// Per generation, the paths whose file matches the manifest.
+    pub intact: BTreeMap<u64, HashSet<String>>,
+    /// A verified copy of each content found intact somewhere in a generation directory.
+    pub intact_files: HashMap<Hash, PathBuf>,
+    /// The parse check's refusal of the active generation.
+    pub parse_failure: Option<String>,
+    pub view_wrong: bool,
+    pub leftovers: bool,
+}
+
+impl Inspection {
+    pub fn sound(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Opens the database and checks it: redb's checksums over every page, then every record
+/// decoded. Returns the reason it cannot be trusted instead of a database.
+pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, String> {
+    let path = layout.database();
+    if !path.exists() {
+        return Err(format!("{} is missing", path.display()));
+    }
+    let checked = quietly(|| -> std::result::Result<Db, String> {
+        let mut db = Db::open(&path).map_err(|error| error.to_string())?;
+        match db.check_integrity() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(
+                    "its last commit failed redb's checksums and was rolled back".to_string(),
+                );
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+        let read = db.read().map_err(|error| error.to_string())?;
+        read.state().map_err(|error| error.to_string())?;
+        for (generation, _) in read.generations().map_err(|error| error.to_string())? {
+            read.manifest(generation)
+                .map_err(|error| error.to_string())?;
+        }
+        read.attempts(usize::MAX)
+            .map_err(|error| error.to_string())?;
+        drop(read);
+        Ok(db)
+    });
+    match checked {
+        Some(result) => result,
+        None => Err("reading it failed inside redb (damaged pages)".to_string()),
+    }
+}
+
+fn quietly<T>(body: impl FnOnce() -> T) -> Option<T> {
+    crate::db::without_panics(body).ok()
+}
+
+/// Looks at the whole store. `parse`: also run the parse check on the active generation.
+pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspection> {
+    let mut inspection = Inspection::default();
+    progress("checking the database", false);
+    inspect_leftovers(store, &mut inspection)?;
+    let read = store.db.read()?;
+    let state = read.state()?;
+    inspection.active = state.active;
+    for (generation, record) in read.generations()? {
+        let manifest = store::stored_manifest(&read, generation)?;
+        inspection.manifests.insert(generation, manifest);
+        inspection.records.insert(generation, record);
+    }
+    inspect_state(&state, &mut inspection);
+
+    // Objects: every stored one re-hashed; every referenced one present.
+    let mut referenced: HashMap<Hash, (u64, String)> = HashMap::new();
+    for (generation, manifest) in &inspection.manifests {
+        for entry in &manifest.entries {
+            referenced
+                .entry(entry.hash)
+                .or_insert((*generation, entry.path.clone()));
+        }
+    }
+    let mut stored = HashSet::new();
+    let mut damaged_objects = Vec::new();
+    let mut checked = 0u64;
+    read.check_objects(&mut |hash, _, matches| {
+        checked += 1;
+        progress(&format!("checking objects: {checked}"), true);
+        stored.insert(hash);
+        if !matches {
+            damaged_objects.push(hash);
+        }
+    })?;
+    for hash in damaged_objects {
+        match referenced.get(&hash) {
+            Some((generation, path)) => {
+                inspection.findings.push(Finding::new(
+                    Some(*generation),
+                    Some(path),
+                    Kind::Object,
+                    format!("its stored object {} does not match its hash", short(hash)),
+                ));
+                inspection.bad_objects.insert(hash);
+            }
+            None => {
+                inspection.findings.push(Finding::new(
+                    None,
+                    None,
+                    Kind::Object,
+                    format!(
+                        "unreferenced object {} does not match its hash",
+                        short(hash)
+                    ),
+                ));
+                inspection.stray_bad_objects.insert(hash);
+            }
+        }
+    }
+    let mut missing: Vec<(&Hash, &(u64, String))> = referenced
+        .iter()
+        .filter(|(hash, _)| !stored.contains(*hash))
+        .collect();
+    missing.sort_by_key(|(_, (generation, path))| (*generation, path.clone()));
+    for (hash, (generation, path)) in missing {
+        inspection.findings.push(Finding::new(
+            Some(*generation),
+            Some(path),
+            Kind::Object,
+            format!("its object {} is missing from the database", short(*hash)),
+        ));
+        inspection.bad_objects.insert(*hash);
+    }
+    drop(read);
+
+    // Generation directories.
+    let mut cache = HashCache::default();
+    let read = store.db.read()?;
+    for (generation, manifest) in &inspection.manifests {
+        progress(&format!("checking generation {generation}"), false);
+        let stored_envelope = read.manifest(*generation)?;
+        let mut findings = Vec::new();
+        check_envelope(&store.layout, *generation, &stored_envelope, &mut findings);
+        let intact = check_tree(
+            &store.layout.generation_tree(*generation),
+            *generation,
+            manifest,
+            &mut cache,
+            store.config.limits.files_max.saturating_mul(2),
+            &mut findings,
+        );
+        for path in &intact {
+            let entry = manifest.entries.iter().find(|entry| &entry.path == path);
+            if let Some(entry) = entry {
+                inspection
+                    .intact_files
+                    .entry(entry.hash)
+                    .or_insert_with(|| store.layout.generation_tree(*generation).join(path));
+            }
+        }
+        if !findings.is_empty() {
+            inspection.damaged.insert(*generation);
+        }
+        inspection.intact.insert(*generation, intact);
+        inspection.findings.extend(findings);
+    }
+    drop(read);
+
+    // The view.
+    if let Some(active) = state.active
+        && let Some(problem) = view_problem(store, active)
+    {
+        inspection.view_wrong = true;
+        inspection
+            .findings
+            .push(Finding::new(None, None, Kind::View, problem));
+    }
+
+    // The parse check, on an active generation whose bytes are right.
+    if parse
+        && let Some(active) = state.active
+        && !inspection.damaged.contains(&active)
+        && let Some(failure) = parse_failure(store, active, &inspection, progress)
+    {
+        inspection.findings.push(Finding::new(
+            Some(active),
+            None,
+            Kind::Parse,
+            format!("the active generation no longer parses: {failure}"),
+        ));
+        inspection.parse_failure = Some(failure);
+    }
+    Ok(inspection)
+}
+
+/// Runs the configured parse check on `generation`'s tree. `None`: it passed, or there is
+/// no parse check.
+pub fn parse_failure(
+    store: &Store,
+    generation: u64,
+    inspection: &Inspection,
+    progress: ProgressFn,
+) -> Option<String> {
+    if store.config.checks.cf_promises.is_empty() {
+        return None;
+    }
+    progress(&format!("parse check on generation {generation}"), false);
+    let tree = store.layout.generation_tree(generation);
+    let output_file = store.layout.staging().join("verify-output");
+    let context = CommandContext {
+        tree: &tree,
+        serial: inspection
+            .records
+            .get(&generation)
+            .map_or(0, |record| record.serial),
+        generation,
+        output_file: &output_file,
+        timeout: Duration::from_secs(store.config.checks.timeout_secs),
+    };
+    let verdict = checks::parse(&store.config, &context)?;
+    let _ = fs::remove_file(&output_file);
+    verdict.rejection.map(|rejection| rejection.reason)
+}
+
+fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
+    let staging = store.layout.staging();
+    for entry in fs::read_dir(&staging).map_err(Error::io("cannot read", &staging))? {
+        let entry = entry.map_err(Error::io("cannot read", &staging))?;
+        inspection.leftovers = true;
+        inspection.findings.push(Finding::new(
+            None,
+            Some(&entry.path().display().to_string()),
+            Kind::Leftover,
+            "left in staging by an interrupted command".into(),
+        ));
+    }
+    let read = store.db.read()?;
+    let generations = store.layout.generations();
+    for entry in fs::read_dir(&generations).map_err(Error::io("cannot read", &generations))? {
+        let entry = entry.map_err(Error::io("cannot read", &generations))?;
+        let number = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u64>().ok());
+        let known = match number {
+            Some(number) => read.generation(number)?.is_some(),
+            None => false,
+        };
+        if !known {
+            inspection.leftovers = true;
+            inspection.findings.push(Finding::new(
+                None,
+                Some(&entry.path().display().to_string()),
+                Kind::Leftover,
+                "not a generation the database knows (left by an interrupted command)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn inspect_state(state: &crate::records::StateRecord, inspection: &mut Inspection) {
+    let mut problem = |detail: String| {
+        inspection
+            .findings
+            .push(Finding::new(None, None, Kind::State, detail));
+    };
+    match state.active {
+        Some(active) => match inspection.records.get(&active) {
+            None => problem(format!("the active generation {active} has no record")),
+            Some(record) if record.state == GenerationState::Confirming => {
+                problem(format!(
+                    "the agent run confirming generation {active} was interrupted"
+                ));
+            }
+            Some(_) => {}
+        },
+        None if !inspection.records.is_empty() => {
+            problem("generations are kept but none is active".into());
+        }
+        None => {}
+    }
+    if let Some((&newest, _)) = inspection.records.last_key_value()
+        && state.next_generation <= newest
+    {
+        problem(format!(
+            "the next generation number {} is not above generation {newest}",
+            state.next_generation
+        ));
+    }
+    if let Some(serial) = inspection
+        .records
+        .values()
+        .map(|record| record.serial)
+        .max()
+        && serial > state.serial_max
+    {
+        problem(format!(
+            "the highest accepted serial {} is below a kept generation's serial {serial}",
+            state.serial_max
+        ));
+    }
+}
+
+/// Compares `polstore.manifest` and its signature beside generation `generation`'s tree
+/// with the database's copies.
+fn check_envelope(
+    layout: &Layout,
+    generation: u64,
+    stored: &ManifestRecord,
+    findings: &mut Vec<Finding>,
+) {
+    let directory = layout.generation_dir(generation);
+    if !directory.is_dir() {
+        findings.push(Finding::new(
+            Some(generation),
+            None,
+            Kind::Missing,
+            format!("its directory {} is missing", directory.display()),
+        ));
+        return;
+    }
+    let expected = [
+        (MANIFEST_NAME, Some(&stored.manifest)),
+        (SIGNATURE_NAME, stored.signature.as_ref()),
+    ];
+    for (name, content) in expected {
+        let path = directory.join(name);
+        let found = fs::read(&path).ok();
+        let detail = match (content, &found) {
+            (Some(expected), Some(found)) if expected == found => continue,
+            (None, None) => continue,
+            (Some(_), Some(_)) => "differs from the database's copy",
+            (Some(_), None) => "is missing",
+            (None, Some(_)) => "is there but the database has none",
+        };
+        findings.push(Finding::new(
+            Some(generation),
+            Some(&format!("../{name}")),
+            Kind::Envelope,
+            detail.to_string(),
+        ));
+    }
+}
+
+/// Hashes by inode, so that files hard-linked between generations are read once.
+#[derive(Default)]
+pub struct HashCache {
+    hashes: HashMap<(u64, u64), (i64, i64, u64, Hash)>,
+}
+
+impl HashCache {
+    fn hash(&mut self, path: &Path, metadata: &fs::Metadata) -> Option<Hash> {
+        let key = (metadata.dev(), metadata.ino());
+        let stamp = (metadata.ctime(), metadata.ctime_nsec(), metadata.size());
+        if let Some(&(ctime, nsec, size, hash)) = self.hashes.get(&key)
+            && (ctime, nsec, size) == stamp
+        {
+            return Some(hash);
+        }
+        let hash = Hash::of(&fs::read(path).ok()?);
+        self.hashes.insert(key, (stamp.0, stamp.1, stamp.2, hash));
+        Some(hash)
+    }
+}
+
+/// Compares the tree at `tree` with `manifest`; returns the paths whose file matches.
+/// Walks at most `entries_max` entries, so a directory someone filled cannot stall it.
+pub fn check_tree(
+    tree: &Path,
+    generation: u64,
+    manifest: &Manifest,
+    cache: &mut HashCache,
+    entries_max: usize,
+    findings: &mut Vec<Finding>,
+) -> HashSet<String> {
+    let mut intact = HashSet::new();
+    let mut problem = |path: Option<&str>, kind: Kind, detail: String| {
+        findings.push(Finding::new(Some(generation), path, kind, detail));
+    };
+    match fs::symlink_metadata(tree) {
+        Ok(metadata) if metadata.is_dir() => {
+            if metadata.mode() & 0o022 != 0 {
+                problem(
+                    None,
+                    Kind::Mode,
+                    format!(
+                        "its tree directory is group- or world-writable (mode {:04o})",
+                        metadata.mode() & 0o7777
+                    ),
+                );
+            }
+        }
+        Ok(_) => {
+            problem(
+                None,
+                Kind::Type,
+                format!("{} is not a directory", tree.display()),
+            );
+            return intact;
+        }
+        Err(_) => {
+            problem(
+                None,
+                Kind::Missing,
+                format!("its tree {} is missing", tree.display()),
+            );
+            return intact;
+        }
+    }
+    // Walk the tree without following symlinks.
+    let mut found: BTreeMap<String, fs::Metadata> = BTreeMap::new();
+    let mut pending = vec![(String::new(), tree.to_path_buf())];
+    let mut truncated = false;
+    while let Some((relative, directory)) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&directory) else {
+            problem(
+                Some(&relative),
+                Kind::Type,
+                "cannot be read as a directory".into(),
+            );
+            continue;
+        };
+        for entry in entries.flatten() {
+            if found.len() >= entries_max {
+                truncated = true;
+                break;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = if relative.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{relative}/{name}")
+            };
+            let Ok(metadata) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                pending.push((path.clone(), entry.path()));
+            }
+            found.insert(path, metadata);
+        }
+    }
+    if truncated {
+        problem(
+            None,
+            Kind::Extra,
+            format!("holds more than {entries_max} entries; stopped looking"),
+        );
+    }
+    let mut expected_directories = HashSet::new();
+    for entry in &manifest.entries {
+        for ancestor in crate::policy_path::ancestors(&entry.path) {
+            expected_directories.insert(ancestor);
+        }
+        let Some(metadata) = found.get(&entry.path) else {
+            problem(Some(&entry.path), Kind::Missing, "is missing".into());
+            continue;
+        };
+        if !metadata.is_file() {
+            problem(
+                Some(&entry.path),
+                Kind::Type,
+                format!("is a {}, the manifest has a file", type_name(metadata)),
+            );
+            continue;
+        }
+        let mode = metadata.mode() & 0o7777;
+        let mut sound = true;
+        if mode != entry.mode {
+            problem(
+                Some(&entry.path),
+                Kind::Mode,
+                format!("has mode {mode:04o}, the manifest says {:04o}", entry.mode),
+            );
+            sound = false;
+        }
+        let path = tree.join(&entry.path);
+        if metadata.size() != entry.size {
+            problem(
+                Some(&entry.path),
+                Kind::Content,
+                format!(
+                    "has {} bytes, the manifest says {}",
+                    metadata.size(),
+                    entry.size
+                ),
+            );
+            continue;
+        }
+        match cache.hash(&path, metadata) {
+            Some(hash) if hash == entry.hash => {}
+            Some(_) => {
+                problem(
+                    Some(&entry.path),
+                    Kind::Content,
+                    "content does not match the manifest's hash".into(),
+                );
+                continue;
+            }
+            None => {
+                problem(Some(&entry.path), Kind::Content, "cannot be read".into());
+                continue;
+            }
+        }
+        if sound {
+            intact.insert(entry.path.clone());
+        }
+    }
+    let files: HashSet<&str> = manifest
+        .entries
+        .iter()
+        .map(|entry| entry.path.as_str())
+        .collect();
+    for (path, metadata) in &found {
+        if metadata.is_dir() && expected_directories.contains(path.as_str()) {
+            if metadata.mode() & 0o022 != 0 {
+                problem(
+                    Some(path),
+                    Kind::Mode,
+                    format!(
+                        "directory is group- or world-writable (mode {:04o})",
+                        metadata.mode() & 0o7777
+                    ),
+                );
+            }
+        } else if !files.contains(path.as_str()) {
+            problem(
+                Some(path),
+                Kind::Extra,
+                format!("{} not in the manifest", type_name(metadata)),
+            );
+        }
+    }
+    intact
+}
+
+fn type_name(metadata: &fs::Metadata) -> &'static str {
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_symlink() {
+        "symlink"
+    } else if file_type.is_file() {
+        "file"
+    } else {
+        "special file"
+    }
+}
+
+/// What is wrong with the view, if anything.
+pub fn view_problem(store: &Store, active: u64) -> Option<String> {
+    let view = &store.config.view;
+    let target = store.layout.generation_tree(active);
+    match fs::symlink_metadata(view) {
+        Ok(metadata) if metadata.file_type().is_symlink() => match fs::read_link(view) {
+            Ok(found) if found == target => None,
+            Ok(found) => Some(format!(
+                "the view {} points at {}, not at the active generation {active}",
+                view.display(),
+                found.display()
+            )),
+            Err(error) => Some(format!(
+                "the view {} cannot be read: {error}",
+                view.display()
+            )),
+        },
+        Ok(metadata) => Some(format!(
+            "the view {} is a {}, not polstore's symlink to generation {active}",
+            view.display(),
+            type_name(&metadata)
+        )),
+        Err(_) => Some(format!("the view {} is missing", view.display())),
+    }
+}
+
+/// The first 12 hex digits of a hash, enough to tell objects apart in a message.
+pub fn short(hash: Hash) -> String {
+    hash.to_hex()[..12].to_string()
+}
