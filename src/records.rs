@@ -2,7 +2,9 @@
 //! postcard encoding of the struct for that version; `store-format.md` lists the fields.
 //!
 //! These types carry a compatibility promise: never reorder or remove fields or enum
-//! variants of a version once released. Add a new version instead.
+//! variants of a version once released; a new field needs a new version. Enum variants
+//! may be appended: records written before still decode, and an older polstore refuses a
+//! record naming a variant it does not know, as undecodable.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
