@@ -37,6 +37,16 @@ pub enum DbError {
     Corrupt(String),
 }
 
+impl DbError {
+    /// What is wrong, without the advice to run verify (for verify's own report).
+    pub fn reason(self) -> String {
+        match self {
+            DbError::Redb(error) => error.to_string(),
+            DbError::Corrupt(reason) => reason,
+        }
+    }
+}
+
 macro_rules! redb_from {
     ($($error:ty),*) => {$(
         impl From<$error> for DbError {

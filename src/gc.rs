@@ -82,7 +82,7 @@ pub fn gc(store: &mut Store, keep: u32) -> Result<GcReport> {
     if !report.removed.is_empty() {
         let now = Timestamp::now().unix_secs();
         let message = format!(
-            "removed generations {} and {objects} objects ({bytes} bytes)",
+            "removed generation(s) {}; freed {objects} objects ({bytes} bytes)",
             list(&report.removed)
         );
         store.db.write(|txn| {

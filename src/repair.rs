@@ -124,11 +124,11 @@ pub fn check_and_repair(
         report.remaining = again.findings;
         report.active = again.active;
         let message = if report.remaining.is_empty() {
-            format!("repaired {} problems", report.findings.len())
+            format!("repaired {}", problems(report.findings.len()))
         } else {
             format!(
-                "repaired some of {} problems; {} remain",
-                report.findings.len(),
+                "repaired some of {}; {} remain",
+                problems(report.findings.len()),
                 report.remaining.len()
             )
         };
@@ -155,8 +155,11 @@ pub fn check_and_repair(
         HealthOutcome::Repaired
     };
     let message = match outcome {
-        HealthOutcome::Sound => "sound".to_string(),
-        HealthOutcome::Repaired => format!("repaired {} problems", report.findings.len()),
+        HealthOutcome::Sound => match report.active {
+            Some(active) => format!("no damage found; generation {active} is active"),
+            None => "no damage found".to_string(),
+        },
+        HealthOutcome::Repaired => format!("repaired {}", problems(report.findings.len())),
         _ => {
             let left = if report.repaired {
                 &report.remaining
@@ -164,8 +167,8 @@ pub fn check_and_repair(
                 &report.findings
             };
             format!(
-                "{} problems{}: {}",
-                left.len(),
+                "{}{}: {}",
+                problems(left.len()),
                 if report.repaired {
                     " left after repair"
                 } else {
@@ -678,4 +681,13 @@ fn restore_view(store: &Store, active: u64) -> Result<String> {
         view.display(),
         displaced.display()
     ))
+}
+
+/// "1 problem", "3 problems".
+pub fn problems(count: usize) -> String {
+    if count == 1 {
+        "1 problem".to_string()
+    } else {
+        format!("{count} problems")
+    }
 }

@@ -139,12 +139,13 @@ impl Inspection {
 /// Opens the database and checks it: redb's checksums over every page, then every record
 /// decoded. Returns the reason it cannot be trusted instead of a database.
 pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, String> {
+    let reason = |error: crate::db::DbError| error.reason();
     let path = layout.database();
     if !path.exists() {
         return Err(format!("{} is missing", path.display()));
     }
     let checked = quietly(|| -> std::result::Result<Db, String> {
-        let mut db = Db::open(&path).map_err(|error| error.to_string())?;
+        let mut db = Db::open(&path).map_err(reason)?;
         match db.check_integrity() {
             Ok(true) => {}
             Ok(false) => {
@@ -154,14 +155,12 @@ pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, String> {
             }
             Err(error) => return Err(error.to_string()),
         }
-        let read = db.read().map_err(|error| error.to_string())?;
-        read.state().map_err(|error| error.to_string())?;
-        for (generation, _) in read.generations().map_err(|error| error.to_string())? {
-            read.manifest(generation)
-                .map_err(|error| error.to_string())?;
+        let read = db.read().map_err(reason)?;
+        read.state().map_err(reason)?;
+        for (generation, _) in read.generations().map_err(reason)? {
+            read.manifest(generation).map_err(reason)?;
         }
-        read.attempts(usize::MAX)
-            .map_err(|error| error.to_string())?;
+        read.attempts(usize::MAX).map_err(reason)?;
         drop(read);
         Ok(db)
     });

@@ -13,7 +13,7 @@ use polstore::ingest::{self, AgentRun, IngestRequest};
 use polstore::inspect::{self, Change};
 use polstore::manifest;
 use polstore::records::GenerationState;
-use polstore::repair::{self, VerifyReport};
+use polstore::repair::{self, VerifyReport, problems};
 use polstore::rollback;
 use polstore::signify::{PublicKey, SecretKey};
 use polstore::source::Source;
@@ -537,8 +537,8 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
                 println!("sound{active}");
             } else {
                 println!(
-                    "repaired {} problems; the store is sound{active}",
-                    report.findings.len()
+                    "repaired {}; the store is sound{active}",
+                    problems(report.findings.len())
                 );
             }
         }
@@ -551,14 +551,14 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
     };
     let line = if report.repaired {
         format!(
-            "verify --repair could not put everything right: {} problems remain, first: {}{active}",
-            left.len(),
+            "verify --repair could not put everything right: {} remain, first: {}{active}",
+            problems(left.len()),
             left[0]
         )
     } else {
         format!(
-            "verify found {} problems, first: {}; run 'polstore verify --repair'{active}",
-            left.len(),
+            "verify found {}, first: {}; run 'polstore verify --repair'{active}",
+            problems(left.len()),
             left[0]
         )
     };
