@@ -275,6 +275,13 @@ impl CommandContext<'_> {
 
 /// The configured cf-promises command. `None` when it is turned off.
 pub fn parse(config: &Config, context: &CommandContext) -> Option<Verdict> {
+    parse_conclusively(config, context).map(|(verdict, _)| verdict)
+}
+
+/// [`parse`], and whether a refusal is conclusive: the command ran and exited non-zero,
+/// rather than timing out, being killed or failing to start (which say nothing about
+/// the policy).
+pub fn parse_conclusively(config: &Config, context: &CommandContext) -> Option<(Verdict, bool)> {
     if config.checks.cf_promises.is_empty() {
         return None;
     }
@@ -287,12 +294,16 @@ pub fn parse(config: &Config, context: &CommandContext) -> Option<Verdict> {
     );
     let outcome = context.run(&argv);
     if outcome.succeeded() {
-        return Some(passed(
-            "parse",
-            format!("{} accepted the policy", program_name(&argv)),
-            started,
+        return Some((
+            passed(
+                "parse",
+                format!("{} accepted the policy", program_name(&argv)),
+                started,
+            ),
+            true,
         ));
     }
+    let conclusive = matches!(&outcome.exit, run::Exit::Status(status) if status.code().is_some());
     // cf-promises names the file and line of the first error as `PATH:LINE:COL: error: ...`.
     let tree_prefix = format!("{}/", context.tree.display());
     let first_error = outcome
@@ -313,10 +324,13 @@ pub fn parse(config: &Config, context: &CommandContext) -> Option<Verdict> {
             outcome.describe(context.timeout)
         ),
     };
-    Some(refused(
-        Rejection::new(Check::Parse, None, reason),
-        outcome.output,
-        started,
+    Some((
+        refused(
+            Rejection::new(Check::Parse, None, reason),
+            outcome.output,
+            started,
+        ),
+        conclusive,
     ))
 }
 

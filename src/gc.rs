@@ -59,7 +59,15 @@ pub fn gc(store: &mut Store, keep: u32) -> Result<GcReport> {
             kept.insert(previous);
         }
     }
-    let in_use = generations_in_use(&store.layout);
+    let candidates = generations
+        .iter()
+        .any(|generation| !kept.contains(generation) && !store.is_pinned(*generation));
+    // Scanning /proc costs in proportion to the processes; only when something may go.
+    let in_use = if candidates {
+        generations_in_use(&store.layout)
+    } else {
+        BTreeSet::new()
+    };
     let mut doomed = Vec::new();
     for &generation in &generations {
         if kept.contains(&generation) || store.is_pinned(generation) {

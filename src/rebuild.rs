@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
 
 use crate::checks;
 use crate::db::Db;
@@ -24,7 +23,7 @@ use crate::records::{
 use crate::signify::KEY_FILE_BYTES_MAX;
 use crate::store::{self, LockedStore};
 use crate::timestamp::Timestamp;
-use crate::verify::{self, Finding, HashCache, Kind, ProgressFn};
+use crate::verify::{self, Finding, HashCache, Kind, ProgressFn, read_bounded};
 
 const OBJECT_BATCH_BYTES: u64 = 8 << 20;
 
@@ -98,8 +97,7 @@ fn catalog(locked: &LockedStore) -> Result<(Vec<Found>, Vec<Finding>)> {
             refuse(&mut findings, format!("cannot be trusted: {rejection}"));
             continue;
         }
-        let failed = fs::read(locked.layout.failed_marker(generation))
-            .ok()
+        let failed = read_bounded(&locked.layout.failed_marker(generation), 4096)
             .map(|reason| String::from_utf8_lossy(&reason).chars().take(500).collect());
         found.push(Found {
             generation,
@@ -118,14 +116,6 @@ fn catalog(locked: &LockedStore) -> Result<(Vec<Found>, Vec<Finding>)> {
         });
     }
     Ok((found, findings))
-}
-
-fn read_bounded(path: &Path, limit: usize) -> Option<Vec<u8>> {
-    let metadata = fs::symlink_metadata(path).ok()?;
-    if !metadata.is_file() || metadata.len() > limit as u64 {
-        return None;
-    }
-    fs::read(path).ok()
 }
 
 /// Without a database: each generation directory against its own verified manifest.
@@ -163,10 +153,12 @@ pub fn inspect_directories(locked: &LockedStore, progress: ProgressFn) -> Vec<Fi
 /// damaged one, which is kept as `polstore.redb.damaged`. Returns the new database, the
 /// changes made and the alarms for the operator.
 ///
-/// Order: the new database is written and committed (fsynced by redb) under a temporary
-/// name; the damaged one is renamed aside; the new one is renamed into place; the store
-/// directory is synced. A crash before the second rename leaves no `polstore.redb`, which
-/// the next `verify --repair` rebuilds again.
+/// Order: untrusted directories are moved to `untrusted/` (each rename synced); the new
+/// database is written and committed (fsynced by redb) under a temporary name; the
+/// damaged one gets a second name by hard link; the new one is renamed over it; the store
+/// directory is synced. A crash at any point leaves `polstore.redb` old or new. Refuses
+/// when directories exist but none can be trusted (say, after a key rotation), rather
+/// than empty the store.
 pub fn rebuild(
     locked: &LockedStore,
     progress: ProgressFn,
@@ -176,11 +168,49 @@ pub fn rebuild(
         false,
     );
     let (found, findings) = catalog(locked)?;
-    let mut alarms: Vec<String> = findings
-        .iter()
-        .map(|finding| format!("not rebuilt, {finding}; its directory will be removed"))
-        .collect();
     let layout = &locked.layout;
+    if found.is_empty() && !findings.is_empty() {
+        return Err(Error::Refused(format!(
+            "the database is damaged, and no generation directory has a manifest that verifies against the trusted keys (first: {}); refusing to rebuild from them: check trust.keys",
+            findings[0]
+        )));
+    }
+    // Directories whose manifest cannot be trusted are moved aside, never deleted: after
+    // a key rotation, the operator may still want them.
+    let mut alarms = Vec::new();
+    let untrusted = layout.untrusted();
+    for finding in &findings {
+        let Some(generation) = finding.generation else {
+            continue;
+        };
+        let from = layout.generation_dir(generation);
+        let to = untrusted.join(format!("{generation}-{}", Timestamp::now().unix_secs()));
+        fs::create_dir_all(&untrusted).map_err(Error::io("cannot create", &untrusted))?;
+        fs::rename(&from, &to).map_err(Error::io("cannot move aside", &from))?;
+        durable::sync_directory(&untrusted).map_err(Error::io("cannot sync", &untrusted))?;
+        alarms.push(format!(
+            "not rebuilt, {finding}; moved its directory to {}",
+            to.display()
+        ));
+    }
+    if !findings.is_empty() {
+        let generations = layout.generations();
+        durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
+    }
+    // The replay floor: the damaged database may still say it, if it can be read at all.
+    let salvaged_serial_max = crate::db::without_panics(|| -> Option<u64> {
+        Some(
+            Db::open(&layout.database())
+                .ok()?
+                .read()
+                .ok()?
+                .state()
+                .ok()?
+                .serial_max,
+        )
+    })
+    .ok()
+    .flatten();
     let temporary = layout.root.join("polstore.redb.rebuild");
     durable::remove_tree_if_exists(&temporary).map_err(Error::io("cannot remove", &temporary))?;
     let db = Db::create(&temporary)?;
@@ -277,6 +307,7 @@ pub fn rebuild(
             serial_max: found
                 .iter()
                 .map(|generation| generation.manifest.serial)
+                .chain(salvaged_serial_max)
                 .max()
                 .unwrap_or(0),
             next_generation: found
@@ -298,17 +329,18 @@ pub fn rebuild(
         Ok(())
     })?;
     drop(db);
+    // The damaged file is kept under a second name (a hard link), then the rebuilt one is
+    // renamed over it, so that `polstore.redb` exists at every moment.
     let database = layout.database();
     let damaged = layout.damaged_database();
     if database.exists() {
-        fs::rename(&database, &damaged).map_err(Error::io("cannot move aside", &database))?;
+        durable::remove_tree_if_exists(&damaged).map_err(Error::io("cannot remove", &damaged))?;
+        fs::hard_link(&database, &damaged)
+            .map_err(Error::io("cannot keep a copy of", &database))?;
     }
     fs::rename(&temporary, &database).map_err(Error::io("cannot move into place", &temporary))?;
     durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
     let db = Db::open(&database)?;
-    if found.is_empty() {
-        alarms.push("no generation directory could be rebuilt: the store is empty".to_string());
-    }
     let changes = vec![format!(
         "{message} (the damaged database was kept as {})",
         damaged.display()

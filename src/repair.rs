@@ -204,16 +204,20 @@ fn repair_store(
     // 2. Objects.
     let mut needed: HashSet<Hash> = inspection.bad_objects.clone();
     let mut fetched = false;
+    // Whether every source that could hold a missing object was read: only then is a
+    // generation truly beyond repair, rather than waiting for a transport that failed.
+    let mut sources_complete = true;
     if !needed.is_empty() {
         restore_from_intact_files(store, &inspection, &mut needed, report)?;
     }
     if !needed.is_empty() {
-        restore_from_drop(store, &mut needed, report, progress)?;
+        sources_complete &= restore_from_drop(store, &mut needed, report, progress)?;
     }
     if !needed.is_empty() && !store.config.fetch.command.is_empty() {
         fetched = fetch_for_repair(store, report, progress);
+        sources_complete &= fetched;
         if fetched {
-            restore_from_drop(store, &mut needed, report, progress)?;
+            sources_complete &= restore_from_drop(store, &mut needed, report, progress)?;
         }
     }
     if !inspection.stray_bad_objects.is_empty() {
@@ -285,13 +289,35 @@ fn repair_store(
         }
     }
 
-    // 5. Generations beyond repair, unless one is still the active one.
+    // 5. Generations beyond repair, unless one is still the active one. They are removed
+    //    only when every source was read and they are not pinned; otherwise they are
+    //    marked failed (rollback refuses a directory that does not verify) and kept for a
+    //    later repair.
     let active = store.state()?.active;
-    let doomed: Vec<u64> = irreparable
-        .iter()
-        .copied()
-        .filter(|generation| Some(*generation) != active)
-        .collect();
+    let mut doomed = Vec::new();
+    for &generation in &irreparable {
+        if Some(generation) == active {
+            continue;
+        }
+        let why_kept = if store.is_pinned(generation) {
+            Some("it is pinned")
+        } else if !sources_complete {
+            Some("a source of fresh copies failed, so a later repair may still succeed")
+        } else {
+            None
+        };
+        match why_kept {
+            Some(why) => {
+                let reason = "damaged beyond repair: files have no verified copy";
+                store.write_failed_marker(generation, reason)?;
+                store.db.write(|txn| mark_failed(txn, generation, reason))?;
+                report.alarms.push(format!(
+                    "kept generation {generation}, damaged beyond repair, because {why}; marked failed"
+                ));
+            }
+            None => doomed.push(generation),
+        }
+    }
     if !doomed.is_empty() {
         crate::gc::remove_generations(store, &doomed)?;
         for generation in doomed {
@@ -319,6 +345,8 @@ fn restore_from_intact_files(
     report: &mut VerifyReport,
 ) -> Result<()> {
     let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    let mut restored = 0;
     for (hash, path) in &inspection.intact_files {
         if !needed.contains(hash) {
             continue;
@@ -328,10 +356,15 @@ fn restore_from_intact_files(
         };
         if Hash::of(&content) == *hash {
             needed.remove(hash);
+            restored += 1;
+            batch_bytes += content.len();
             batch.push((*hash, content));
+            if batch_bytes >= OBJECT_BATCH_BYTES {
+                put_objects(store, std::mem::take(&mut batch))?;
+                batch_bytes = 0;
+            }
         }
     }
-    let restored = batch.len();
     put_objects(store, batch)?;
     if restored > 0 {
         report.changes.push(format!(
@@ -343,14 +376,15 @@ fn restore_from_intact_files(
 
 /// Reads the drop place, if there is one, and stores every file whose hash is needed.
 /// A drop that a source check refuses still gives what was verified before the refusal.
+/// Returns false when the drop could not be read to the end.
 fn restore_from_drop(
     store: &Store,
     needed: &mut HashSet<Hash>,
     report: &mut VerifyReport,
     progress: ProgressFn,
-) -> Result<()> {
+) -> Result<bool> {
     let Some(source) = update::drop_source(&store.config) else {
-        return Ok(());
+        return Ok(true);
     };
     progress("looking for verified copies in the drop place", false);
     let mut batch: Vec<(Hash, Vec<u8>)> = Vec::new();
@@ -383,8 +417,9 @@ fn restore_from_drop(
             "the drop place {} could not be read to the end: {error}",
             source.describe()
         ));
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
 fn fetch_for_repair(store: &Store, report: &mut VerifyReport, progress: ProgressFn) -> bool {
@@ -451,8 +486,12 @@ pub fn rematerialize(
             }
         }
         let target = new_tree.join(&entry.path);
+        // A file found intact is linked only if it still is: time has passed since.
+        let source = old_tree.join(&entry.path);
         let linked = intact.contains(&entry.path)
-            && fs::hard_link(old_tree.join(&entry.path), &target).is_ok();
+            && verify::read_bounded(&source, entry.size as usize)
+                .is_some_and(|content| Hash::of(&content) == entry.hash)
+            && fs::hard_link(&source, &target).is_ok();
         if !linked {
             let content = read.object(entry.hash)?;
             durable::create_file_synced(&target, &content, entry.mode)
@@ -473,9 +512,16 @@ pub fn rematerialize(
         fs::create_dir(&directory).map_err(Error::io("cannot create", &directory))?;
         let generations = layout.generations();
         durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
+        // The markers went with the directory; the database still knows a failure.
+        if let Some(record) = store.db.read()?.generation(generation)?
+            && record.state == GenerationState::Failed
+        {
+            store.write_failed_marker(generation, record.reason.as_deref().unwrap_or("failed"))?;
+        }
     }
     let stored = store.db.read()?.manifest(generation)?;
     replace_envelope(&directory, &stored)?;
+    durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))?;
     if fs::symlink_metadata(&old_tree).is_ok() {
         durable::exchange(&new_tree, &old_tree).map_err(Error::io(
             "cannot put the repaired tree in place of",
@@ -500,7 +546,7 @@ fn replace_envelope(directory: &Path, stored: &ManifestRecord) -> Result<()> {
     ];
     for (name, content) in files {
         let path = directory.join(name);
-        let current = fs::read(&path).ok();
+        let current = verify::read_bounded(&path, crate::manifest::MANIFEST_BYTES_MAX);
         if current.as_ref() == content {
             continue;
         }
@@ -535,19 +581,23 @@ fn replace_active(
     report: &mut VerifyReport,
     progress: ProgressFn,
 ) -> Result<()> {
+    // Older generations only, newest first: a newer one is one the operator rolled back
+    // from. Expired ones are not trusted any more.
+    let now = Timestamp::now().unix_secs();
     let candidates: Vec<u64> = inspection
         .records
         .iter()
         .rev()
         .filter(|(generation, record)| {
-            **generation != active
+            **generation < active
                 && record.state == GenerationState::Good
                 && !irreparable.contains(generation)
+                && record.expires.is_none_or(|expires| expires > now)
         })
         .map(|(generation, _)| *generation)
         .collect();
     for candidate in candidates {
-        if let Some(failure) = verify::parse_failure(store, candidate, inspection, progress) {
+        if let Some((failure, _)) = verify::parse_failure(store, candidate, inspection, progress) {
             report.alarms.push(format!(
                 "generation {candidate} is not a fallback: it does not parse either: {failure}"
             ));
@@ -612,9 +662,10 @@ fn mark_failed(
     Ok(())
 }
 
-/// Makes `to` active in place of `from`, which is marked failed, then switches the view.
-/// The failed marker is written first, then the database commit (the commit point), then
-/// the view; recovery re-points the view after a crash.
+/// Makes `to` active in place of `from`, which is marked failed. The failed marker is
+/// written first, then the database commit (the commit point); the view follows in step 6
+/// of [`repair_store`] (which also copes with a directory in its place), and recovery
+/// re-points it after a crash.
 fn switch_active(store: &Store, from: u64, to: u64, reason: &str) -> Result<()> {
     if store.layout.generation_dir(from).is_dir() {
         store.write_failed_marker(from, reason)?;
@@ -641,13 +692,16 @@ fn switch_active(store: &Store, from: u64, to: u64, reason: &str) -> Result<()> 
         })?;
         Ok(())
     })?;
-    store.switch_view(to)
+    Ok(())
 }
 
 /// Points the view at `active`. Something other than a symlink there is moved aside, not
-/// deleted: a symlink is made under a temporary name and exchanged with it in one
-/// renameat2(EXCHANGE), the parent synced, and what was there renamed to
-/// `.NAME.polstore-displaced-UNIXTIME` beside the view and the parent synced again.
+/// deleted, with no moment where the view is missing: a symlink to the active tree is
+/// created under a new name `.NAME.polstore-displaced-UNIXTIME[-K]` beside the view, then
+/// exchanged with the view by renameat2(EXCHANGE), and the parent fsynced. The exchange
+/// leaves what was at the view under that name, so a crash leaves either the old state
+/// (plus a stray symlink of that name) or the repaired one, never the directory at a name
+/// polstore would remove.
 fn restore_view(store: &Store, active: u64) -> Result<String> {
     let view = &store.config.view;
     let target = store.layout.generation_tree(active);
@@ -662,19 +716,34 @@ fn restore_view(store: &Store, active: u64) -> Result<String> {
             view.display()
         ));
     }
-    let temporary =
-        durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
-    durable::remove_tree_if_exists(&temporary).map_err(Error::io("cannot remove", &temporary))?;
-    std::os::unix::fs::symlink(&target, &temporary)
-        .map_err(Error::io("cannot create", &temporary))?;
-    durable::exchange(&temporary, view)
+    let stamp = Timestamp::now().unix_secs();
+    let mut displaced = None;
+    for attempt in 0..100 {
+        let tag = if attempt == 0 {
+            format!("displaced-{stamp}")
+        } else {
+            format!("displaced-{stamp}-{attempt}")
+        };
+        let name =
+            durable::temporary_sibling(view, &tag).map_err(Error::io("cannot name", view))?;
+        match std::os::unix::fs::symlink(&target, &name) {
+            Ok(()) => {
+                displaced = Some(name);
+                break;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(Error::io("cannot create", &name)(error)),
+        }
+    }
+    let Some(displaced) = displaced else {
+        return Err(Error::Refused(format!(
+            "cannot find a free name beside {} to move it aside",
+            view.display()
+        )));
+    };
+    durable::exchange(&displaced, view)
         .map_err(Error::io("cannot put the view symlink in place of", view))?;
     let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
-    durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
-    let displaced =
-        durable::temporary_sibling(view, &format!("displaced-{}", Timestamp::now().unix_secs()))
-            .map_err(Error::io("cannot name", view))?;
-    fs::rename(&temporary, &displaced).map_err(Error::io("cannot move aside", &temporary))?;
     durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
     Ok(format!(
         "put the view symlink back in place of what was at {} (moved aside to {}) and pointed it at generation {active}",

@@ -48,6 +48,23 @@ pub fn rollback(store: &Store, target: Option<u64>) -> Result<RollbackReport> {
             tree.display()
         )));
     }
+    // Never activate what does not verify: the directory is compared with the manifest,
+    // byte for byte, before the commit.
+    let manifest = crate::store::stored_manifest(&store.db.read()?, target)?;
+    let mut findings = Vec::new();
+    crate::verify::check_tree(
+        &tree,
+        target,
+        &manifest,
+        &mut crate::verify::HashCache::default(),
+        store.config.limits.files_max.saturating_mul(2),
+        &mut findings,
+    );
+    if let Some(first) = findings.first() {
+        return Err(Error::Corrupt(format!(
+            "refusing to activate generation {target}, whose directory does not match its manifest: {first}; 'polstore verify --repair' repairs it"
+        )));
+    }
     let now = Timestamp::now().unix_secs();
     let mut message = format!(
         "rolled back from generation {active} to generation {target} (serial {})",

@@ -79,6 +79,10 @@ impl Layout {
     pub fn repair_dir(&self) -> PathBuf {
         self.staging().join("repair")
     }
+    /// Generation directories a database rebuild could not trust, moved aside.
+    pub fn untrusted(&self) -> PathBuf {
+        self.root.join("untrusted")
+    }
     /// The last database that `verify --repair` found damaged and replaced.
     pub fn damaged_database(&self) -> PathBuf {
         self.root.join("polstore.redb.damaged")

@@ -293,31 +293,37 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
             .push(Finding::new(None, None, Kind::View, problem));
     }
 
-    // The parse check, on an active generation whose bytes are right.
+    // The parse check, on an active generation whose bytes are right. Only a conclusive
+    // refusal (cf-promises ran and said no) lets repair replace the generation; a check
+    // that timed out or could not start is reported and left for the next run.
     if parse
         && let Some(active) = state.active
         && !inspection.damaged.contains(&active)
-        && let Some(failure) = parse_failure(store, active, &inspection, progress)
+        && let Some((failure, conclusive)) = parse_failure(store, active, &inspection, progress)
     {
-        inspection.findings.push(Finding::new(
-            Some(active),
-            None,
-            Kind::Parse,
-            format!("the active generation no longer parses: {failure}"),
-        ));
-        inspection.parse_failure = Some(failure);
+        let detail = if conclusive {
+            format!("the active generation no longer parses: {failure}")
+        } else {
+            format!("the parse check could not give a verdict on the active generation: {failure}")
+        };
+        inspection
+            .findings
+            .push(Finding::new(Some(active), None, Kind::Parse, detail));
+        if conclusive {
+            inspection.parse_failure = Some(failure);
+        }
     }
     Ok(inspection)
 }
 
 /// Runs the configured parse check on `generation`'s tree. `None`: it passed, or there is
-/// no parse check.
+/// no parse check. Otherwise the reason, and whether the refusal is conclusive.
 pub fn parse_failure(
     store: &Store,
     generation: u64,
     inspection: &Inspection,
     progress: ProgressFn,
-) -> Option<String> {
+) -> Option<(String, bool)> {
     if store.config.checks.cf_promises.is_empty() {
         return None;
     }
@@ -334,9 +340,11 @@ pub fn parse_failure(
         output_file: &output_file,
         timeout: Duration::from_secs(store.config.checks.timeout_secs),
     };
-    let verdict = checks::parse(&store.config, &context)?;
+    let (verdict, conclusive) = checks::parse_conclusively(&store.config, &context)?;
     let _ = fs::remove_file(&output_file);
-    verdict.rejection.map(|rejection| rejection.reason)
+    verdict
+        .rejection
+        .map(|rejection| (rejection.reason, conclusive))
 }
 
 fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
@@ -443,7 +451,7 @@ fn check_envelope(
     ];
     for (name, content) in expected {
         let path = directory.join(name);
-        let found = fs::read(&path).ok();
+        let found = read_bounded(&path, crate::manifest::MANIFEST_BYTES_MAX);
         let detail = match (content, &found) {
             (Some(expected), Some(found)) if expected == found => continue,
             (None, None) => continue,
@@ -458,6 +466,17 @@ fn check_envelope(
             detail.to_string(),
         ));
     }
+}
+
+/// The content of a regular file of at most `limit` bytes; `None` for anything else (a
+/// symlink, a fifo, a device, a file too large), so that nothing planted in the store
+/// can make a read hang or exhaust memory.
+pub fn read_bounded(path: &Path, limit: usize) -> Option<Vec<u8>> {
+    let metadata = fs::symlink_metadata(path).ok()?;
+    if !metadata.is_file() || metadata.len() > limit as u64 {
+        return None;
+    }
+    fs::read(path).ok()
 }
 
 /// Hashes by inode, so that files hard-linked between generations are read once.

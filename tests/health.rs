@@ -698,3 +698,81 @@ fn the_systemd_units_are_valid_and_run_what_they_document() {
             != 0
     );
 }
+
+#[test]
+fn a_pinned_generation_beyond_repair_is_kept_failed_and_rollback_refuses_it() {
+    let node = node_with_two_generations();
+    node.run(&["pin", "1"]).success();
+    fs::write(node.generation_tree(1).join("promises.cf"), "# rotten\n").unwrap();
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    let out = node.run(&["verify", "--repair"]);
+    assert_eq!(
+        out.code, 4,
+        "damage is left, so the store is not sound: {out:#?}"
+    );
+    assert!(
+        out.stdout
+            .contains("ALARM    kept generation 1, damaged beyond repair, because it is pinned"),
+        "{out:#?}"
+    );
+    assert!(
+        out.stdout.contains("LEFT     generation 1: promises.cf"),
+        "{out:#?}"
+    );
+    assert_eq!(node.list()[0]["state"], "failed");
+    assert_eq!(node.active_generation(), Some(2));
+    assert_refused(
+        &node,
+        &["rollback", "1"],
+        1,
+        "refusing to activate generation 1, whose directory does not match its manifest: generation 1: promises.cf",
+    );
+}
+
+#[test]
+fn a_database_rebuild_refuses_when_no_manifest_verifies_against_the_trusted_keys() {
+    let node = node_with_two_generations();
+    // The operator rotated the key but the node kept only generations signed by the old.
+    let other = node.root.join("keys/other.pub");
+    node.run(&[
+        "keygen",
+        "--public",
+        s(&other),
+        "--secret",
+        s(&node.root.join("keys/other.sec")),
+    ])
+    .success();
+    node.set_config("trust", "keys", &format!("[{}]", toml_string(s(&other))));
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    let out = node.run(&["verify", "--repair"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(
+        out.stderr.contains(
+            "no generation directory has a manifest that verifies against the trusted keys"
+        ),
+        "{out:#?}"
+    );
+    assert_eq!(generation_dirs(&node), [1, 2], "nothing was removed");
+    assert_eq!(node.view_target(), Some(node.generation_tree(2)));
+}
+
+#[test]
+fn a_parse_check_that_cannot_run_is_reported_but_changes_nothing() {
+    let node = node_with_two_generations();
+    node.set_config(
+        "checks",
+        "cf_promises",
+        r#"["/nonexistent/cf-promises", "{tree}"]"#,
+    );
+    let out = node.run(&["verify", "--repair"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout
+            .contains("the parse check could not give a verdict on the active generation"),
+        "{out:#?}"
+    );
+    assert!(!out.stdout.contains("ALARM"), "{out:#?}");
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(node.list()[1]["state"], "good");
+}
