@@ -51,6 +51,33 @@ pub struct VerifyReport {
     pub remaining: Vec<Finding>,
     pub repaired: bool,
     pub active: Option<u64>,
+    /// Each kept generation as the last look found it.
+    pub generations: Vec<GenerationHealth>,
+}
+
+/// One generation in a [`VerifyReport`].
+pub struct GenerationHealth {
+    pub generation: u64,
+    pub state: GenerationState,
+    pub files: u64,
+    /// No finding names it.
+    pub sound: bool,
+}
+
+fn generation_health(inspection: &Inspection) -> Vec<GenerationHealth> {
+    inspection
+        .records
+        .iter()
+        .map(|(generation, record)| GenerationHealth {
+            generation: *generation,
+            state: record.state,
+            files: record.files,
+            sound: !inspection
+                .findings
+                .iter()
+                .any(|finding| finding.generation == Some(*generation)),
+        })
+        .collect()
 }
 
 impl VerifyReport {
@@ -116,11 +143,13 @@ pub fn check_and_repair(
     let inspection = verify::inspect(store, parse, progress)?;
     report.findings.extend(inspection.findings.iter().cloned());
     report.active = inspection.active;
+    report.generations = generation_health(&inspection);
     if repair && !report.findings.is_empty() {
         let started = Timestamp::now();
         repair_store(store, inspection, report, progress)?;
         progress("verifying again", false);
         let again = verify::inspect(store, parse, progress)?;
+        report.generations = generation_health(&again);
         report.remaining = again.findings;
         report.active = again.active;
         let message = if report.remaining.is_empty() {

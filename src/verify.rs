@@ -715,3 +715,120 @@ pub fn view_problem(store: &Store, active: u64) -> Option<String> {
 pub fn short(hash: Hash) -> String {
     hash.to_hex()[..12].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Entry;
+    use crate::timestamp::Timestamp;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn manifest(files: &[(&str, &[u8])]) -> Manifest {
+        Manifest {
+            serial: 1,
+            created: Timestamp::from_unix_secs(0),
+            expires: None,
+            source: None,
+            entries: files
+                .iter()
+                .map(|(path, content)| Entry {
+                    path: path.to_string(),
+                    mode: 0o644,
+                    size: content.len() as u64,
+                    hash: Hash::of(content),
+                })
+                .collect(),
+        }
+    }
+
+    fn write(tree: &Path, path: &str, content: &[u8], mode: u32) {
+        let full = tree.join(path);
+        crate::durable::create_tree_directory(full.parent().unwrap()).unwrap();
+        fs::write(&full, content).unwrap();
+        fs::set_permissions(&full, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn look(tree: &Path, manifest: &Manifest) -> (Vec<String>, HashSet<String>) {
+        let mut findings = Vec::new();
+        let intact = check_tree(
+            tree,
+            7,
+            manifest,
+            &mut HashCache::default(),
+            100,
+            &mut findings,
+        );
+        (findings.iter().map(ToString::to_string).collect(), intact)
+    }
+
+    #[test]
+    fn a_tree_that_matches_has_no_findings() {
+        let directory = tempfile::tempdir().unwrap();
+        let tree = directory.path().join("tree");
+        write(&tree, "promises.cf", b"body", 0o644);
+        write(&tree, "lib/a.cf", b"a", 0o644);
+        let manifest = manifest(&[("lib/a.cf", b"a"), ("promises.cf", b"body")]);
+        let (findings, intact) = look(&tree, &manifest);
+        assert_eq!(findings, Vec::<String>::new());
+        assert_eq!(intact.len(), 2);
+    }
+
+    #[test]
+    fn each_difference_is_named_with_generation_and_path() {
+        let directory = tempfile::tempdir().unwrap();
+        let tree = directory.path().join("tree");
+        crate::durable::create_tree_directory(&tree).unwrap();
+        write(&tree, "mode.cf", b"m", 0o664);
+        write(&tree, "content.cf", b"X", 0o644);
+        write(&tree, "sub/extra.cf", b"e", 0o644);
+        std::os::unix::fs::symlink("/etc/passwd", tree.join("link.cf")).unwrap();
+        fs::create_dir(tree.join("open")).unwrap();
+        fs::set_permissions(tree.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+        let manifest = manifest(&[
+            ("content.cf", b"Y"),
+            ("link.cf", b"l"),
+            ("missing.cf", b"gone"),
+            ("mode.cf", b"m"),
+            ("open/x.cf", b"x"),
+        ]);
+        let (findings, intact) = look(&tree, &manifest);
+        for expected in [
+            "generation 7: content.cf: content does not match the manifest's hash",
+            "generation 7: link.cf: is a symlink, the manifest has a file",
+            "generation 7: missing.cf: is missing",
+            "generation 7: mode.cf: has mode 0664, the manifest says 0644",
+            "generation 7: open/x.cf: is missing",
+            "generation 7: open: directory is group- or world-writable (mode 0777)",
+            "generation 7: sub: directory not in the manifest",
+            "generation 7: sub/extra.cf: file not in the manifest",
+        ] {
+            assert!(
+                findings.iter().any(|finding| finding == expected),
+                "{expected} not in {findings:#?}"
+            );
+        }
+        assert_eq!(findings.len(), 8, "{findings:#?}");
+        assert!(intact.is_empty());
+    }
+
+    #[test]
+    fn a_missing_tree_and_a_flooded_one_are_reported_not_walked_forever() {
+        let directory = tempfile::tempdir().unwrap();
+        let manifest = manifest(&[("a.cf", b"a")]);
+        let (findings, _) = look(&directory.path().join("absent"), &manifest);
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].contains("is missing"), "{findings:?}");
+        let tree = directory.path().join("tree");
+        write(&tree, "a.cf", b"a", 0o644);
+        for index in 0..150 {
+            write(&tree, &format!("junk/{index}"), b"", 0o644);
+        }
+        let (findings, _) = look(&tree, &manifest);
+        assert!(
+            findings
+                .iter()
+                .any(|finding| finding.contains("holds more than 100 entries; stopped looking")),
+            "{findings:?}"
+        );
+    }
+}

@@ -89,7 +89,10 @@ fn assert_repaired(node: &Node) -> Out {
     );
     let again = node.run(&["verify"]);
     assert_eq!(again.code, 0, "verify after repair: {again:#?}");
-    assert!(again.stdout.starts_with("sound"), "{again:#?}");
+    assert!(
+        again.stdout.lines().last().unwrap().starts_with("sound"),
+        "{again:#?}"
+    );
     let active = node.active_generation().expect("a generation is active");
     assert_eq!(node.view_target(), Some(node.generation_tree(active)));
     assert_tree_matches_manifest(&node.view, &manifest_of(node, active));
@@ -100,7 +103,15 @@ fn assert_repaired(node: &Node) -> Out {
 fn a_sound_store_verifies_and_status_shows_it() {
     let node = node_with_two_generations();
     let out = node.run(&["verify"]).success();
-    assert_eq!(out.stdout, "sound; generation 2 is active\n");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:#?}");
+    assert!(
+        lines[0].starts_with("  generation     1  good") && lines[0].ends_with("2 files  sound")
+    );
+    assert!(
+        lines[1].starts_with("* generation     2  good") && lines[1].ends_with("3 files  sound")
+    );
+    assert_eq!(lines[2], "sound; generation 2 is active");
     let (_, json) = verify_json(&node, &["verify", "--json"]);
     assert_eq!(json["sound"], true);
     assert_eq!(json["findings"], Value::Array(vec![]));
@@ -120,6 +131,9 @@ fn a_flipped_byte_is_found_and_repaired() {
     assert_eq!(json["findings"][0]["kind"], "content");
     assert_eq!(json["findings"][0]["generation"], 2);
     assert_eq!(json["findings"][0]["path"], "promises.cf");
+    assert_eq!(json["generations"][0]["sound"], true);
+    assert_eq!(json["generations"][1]["sound"], false);
+    assert_eq!(json["generations"][1]["active"], true);
     let out = assert_repaired(&node);
     assert!(
         out.stdout
@@ -680,7 +694,10 @@ fn the_systemd_units_are_valid_and_run_what_they_document() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{service}: {output:?}");
-        assert!(stdout.starts_with(expected), "{service}: {stdout}");
+        assert!(
+            stdout.lines().last().unwrap().starts_with(expected),
+            "{service}: {stdout}"
+        );
     }
     // The cron example runs the same commands.
     let cron = fs::read_to_string(units.join("polstore.cron")).unwrap();

@@ -504,6 +504,17 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
             "sound": report.sound(),
             "repair": report.repaired,
             "active": report.active,
+            "generations": report
+                .generations
+                .iter()
+                .map(|generation| serde_json::json!({
+                    "generation": generation.generation,
+                    "state": state_name(generation.state),
+                    "files": generation.files,
+                    "active": Some(generation.generation) == report.active,
+                    "sound": generation.sound,
+                }))
+                .collect::<Vec<_>>(),
             "findings": findings(&report.findings),
             "changes": report.changes,
             "alarms": report.alarms,
@@ -522,6 +533,20 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
         }
         for finding in &report.remaining {
             println!("LEFT     {finding}");
+        }
+        for generation in &report.generations {
+            let marker = if Some(generation.generation) == report.active {
+                "*"
+            } else {
+                " "
+            };
+            println!(
+                "{marker} generation {:>5}  {:<10}  {:>6} files  {}",
+                generation.generation,
+                state_name(generation.state),
+                generation.files,
+                if generation.sound { "sound" } else { "DAMAGED" }
+            );
         }
     }
     for alarm in &report.alarms {
