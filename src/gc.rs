@@ -217,7 +217,8 @@ fn file_size(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |metadata| metadata.len())
 }
 
-fn list(generations: &[u64]) -> String {
+/// "3, 5, 8": generation numbers for a message.
+pub fn list(generations: &[u64]) -> String {
     generations
         .iter()
         .map(u64::to_string)

@@ -262,38 +262,22 @@ impl Store {
                     .push("removed a candidate left in staging by an interrupted command".into());
             }
         }
-        let read = self.db.read()?;
-        let state = read.state()?;
+        let state = self.db.read()?.state()?;
         // 2. A generation directory the database does not know was renamed into place by
         //    an ingest that crashed before its commit.
-        let generations = self.layout.generations();
-        let entries = fs::read_dir(&generations).map_err(Error::io("cannot read", &generations))?;
-        let mut removed_any = false;
-        for entry in entries {
-            let entry = entry.map_err(Error::io("cannot read", &generations))?;
-            let number = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<u64>().ok());
-            let known = match number {
-                Some(number) => read.generation(number)?.is_some(),
-                None => false,
-            };
-            if !known {
-                durable::remove_tree_if_exists(&entry.path())
-                    .map_err(Error::io("cannot remove", entry.path()))?;
-                recovery.notes.push(format!(
-                    "removed {} left by an interrupted ingest",
-                    entry.path().display()
-                ));
-                removed_any = true;
-            }
+        let unknown = self.unknown_generation_dirs()?;
+        for path in &unknown {
+            durable::remove_tree_if_exists(path).map_err(Error::io("cannot remove", path))?;
+            recovery.notes.push(format!(
+                "removed {} left by an interrupted ingest",
+                path.display()
+            ));
         }
-        if removed_any {
+        let generations = self.layout.generations();
+        if !unknown.is_empty() {
             durable::sync_directory(&generations)
                 .map_err(Error::io("cannot sync", &generations))?;
         }
-        drop(read);
         // 3. An agent run that never reported back did not confirm its generation.
         if let Some(active) = state.active {
             let record = self.db.read()?.generation(active)?;
@@ -315,6 +299,28 @@ impl Store {
             Err(error) => return Err(error),
         }
         Ok(recovery)
+    }
+
+    /// Entries of `generations/` that are not a generation the database knows.
+    pub fn unknown_generation_dirs(&self) -> Result<Vec<PathBuf>> {
+        let read = self.db.read()?;
+        let generations = self.layout.generations();
+        let mut unknown = Vec::new();
+        for entry in fs::read_dir(&generations).map_err(Error::io("cannot read", &generations))? {
+            let entry = entry.map_err(Error::io("cannot read", &generations))?;
+            let number = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u64>().ok());
+            let known = match number {
+                Some(number) => read.generation(number)?.is_some(),
+                None => false,
+            };
+            if !known {
+                unknown.push(entry.path());
+            }
+        }
+        Ok(unknown)
     }
 
     /// Points the view at the active generation if it points elsewhere. Returns what it did.

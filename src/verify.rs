@@ -359,27 +359,14 @@ fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
             "left in staging by an interrupted command".into(),
         ));
     }
-    let read = store.db.read()?;
-    let generations = store.layout.generations();
-    for entry in fs::read_dir(&generations).map_err(Error::io("cannot read", &generations))? {
-        let entry = entry.map_err(Error::io("cannot read", &generations))?;
-        let number = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u64>().ok());
-        let known = match number {
-            Some(number) => read.generation(number)?.is_some(),
-            None => false,
-        };
-        if !known {
-            inspection.leftovers = true;
-            inspection.findings.push(Finding::new(
-                None,
-                Some(&entry.path().display().to_string()),
-                Kind::Leftover,
-                "not a generation the database knows (left by an interrupted command)".into(),
-            ));
-        }
+    for path in store.unknown_generation_dirs()? {
+        inspection.leftovers = true;
+        inspection.findings.push(Finding::new(
+            None,
+            Some(&path.display().to_string()),
+            Kind::Leftover,
+            "not a generation the database knows (left by an interrupted command)".into(),
+        ));
     }
     Ok(())
 }

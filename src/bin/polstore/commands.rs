@@ -397,19 +397,11 @@ fn auto_gc(store: &mut Store) {
     match gc::gc(store, keep) {
         Ok(report) if !report.removed.is_empty() => eprintln!(
             "polstore: gc: removed generation(s) {}",
-            join(&report.removed)
+            gc::list(&report.removed)
         ),
         Ok(_) => {}
         Err(error) => eprintln!("polstore: gc after ingest failed: {error}"),
     }
-}
-
-fn join(numbers: &[u64]) -> String {
-    numbers
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn update_command(
@@ -618,7 +610,7 @@ fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcAr
     } else {
         println!(
             "removed generation(s) {}, {} objects ({} bytes); database {} -> {} bytes",
-            join(&report.removed),
+            gc::list(&report.removed),
             report.objects_removed,
             report.bytes_removed,
             report.database_bytes_before,
@@ -628,7 +620,7 @@ fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcAr
     if !report.in_use.is_empty() {
         println!(
             "kept generation(s) {}: a running process is using them",
-            join(&report.in_use)
+            gc::list(&report.in_use)
         );
     }
     Ok(())
