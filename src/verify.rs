@@ -498,6 +498,9 @@ pub fn check_tree(
     findings: &mut Vec<Finding>,
 ) -> HashSet<String> {
     let mut intact = HashSet::new();
+    // Files are written by polstore, so they are its own; another owner could change them
+    // behind its back (and cf-agent refuses inputs others may write).
+    let owner = rustix::process::geteuid().as_raw();
     let mut problem = |path: Option<&str>, kind: Kind, detail: String| {
         findings.push(Finding::new(Some(generation), path, kind, detail));
     };
@@ -591,6 +594,17 @@ pub fn check_tree(
         }
         let mode = metadata.mode() & 0o7777;
         let mut sound = true;
+        if metadata.uid() != owner {
+            problem(
+                Some(&entry.path),
+                Kind::Mode,
+                format!(
+                    "is owned by uid {}, not by uid {owner} that polstore runs as",
+                    metadata.uid()
+                ),
+            );
+            sound = false;
+        }
         if mode != entry.mode {
             problem(
                 Some(&entry.path),

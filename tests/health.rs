@@ -793,3 +793,33 @@ fn a_parse_check_that_cannot_run_is_reported_but_changes_nothing() {
     assert_eq!(node.active_generation(), Some(2));
     assert_eq!(node.list()[1]["state"], "good");
 }
+
+#[test]
+fn a_file_given_to_another_owner_is_found_and_repaired() {
+    if !running_as_root() {
+        eprintln!("skipping: changing a file's owner needs root");
+        return;
+    }
+    let node = node_with_two_generations();
+    let file = node.view.join("lib/extra.cf");
+    let status = Command::new("chown")
+        .arg("65534")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_detected(&node, Some(2), "lib/extra.cf: is owned by uid 65534");
+    assert_repaired(&node);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(node.view.join("lib/extra.cf")).unwrap().uid(),
+        0
+    );
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n")
+}
