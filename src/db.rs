@@ -232,7 +232,14 @@ impl WriteTxn {
 
     /// Removes one object. Returns whether it was there.
     pub fn remove_object(&mut self, hash: Hash) -> Result<bool, DbError> {
-        Ok(self.txn.open_table(OBJECTS)?.remove(hash.0)?.is_some())
+        Ok(self.remove_object_sized(hash)?.is_some())
+    }
+
+    /// Removes one object. Returns its size if it was there.
+    pub fn remove_object_sized(&mut self, hash: Hash) -> Result<Option<u64>, DbError> {
+        let mut table = self.txn.open_table(OBJECTS)?;
+        let removed = table.remove(hash.0)?;
+        Ok(removed.map(|content| content.value().len() as u64))
     }
 
     /// Removes every object not in `keep`. Returns how many and their bytes.

@@ -17,6 +17,9 @@ use crate::records::{Action, AttemptRecord, Outcome};
 use crate::store::{self, Layout, Store};
 use crate::timestamp::Timestamp;
 
+/// Free space in the database file below which gc does not compact it.
+const COMPACT_FREE_BYTES_MIN: u64 = 1 << 20;
+
 /// `keep` for `polstore gc` when the configuration sets none.
 pub const DEFAULT_KEEP: u32 = 10;
 
@@ -33,8 +36,19 @@ pub struct GcReport {
     pub compacted: bool,
 }
 
+/// Which objects a collection looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Only those of the generations it removes: work in proportion to what goes. The
+    /// automatic gc after an ingest does this.
+    Removed,
+    /// Every stored object, including those a crashed ingest left unreferenced: reads the
+    /// whole objects table. `polstore gc` does this.
+    All,
+}
+
 /// Collects generations and objects beyond what `keep` and the rules above keep.
-pub fn gc(store: &mut Store, keep: u32) -> Result<GcReport> {
+pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
     let mut report = GcReport {
         database_bytes_before: file_size(&store.layout.database()),
         ..GcReport::default()
@@ -79,12 +93,21 @@ pub fn gc(store: &mut Store, keep: u32) -> Result<GcReport> {
         }
         doomed.push(generation);
     }
-    let (objects, bytes) = remove_generations(store, &doomed)?;
+    let (objects, bytes) = if doomed.is_empty() && sweep == Sweep::Removed {
+        (0, 0)
+    } else {
+        remove_generations(store, &doomed, sweep)?
+    };
     report.removed = doomed;
     report.objects_removed = objects;
     report.bytes_removed = bytes;
+    // Compaction rewrites pages, so only when enough is free to be worth giving back:
+    // a quarter of the file, and at least a megabyte.
     if objects > 0 || !report.removed.is_empty() {
-        report.compacted = store.db.compact()?;
+        let free = store.db.fragmented_bytes()?;
+        if free >= COMPACT_FREE_BYTES_MIN && free >= report.database_bytes_before / 4 {
+            report.compacted = store.db.compact()?;
+        }
     }
     report.database_bytes_after = file_size(&store.layout.database());
     if !report.removed.is_empty() {
@@ -111,29 +134,45 @@ pub fn gc(store: &mut Store, keep: u32) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Removes `doomed` generations and every object no remaining manifest references.
-/// Returns the objects removed and their bytes.
+/// Removes `doomed` generations and the objects no remaining manifest references: of
+/// the removed generations only, or of the whole table with [`Sweep::All`]. Returns the
+/// objects removed and their bytes.
 ///
 /// Order: one database commit drops the records, manifests and objects (the commit
 /// point); then the directories are removed and `generations/` synced. A crash in between
 /// leaves directories the database does not know, which the next open removes.
-pub fn remove_generations(store: &Store, doomed: &[u64]) -> Result<(u64, u64)> {
+pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result<(u64, u64)> {
     let doomed_set: HashSet<u64> = doomed.iter().copied().collect();
     let read = store.db.read()?;
     let mut referenced: HashSet<Hash> = HashSet::new();
+    let mut candidates: HashSet<Hash> = HashSet::new();
     for (generation, _) in read.generations()? {
-        if doomed_set.contains(&generation) {
-            continue;
-        }
         let manifest = store::stored_manifest(&read, generation)?;
-        referenced.extend(manifest.entries.iter().map(|entry| entry.hash));
+        let hashes = manifest.entries.iter().map(|entry| entry.hash);
+        if doomed_set.contains(&generation) {
+            candidates.extend(hashes);
+        } else {
+            referenced.extend(hashes);
+        }
     }
     drop(read);
     let removed = store.db.write(|txn| {
         for &generation in doomed {
             txn.remove_generation(generation)?;
         }
-        txn.retain_objects(&referenced)
+        match sweep {
+            Sweep::All => txn.retain_objects(&referenced),
+            Sweep::Removed => {
+                let mut removed = (0, 0);
+                for hash in candidates.difference(&referenced) {
+                    if let Some(bytes) = txn.remove_object_sized(*hash)? {
+                        removed.0 += 1;
+                        removed.1 += bytes;
+                    }
+                }
+                Ok(removed)
+            }
+        }
     })?;
     for &generation in doomed {
         let directory = store.layout.generation_dir(generation);

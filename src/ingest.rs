@@ -26,6 +26,7 @@ use crate::records::{
 use crate::source::{self, Item, Source};
 use crate::store::{self, Store};
 use crate::timestamp::Timestamp;
+use crate::verify;
 
 /// New objects are written to the database in commits of about this size, so that a large
 /// first ingest never holds the whole tree in memory.
@@ -76,7 +77,7 @@ struct Staging {
     entries: BTreeMap<String, Entry>,
     directories: HashSet<String>,
     /// Files of the active generation, by content and mode, that new files may link to.
-    linkable: HashMap<(Hash, u32), PathBuf>,
+    linkable: Linkable,
     /// Files this candidate wrote, which later identical files link to.
     written: HashMap<(Hash, u32), PathBuf>,
     files_written: u64,
@@ -84,7 +85,7 @@ struct Staging {
 }
 
 impl Staging {
-    fn new(tree: PathBuf, linkable: HashMap<(Hash, u32), PathBuf>) -> Result<Staging> {
+    fn new(tree: PathBuf, linkable: Linkable) -> Result<Staging> {
         durable::create_tree_directory(&tree).map_err(Error::io("cannot create staging", &tree))?;
         Ok(Staging {
             tree,
@@ -110,13 +111,17 @@ impl Staging {
         let hash = Hash::of(content);
         let target = self.tree.join(&path);
         let key = (hash, mode);
-        let linked = match self.written.get(&key).or_else(|| self.linkable.get(&key)) {
-            // A link source is used only if it still holds the bytes we expect.
-            Some(source) if file_has_hash(source, hash, content.len() as u64) => {
-                fs::hard_link(source, &target).is_ok()
-            }
-            _ => false,
+        let size = content.len() as u64;
+        let source = match self.written.get(&key) {
+            // Written by this candidate moments ago: nothing else writes in staging.
+            Some(source) => Some(source),
+            None => self
+                .linkable
+                .files
+                .get(&key)
+                .filter(|source| self.linkable.trusted(source, hash, mode, size)),
         };
+        let linked = source.is_some_and(|source| fs::hard_link(source, &target).is_ok());
         if !linked {
             durable::create_file_synced(&target, content, mode)
                 .map_err(Error::io("cannot write to staging", &target))?;
@@ -149,27 +154,62 @@ impl Staging {
     }
 }
 
-fn file_has_hash(path: &Path, hash: Hash, size: u64) -> bool {
-    match fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.is_file() && metadata.size() == size => {}
-        _ => return false,
-    }
-    fs::read(path).is_ok_and(|content| Hash::of(&content) == hash)
+/// The active generation's files, by content and mode, that a candidate may hard-link
+/// instead of writing.
+#[derive(Default)]
+struct Linkable {
+    files: HashMap<(Hash, u32), PathBuf>,
+    /// The modification time of the active generation's `polstore.manifest`, written after
+    /// every file of its tree: a file modified later was changed behind polstore's back.
+    settled: Option<(i64, i64)>,
+    owner: u32,
 }
 
-/// The active generation's files, by content and mode.
-fn linkable_files(store: &Store) -> Result<HashMap<(Hash, u32), PathBuf>> {
+impl Linkable {
+    /// Whether `path` may be linked as content `hash` with `mode` and `size`.
+    ///
+    /// Fast path, one lstat: a regular file with that size and mode, owned by polstore's
+    /// user, not modified since its generation was committed. Anything else is re-read and
+    /// re-hashed. Silent corruption that leaves the modification time alone (bit rot) is
+    /// what `verify` is for; the candidate's manifest names the right hash either way.
+    fn trusted(&self, path: &Path, hash: Hash, mode: u32, size: u64) -> bool {
+        let Ok(metadata) = fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !metadata.is_file()
+            || metadata.size() != size
+            || metadata.mode() & 0o7777 != mode
+            || metadata.uid() != self.owner
+        {
+            return false;
+        }
+        let modified = (metadata.mtime(), metadata.mtime_nsec());
+        if self.settled.is_some_and(|settled| modified <= settled) {
+            return true;
+        }
+        verify::read_bounded(path, size as usize).is_some_and(|content| Hash::of(&content) == hash)
+    }
+}
+
+fn linkable_files(store: &Store) -> Result<Linkable> {
     let read = store.db.read()?;
     let Some(active) = read.state()?.active else {
-        return Ok(HashMap::new());
+        return Ok(Linkable::default());
     };
     let manifest = store::stored_manifest(&read, active)?;
     let tree = store.layout.generation_tree(active);
-    Ok(manifest
-        .entries
-        .into_iter()
-        .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
-        .collect())
+    let settled = fs::symlink_metadata(store.layout.generation_dir(active).join(MANIFEST_NAME))
+        .ok()
+        .map(|metadata| (metadata.mtime(), metadata.mtime_nsec()));
+    Ok(Linkable {
+        files: manifest
+            .entries
+            .into_iter()
+            .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
+            .collect(),
+        settled,
+        owner: rustix::process::geteuid().as_raw(),
+    })
 }
 
 /// What was read from the source besides its files.
@@ -608,7 +648,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
             "the store already has generations; adopt works only on a new store".into(),
         ));
     }
-    let mut staging = Staging::new(store.layout.candidate().join("tree"), HashMap::new())?;
+    let mut staging = Staging::new(store.layout.candidate().join("tree"), Linkable::default())?;
     let mut files = 0;
     source::read(
         &Source::Directory(directory.to_path_buf()),

@@ -348,7 +348,7 @@ fn repair_store(
         }
     }
     if !doomed.is_empty() {
-        crate::gc::remove_generations(store, &doomed)?;
+        crate::gc::remove_generations(store, &doomed, crate::gc::Sweep::Removed)?;
         for generation in doomed {
             report.alarms.push(format!(
                 "removed generation {generation}: damaged beyond repair, it must never be activated"

@@ -823,3 +823,25 @@ fn running_as_root() -> bool {
         .output()
         .is_ok_and(|output| output.stdout == b"0\n")
 }
+
+#[test]
+fn an_update_never_links_a_file_edited_in_the_active_generation() {
+    let node = Node::with_generation();
+    // Same size, other bytes: only a changed modification time tells.
+    fs::write(node.view.join("lib/common.cf"), "# COMMON\n").unwrap();
+    let tree = node.signed_tree(
+        "gen2",
+        &[
+            ("promises.cf", POLICY),
+            ("lib/common.cf", "# common\n"),
+            ("new.cf", "# new\n"),
+        ],
+        2,
+    );
+    let out = node.ingest(&tree).success();
+    assert!(out.stdout.contains("(2 written, 1 linked)"), "{out:#?}");
+    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 2));
+    // The edited generation is still reported, and repaired.
+    assert_detected(&node, Some(1), "lib/common.cf: content does not match");
+    assert_repaired(&node);
+}

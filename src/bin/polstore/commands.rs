@@ -394,7 +394,7 @@ fn auto_gc(store: &mut Store) {
     let Some(keep) = store.config.keep else {
         return;
     };
-    match gc::gc(store, keep) {
+    match gc::gc(store, keep, gc::Sweep::Removed) {
         Ok(report) if !report.removed.is_empty() => eprintln!(
             "polstore: gc: removed generation(s) {}",
             gc::list(&report.removed)
@@ -589,7 +589,7 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
 fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcArgs) -> Result<()> {
     let mut store = open_writer(store_root, "gc", lock_timeout)?;
     let keep = args.keep.or(store.config.keep).unwrap_or(gc::DEFAULT_KEEP);
-    let report = gc::gc(&mut store, keep)?;
+    let report = gc::gc(&mut store, keep, gc::Sweep::All)?;
     if args.json {
         let json = serde_json::json!({
             "removed": report.removed,
