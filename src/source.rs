@@ -179,20 +179,43 @@ fn read_directory(
     // Depth-first with an explicit stack, names sorted so that the order is stable.
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((directory, prefix)) = stack.pop() {
+        // Files are opened relative to their directory, so no path is walked twice.
+        let handle = File::options()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
+            )
+            .open(&directory)
+            .map_err(Error::io("cannot read source directory", &directory))?;
         let mut names = Vec::new();
         for entry in fs::read_dir(&directory)
             .map_err(Error::io("cannot read source directory", &directory))?
         {
             let entry = entry.map_err(Error::io("cannot read source directory", &directory))?;
-            names.push(entry.file_name());
+            // The type from the directory entry needs no stat; it only picks the way
+            // in, and what is opened is checked again with fstat.
+            let is_file = entry.file_type().is_ok_and(|kind| kind.is_file());
+            names.push((entry.file_name(), is_file));
         }
         names.sort();
         let mut subdirectories = Vec::new();
-        for name in names {
+        for (name, is_file) in names {
             let raw = name.as_encoded_bytes();
             let mut relative = prefix.as_bytes().to_vec();
             relative.extend_from_slice(raw);
             let full = directory.join(&name);
+            let is_envelope = prefix.is_empty()
+                && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes());
+            if is_file && !is_envelope {
+                let path = admission.path(&relative)?;
+                let (mode, content) = read_file_at(&handle, &name, &full, &path, admission)?;
+                sink(Item::File {
+                    path,
+                    mode,
+                    content,
+                })?;
+                continue;
+            }
             let metadata =
                 fs::symlink_metadata(&full).map_err(Error::io("cannot read source", &full))?;
             if prefix.is_empty()
@@ -254,6 +277,62 @@ fn read_directory(
         stack.extend(subdirectories.into_iter().rev());
     }
     Ok(())
+}
+
+/// Opens `name` in the directory `directory` without following a symlink, and reads it
+/// under the admission rules, all checks made on the opened file (fstat): a regular file
+/// with one link, its mode and size admitted.
+fn read_file_at(
+    directory: &File,
+    name: &std::ffi::OsStr,
+    full: &Path,
+    path: &str,
+    admission: &mut Admission,
+) -> Result<(u32, Vec<u8>)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(directory, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        // A symlink (or anything else) put in its place since the directory was listed.
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => {
+            return Err(reject(Some(path), "changed while it was being read"));
+        }
+        Err(error) => {
+            return Err(Error::io("cannot open source file", full)(error.into()));
+        }
+    };
+    let metadata = file
+        .metadata()
+        .map_err(Error::io("cannot read source file", full))?;
+    if !metadata.is_file() {
+        return Err(reject(Some(path), "changed while it was being read"));
+    }
+    if metadata.nlink() > 1 {
+        return Err(reject(
+            Some(path),
+            format!(
+                "is a hard link ({} links); only files with one link are accepted",
+                metadata.nlink()
+            ),
+        ));
+    }
+    let mode = metadata.mode() & 0o7777;
+    admission.file(path, mode, metadata.len())?;
+    // Exactly the size fstat gave (admitted above, so within the limits): one read for
+    // most files. Bytes appended meanwhile are not read; what is read is what is hashed
+    // and checked against the manifest.
+    let mut content = vec![0; metadata.len() as usize];
+    let mut filled = 0;
+    while filled < content.len() {
+        let read = (&file)
+            .read(&mut content[filled..])
+            .map_err(Error::io("cannot read source file", full))?;
+        if read == 0 {
+            return Err(reject(Some(path), "changed size while it was being read"));
+        }
+        filled += read;
+    }
+    Ok((mode, content))
 }
 
 fn describe_type(metadata: &fs::Metadata) -> &'static str {
