@@ -28,6 +28,7 @@ pub fn manifest_of_directory(
                 path,
                 mode,
                 content,
+                ..
             } = item
             {
                 entries.push(Entry {

@@ -6,11 +6,13 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use redb::{ConcurrencyMode, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    ConcurrencyMode, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 use crate::manifest::Hash;
 use crate::records::{
-    self, AttemptRecord, GenerationRecord, HealthRecord, ManifestRecord, StateRecord,
+    self, AttemptRecord, GenerationRecord, HealthRecord, ManifestRecord, StampsRecord, StateRecord,
 };
 
 const OBJECTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("objects");
@@ -18,6 +20,11 @@ const MANIFESTS: TableDefinition<u64, &[u8]> = TableDefinition::new("manifests")
 const GENERATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("generations");
 const ATTEMPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("attempts");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// Directory source (absolute path) -> `StampsRecord`. Created by the first ingest that
+/// records one; a store made before has none.
+const STAMPS: TableDefinition<&str, &[u8]> = TableDefinition::new("stamps");
+/// Directory sources whose stamps are kept; recording one more drops the others.
+const STAMPED_SOURCES_MAX: u64 = 8;
 const STATE_KEY: &str = "state";
 /// Keys of the `state` table holding a [`HealthRecord`].
 pub const LAST_VERIFY_KEY: &str = "last-verify";
@@ -264,6 +271,17 @@ impl WriteTxn {
         Ok(())
     }
 
+    /// Records the stamps of directory source `root`, keeping at most
+    /// [`STAMPED_SOURCES_MAX`] sources.
+    pub fn put_stamps(&mut self, root: &str, record: &StampsRecord) -> Result<(), DbError> {
+        let mut table = self.txn.open_table(STAMPS)?;
+        if table.len()? >= STAMPED_SOURCES_MAX && table.get(root)?.is_none() {
+            table.retain(|_, _| false)?;
+        }
+        table.insert(root, records::encode(record).as_slice())?;
+        Ok(())
+    }
+
     pub fn put_health(&mut self, key: &str, record: &HealthRecord) -> Result<(), DbError> {
         self.txn
             .open_table(STATE)?
@@ -361,6 +379,19 @@ impl ReadTxn {
             visit(hash, content.len() as u64, Hash::of(content) == hash);
         }
         Ok(())
+    }
+
+    /// The stamps recorded for directory source `root`, if any.
+    pub fn stamps(&self, root: &str) -> Result<Option<StampsRecord>, DbError> {
+        let table = match self.txn.open_table(STAMPS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let value = table.get(root)?;
+        Ok(value
+            .map(|value| records::decode(value.value()))
+            .transpose()?)
     }
 
     pub fn health(&self, key: &str) -> Result<Option<HealthRecord>, DbError> {

@@ -23,6 +23,7 @@ use crate::records::{
     Action, AttemptRecord, CheckRecord, GenerationRecord, GenerationState, ManifestRecord, Origin,
     Outcome,
 };
+use crate::records::{Stamp, StampEntry, StampsRecord};
 use crate::source::{self, Item, Source};
 use crate::store::{self, Store};
 use crate::timestamp::Timestamp;
@@ -48,6 +49,11 @@ pub struct IngestRequest<'a> {
     /// Overrides a `polstore.manifest` found at the top of the source.
     pub manifest_file: Option<PathBuf>,
     pub signature_file: Option<PathBuf>,
+    /// Skip reading a file of a directory source whose stamp (inode, size, times) is what
+    /// the last accepted ingest of that directory recorded, when the candidate's manifest
+    /// names the same content and the active generation has it: that content is linked
+    /// from the store, verified, instead. Off for `update --force` and repairs.
+    pub trust_stamps: bool,
     pub progress: &'a mut dyn FnMut(Progress),
 }
 
@@ -82,6 +88,8 @@ struct Staging {
     written: HashMap<(Hash, u32), PathBuf>,
     files_written: u64,
     bytes: u64,
+    /// For a directory source: each file's stamp and hash, recorded at the commit.
+    stamps: Option<(String, Vec<StampEntry>)>,
 }
 
 impl Staging {
@@ -95,19 +103,59 @@ impl Staging {
             written: HashMap::new(),
             files_written: 0,
             bytes: 0,
+            stamps: None,
         })
     }
 
-    /// Places one admitted file in the tree. `path` has passed [`policy_path::validate`],
-    /// so joining it under `tree` stays inside `tree`.
-    fn add(&mut self, path: String, mode: u32, content: &[u8]) -> Result<()> {
-        for directory in policy_path::ancestors(&path) {
+    /// Places a file known by its hash, linking a verified copy from the store. Returns
+    /// false, having placed nothing, when no trustworthy copy is there.
+    fn add_known(&mut self, path: &str, mode: u32, size: u64, hash: Hash) -> Result<bool> {
+        let key = (hash, mode);
+        let source = match self.written.get(&key) {
+            Some(source) => Some(source.clone()),
+            None => self
+                .linkable
+                .files
+                .get(&key)
+                .filter(|source| self.linkable.trusted(source, hash, mode, size))
+                .cloned(),
+        };
+        let Some(source) = source else {
+            return Ok(false);
+        };
+        self.make_parents(path)?;
+        let target = self.tree.join(path);
+        if fs::hard_link(&source, &target).is_err() {
+            return Ok(false);
+        }
+        self.bytes += size;
+        self.entries.insert(
+            path.to_string(),
+            Entry {
+                path: path.to_string(),
+                mode,
+                size,
+                hash,
+            },
+        );
+        Ok(true)
+    }
+
+    fn make_parents(&mut self, path: &str) -> Result<()> {
+        for directory in policy_path::ancestors(path) {
             if self.directories.insert(directory.to_string()) {
                 let full = self.tree.join(directory);
                 durable::create_tree_directory(&full)
                     .map_err(Error::io("cannot create directory in staging", &full))?;
             }
         }
+        Ok(())
+    }
+
+    /// Places one admitted file in the tree. `path` has passed [`policy_path::validate`],
+    /// so joining it under `tree` stays inside `tree`.
+    fn add(&mut self, path: String, mode: u32, content: &[u8]) -> Result<Hash> {
+        self.make_parents(&path)?;
         let hash = Hash::of(content);
         let target = self.tree.join(&path);
         let key = (hash, mode);
@@ -138,7 +186,7 @@ impl Staging {
                 hash,
             },
         );
-        Ok(())
+        Ok(hash)
     }
 
     /// Makes every directory entry of the tree durable, deepest first. File contents were
@@ -226,23 +274,74 @@ fn stage_source(
 ) -> Result<Envelope> {
     let mut envelope = Envelope::default();
     let mut files = 0u64;
-    source::read(&request.source, &store.config.limits, &mut |item| {
+    let root = match &request.source {
+        Source::Directory(root) => Some(root.display().to_string()),
+        _ => None,
+    };
+    let mut stamps: Vec<StampEntry> = Vec::new();
+    let oracle = match &request.source {
+        Source::Directory(directory) if request.trust_stamps => {
+            KnownOracle::new(store, directory, request.manifest_file.as_deref(), staging)?
+        }
+        _ => None,
+    };
+    let mut known = |path: &str, mode: u32, stamp: &Stamp| {
+        oracle
+            .as_ref()
+            .is_some_and(|oracle| oracle.knows(path, mode, stamp))
+    };
+    let known_fn: Option<source::KnownFn> = if oracle.is_some() {
+        Some(&mut known)
+    } else {
+        None
+    };
+    let limits = &store.config.limits;
+    source::read_with(&request.source, limits, known_fn, &mut |item| {
         match item {
             Item::File {
                 path,
                 mode,
                 content,
+                stamp,
             } => {
-                staging.add(path, mode, &content)?;
-                files += 1;
-                (request.progress)(Progress::Reading {
-                    files,
-                    bytes: staging.bytes,
+                let hash = staging.add(path.clone(), mode, &content)?;
+                if let Some(stamp) = stamp {
+                    stamps.push(StampEntry {
+                        path,
+                        stamp,
+                        hash: hash.0,
+                    });
+                }
+            }
+            Item::Known { path, mode, stamp } => {
+                let hash = oracle
+                    .as_ref()
+                    .and_then(|oracle| oracle.expected.get(&path))
+                    .map(|(hash, _)| *hash)
+                    .expect("a known file is in the manifest");
+                if !staging.add_known(&path, mode, stamp.size, hash)? {
+                    // The copy in the store is not trustworthy after all: read the file.
+                    let directory = match &request.source {
+                        Source::Directory(directory) => directory,
+                        _ => unreachable!("only directory sources have known files"),
+                    };
+                    let content = source::read_stamped(&directory.join(&path), &path, &stamp)?;
+                    staging.add(path.clone(), mode, &content)?;
+                }
+                stamps.push(StampEntry {
+                    path,
+                    stamp,
+                    hash: hash.0,
                 });
             }
             Item::Manifest(bytes) => envelope.manifest = Some(bytes),
             Item::Signature(bytes) => envelope.signature = Some(bytes),
         }
+        files += 1;
+        (request.progress)(Progress::Reading {
+            files,
+            bytes: staging.bytes,
+        });
         Ok(())
     })?;
     let read_override = |path: &Path, limit: usize| -> Result<Vec<u8>> {
@@ -263,7 +362,72 @@ fn stage_source(
     if let Some(path) = &request.signature_file {
         envelope.signature = Some(read_override(path, crate::signify::KEY_FILE_BYTES_MAX)?);
     }
+    staging.stamps = root.map(|root| (root, stamps));
     Ok(envelope)
+}
+
+/// Recognizes the files of a directory source that have not changed since the last
+/// accepted ingest of that directory, so that they need not be read again.
+///
+/// A file is known when its stamp is the one recorded then, the hash recorded then is the
+/// one the candidate's manifest now names for that path with the same mode, and the
+/// active generation holds that content. Its bytes then come from the store, which are
+/// verified, never from the source: whatever the source file holds, the candidate gets
+/// exactly what the manifest says. The manifest is still checked like any other
+/// (signature, every path), and a file that is not known is read and hashed as usual.
+struct KnownOracle {
+    previous: HashMap<String, (Stamp, Hash)>,
+    expected: HashMap<String, (Hash, u32)>,
+    linkable: HashSet<(Hash, u32)>,
+}
+
+impl KnownOracle {
+    fn new(
+        store: &Store,
+        directory: &Path,
+        manifest_file: Option<&Path>,
+        staging: &Staging,
+    ) -> Result<Option<KnownOracle>> {
+        let Some(previous) = store.db.read()?.stamps(&directory.display().to_string())? else {
+            return Ok(None);
+        };
+        let manifest_path = manifest_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| directory.join(MANIFEST_NAME));
+        let Some(bytes) = verify::read_bounded(&manifest_path, crate::manifest::MANIFEST_BYTES_MAX)
+        else {
+            return Ok(None);
+        };
+        // A manifest that does not parse is refused later, by the integrity check.
+        let Ok(manifest) = Manifest::parse(&bytes, store.config.manifest_limits()) else {
+            return Ok(None);
+        };
+        Ok(Some(KnownOracle {
+            previous: previous
+                .files
+                .into_iter()
+                .map(|entry| (entry.path, (entry.stamp, Hash(entry.hash))))
+                .collect(),
+            expected: manifest
+                .entries
+                .into_iter()
+                .map(|entry| (entry.path, (entry.hash, entry.mode)))
+                .collect(),
+            linkable: staging.linkable.files.keys().copied().collect(),
+        }))
+    }
+
+    fn knows(&self, path: &str, mode: u32, stamp: &Stamp) -> bool {
+        let (Some((recorded, read_hash)), Some((hash, expected_mode))) =
+            (self.previous.get(path), self.expected.get(path))
+        else {
+            return false;
+        };
+        recorded == stamp
+            && read_hash == hash
+            && *expected_mode == mode
+            && self.linkable.contains(&(*hash, mode))
+    }
 }
 
 /// Takes a candidate from `request.source` through every check and, if it passes, makes it
@@ -503,6 +667,14 @@ fn commit_generation(
         txn.put_manifest(generation, manifest)?;
         txn.put_generation(generation, record)?;
         txn.add_attempt(&attempt)?;
+        if let Some((root, files)) = &staging.stamps {
+            txn.put_stamps(
+                root,
+                &StampsRecord {
+                    files: files.clone(),
+                },
+            )?;
+        }
         Ok(())
     })?;
     // 6.
@@ -658,6 +830,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
                 path,
                 mode,
                 content,
+                ..
             } = item
             {
                 staging.add(path, mode, &content)?;

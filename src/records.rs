@@ -126,6 +126,32 @@ pub enum Outcome {
     Collected,
 }
 
+/// A file's identity and change times, as fstat gives them. The change time cannot be
+/// set from user space: a file with the same stamp has not been written through the file
+/// system since.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// The value of the `stamps` table: for one directory source, each file read from it at
+/// the last accepted ingest, with its stamp then and the blake3 hash of what was read.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StampsRecord {
+    pub files: Vec<StampEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StampEntry {
+    pub path: String,
+    pub stamp: Stamp,
+    pub hash: [u8; 32],
+}
+
 /// The outcome of the last `verify` or `update`, kept in the `state` table under
 /// `last-verify` and `last-update` for `status` and monitoring.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

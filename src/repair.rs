@@ -656,6 +656,7 @@ fn replace_active(
             source: source.clone(),
             manifest_file: None,
             signature_file: None,
+            trust_stamps: false,
             progress: &mut ingest_progress,
         },
     );

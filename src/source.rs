@@ -15,6 +15,7 @@ use crate::config::LimitsConfig;
 use crate::error::{Check, Error, Rejection, Result};
 use crate::manifest::{self, MANIFEST_BYTES_MAX};
 use crate::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::records::Stamp;
 use crate::signify::KEY_FILE_BYTES_MAX;
 
 /// Where a candidate comes from.
@@ -53,6 +54,15 @@ pub enum Item {
         path: String,
         mode: u32,
         content: Vec<u8>,
+        /// For a directory source: the file's identity and times when it was read.
+        stamp: Option<Stamp>,
+    },
+    /// A file of a directory source that the caller's oracle recognized by its [`Stamp`]
+    /// as unchanged since it last read it: admitted, but not read.
+    Known {
+        path: String,
+        mode: u32,
+        stamp: Stamp,
     },
     Manifest(Vec<u8>),
     Signature(Vec<u8>),
@@ -143,15 +153,42 @@ impl<'a> Admission<'a> {
     }
 }
 
+/// The stamp of what fstat or lstat returned.
+pub fn stamp_of(metadata: &fs::Metadata) -> Stamp {
+    {
+        Stamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// Decides, from a directory source's file path, mode and stamp, whether its content is
+/// known without reading it.
+pub type KnownFn<'a> = &'a mut dyn FnMut(&str, u32, &Stamp) -> bool;
+
 /// Reads `source` and hands each admitted item to `sink`.
 pub fn read(
     source: &Source,
     limits: &LimitsConfig,
     sink: &mut dyn FnMut(Item) -> Result<()>,
 ) -> Result<()> {
+    read_with(source, limits, None, sink)
+}
+
+/// [`read`], asking `known` before reading each file of a directory source.
+pub fn read_with(
+    source: &Source,
+    limits: &LimitsConfig,
+    known: Option<KnownFn>,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
     let mut admission = Admission::new(limits);
     match source {
-        Source::Directory(root) => read_directory(root, &mut admission, sink),
+        Source::Directory(root) => read_directory(root, &mut admission, known, sink),
         Source::Archive(path) => {
             let file = File::open(path).map_err(Error::io("cannot open source", path))?;
             read_archive(BufReader::new(file), &mut admission, sink)
@@ -167,6 +204,7 @@ pub fn read(
 fn read_directory(
     root: &Path,
     admission: &mut Admission,
+    mut known: Option<KnownFn>,
     sink: &mut dyn FnMut(Item) -> Result<()>,
 ) -> Result<()> {
     let metadata = fs::metadata(root).map_err(Error::io("cannot read source", root))?;
@@ -208,11 +246,23 @@ fn read_directory(
                 && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes());
             if is_file && !is_envelope {
                 let path = admission.path(&relative)?;
-                let (mode, content) = read_file_at(&handle, &name, &full, &path, admission)?;
+                if let Some(known) = known.as_mut()
+                    && let Some(stamp) = known_file_at(&handle, &name, &path, admission, known)?
+                {
+                    let mode = stamp.1;
+                    sink(Item::Known {
+                        path,
+                        mode,
+                        stamp: stamp.0,
+                    })?;
+                    continue;
+                }
+                let (mode, content, stamp) = read_file_at(&handle, &name, &full, &path, admission)?;
                 sink(Item::File {
                     path,
                     mode,
                     content,
+                    stamp: Some(stamp),
                 })?;
                 continue;
             }
@@ -262,6 +312,7 @@ fn read_directory(
                     path,
                     mode,
                     content,
+                    stamp: Some(stamp_of(&metadata)),
                 })?;
             } else {
                 return Err(reject(
@@ -279,6 +330,67 @@ fn read_directory(
     Ok(())
 }
 
+/// Reads the regular file at `full` (not following a symlink) if it still has `stamp`:
+/// for a file recognized as known whose stored copy turned out unusable.
+pub fn read_stamped(full: &Path, path: &str, stamp: &Stamp) -> Result<Vec<u8>> {
+    let file = File::options()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(full)
+        .map_err(|_| reject(Some(path), "changed while it was being read"))?;
+    let metadata = file
+        .metadata()
+        .map_err(Error::io("cannot read source file", full))?;
+    if !metadata.is_file() || stamp_of(&metadata) != *stamp {
+        return Err(reject(Some(path), "changed while it was being read"));
+    }
+    let mut content = vec![0; stamp.size as usize];
+    let mut filled = 0;
+    while filled < content.len() {
+        let read = (&file)
+            .read(&mut content[filled..])
+            .map_err(Error::io("cannot read source file", full))?;
+        if read == 0 {
+            return Err(reject(Some(path), "changed size while it was being read"));
+        }
+        filled += read;
+    }
+    Ok(content)
+}
+
+/// Stats `name` in `directory` without following a symlink and asks `known` about it.
+/// If it is known, it is admitted (a regular file with one link, its mode and size) and
+/// returned with its stamp and mode; otherwise `None`, and the caller reads it.
+fn known_file_at(
+    directory: &File,
+    name: &std::ffi::OsStr,
+    path: &str,
+    admission: &mut Admission,
+    known: &mut dyn FnMut(&str, u32, &Stamp) -> bool,
+) -> Result<Option<(Stamp, u32)>> {
+    let Ok(stat) = rustix::fs::statat(directory, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+    else {
+        return Ok(None);
+    };
+    let file_type = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+    if file_type != rustix::fs::FileType::RegularFile || stat.st_nlink != 1 {
+        return Ok(None);
+    }
+    let mode = stat.st_mode & 0o7777;
+    let stamp = Stamp {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        size: stat.st_size as u64,
+        mtime: (stat.st_mtime, stat.st_mtime_nsec as i64),
+        ctime: (stat.st_ctime, stat.st_ctime_nsec as i64),
+    };
+    if !known(path, mode, &stamp) {
+        return Ok(None);
+    }
+    admission.file(path, mode, stamp.size)?;
+    Ok(Some((stamp, mode)))
+}
+
 /// Opens `name` in the directory `directory` without following a symlink, and reads it
 /// under the admission rules, all checks made on the opened file (fstat): a regular file
 /// with one link, its mode and size admitted.
@@ -288,7 +400,7 @@ fn read_file_at(
     full: &Path,
     path: &str,
     admission: &mut Admission,
-) -> Result<(u32, Vec<u8>)> {
+) -> Result<(u32, Vec<u8>, Stamp)> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = match rustix::fs::openat(directory, name, flags, Mode::empty()) {
@@ -332,7 +444,7 @@ fn read_file_at(
         }
         filled += read;
     }
-    Ok((mode, content))
+    Ok((mode, content, stamp_of(&metadata)))
 }
 
 fn describe_type(metadata: &fs::Metadata) -> &'static str {
@@ -544,6 +656,7 @@ fn read_archive(
             path,
             mode,
             content,
+            stamp: None,
         })?;
     }
     Ok(())

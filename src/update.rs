@@ -180,6 +180,7 @@ fn update_inner(
             source,
             manifest_file: None,
             signature_file: None,
+            trust_stamps: !force,
             progress,
         },
     )?;
@@ -257,6 +258,7 @@ fn read_entries(store: &Store, source: &Source) -> Result<(BTreeMap<String, Entr
                 path,
                 mode,
                 content,
+                ..
             } => {
                 entries.insert(
                     path.clone(),
@@ -270,6 +272,8 @@ fn read_entries(store: &Store, source: &Source) -> Result<(BTreeMap<String, Entr
             }
             Item::Manifest(bytes) => envelope.0 = Some(bytes),
             Item::Signature(bytes) => envelope.1 = Some(bytes),
+            // Only returned to a caller that recognizes files; this one reads them all.
+            Item::Known { .. } => {}
         }
         Ok(())
     })?;

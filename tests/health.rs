@@ -845,3 +845,30 @@ fn an_update_never_links_a_file_edited_in_the_active_generation() {
     assert_detected(&node, Some(1), "lib/common.cf: content does not match");
     assert_repaired(&node);
 }
+
+#[test]
+fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_was_edited() {
+    let node = Node::with_generation();
+    let drop = node.drop.join("gen1");
+    // The same drop directory, one file changed: the unchanged files are recognized by
+    // their stamps and linked from the active generation...
+    fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 2")).unwrap();
+    node.sign_tree(&drop, 2);
+    let out = node.ingest(&drop).success();
+    assert!(out.stdout.contains("(1 written, 1 linked)"), "{out:#?}");
+    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 2));
+    // ...unless that copy was edited behind polstore's back: then the drop's file is read.
+    fs::write(node.view.join("lib/common.cf"), "# COMMON\n").unwrap();
+    fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 3")).unwrap();
+    node.sign_tree(&drop, 3);
+    let out = node.ingest(&drop).success();
+    assert!(out.stdout.contains("(2 written, 0 linked)"), "{out:#?}");
+    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 3));
+    // A drop file rewritten with other content (a new stamp) is read and checked again.
+    fs::write(drop.join("lib/common.cf"), "# c0mmon\n").unwrap();
+    assert_ingest_refused(
+        &node,
+        &drop,
+        "lib/common.cf: content does not match the manifest",
+    );
+}

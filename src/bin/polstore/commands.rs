@@ -330,6 +330,7 @@ fn ingest_command(
         source,
         manifest_file: args.manifest,
         signature_file: args.signature,
+        trust_stamps: true,
         progress: &mut |event| progress.update(event),
     };
     let result = ingest::ingest(&store, request);
