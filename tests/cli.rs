@@ -582,8 +582,8 @@ fn a_second_writer_does_not_get_the_lock() {
 #[test]
 fn help_and_usage() {
     for command in [
-        "init", "keygen", "manifest", "sign", "ingest", "status", "list", "log", "rollback",
-        "show", "diff",
+        "init", "keygen", "manifest", "sign", "ingest", "update", "verify", "gc", "pin", "unpin",
+        "status", "list", "log", "rollback", "show", "diff",
     ] {
         let out = util::run_polstore(Path::new("/nonexistent"), &[command, "--help"], &[], None);
         assert_eq!(out.code, 0, "{command} --help: {out:#?}");
