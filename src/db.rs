@@ -38,10 +38,21 @@ pub const ATTEMPTS_KEPT_MAX: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database: {0} (run 'polstore verify')")]
+    #[error("{}", describe_redb(.0))]
     Redb(#[from] redb::Error),
     #[error("database is corrupt: {0}; 'polstore verify --repair' repairs it")]
     Corrupt(String),
+}
+
+/// A full disk is said as such; any other redb error may be damage, for verify to judge.
+fn describe_redb(error: &redb::Error) -> String {
+    let text = error.to_string();
+    let no_space = rustix::io::Errno::NOSPC.raw_os_error();
+    if text.contains(&format!("(os error {no_space})")) {
+        "database: no space left on device".to_string()
+    } else {
+        format!("database: {text} (run 'polstore verify')")
+    }
 }
 
 impl DbError {

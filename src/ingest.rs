@@ -478,7 +478,9 @@ fn ingest_inner(
     let config = &store.config;
     let state = store.state()?;
     let candidate = store.layout.candidate();
-    let mut staging = Staging::new(candidate.join("tree"), linkable_files(store)?)?;
+    let linkable = linkable_files(store)?;
+    check_space(store, request, &linkable)?;
+    let mut staging = Staging::new(candidate.join("tree"), linkable)?;
     let envelope = stage_source(store, request, &mut staging)?;
 
     // Integrity.
@@ -603,6 +605,50 @@ fn ingest_inner(
         agent,
         checks: checks_done.clone(),
     })
+}
+
+/// Refuses, before anything is written, a candidate that obviously cannot fit: when its
+/// manifest can be read up front (a directory source or `--manifest`), the content the
+/// active generation lacks is written twice (tree and database), and that must be below
+/// the space left. Anything less obvious is caught by the first write that fails.
+fn check_space(store: &Store, request: &IngestRequest, linkable: &Linkable) -> Result<()> {
+    let manifest_path = match (&request.manifest_file, &request.source) {
+        (Some(path), _) => path.clone(),
+        (None, Source::Directory(directory)) => directory.join(MANIFEST_NAME),
+        _ => return Ok(()),
+    };
+    let Some(bytes) = verify::read_bounded(&manifest_path, crate::manifest::MANIFEST_BYTES_MAX)
+    else {
+        return Ok(());
+    };
+    let Ok(manifest) = Manifest::parse(&bytes, store.config.manifest_limits()) else {
+        return Ok(());
+    };
+    let mut new_contents = HashSet::new();
+    let new_bytes: u64 = manifest
+        .entries
+        .iter()
+        .filter(|entry| !linkable.files.contains_key(&(entry.hash, entry.mode)))
+        .filter(|entry| new_contents.insert(entry.hash))
+        .map(|entry| entry.size)
+        .sum();
+    let Ok(space) = rustix::fs::statvfs(&store.layout.root) else {
+        return Ok(());
+    };
+    let free = space.f_bavail.saturating_mul(space.f_frsize);
+    // Twice the new content, plus a block per file and directory entry.
+    let needed = new_bytes
+        .saturating_mul(2)
+        .saturating_add((manifest.entries.len() as u64).saturating_mul(space.f_frsize.max(512)));
+    if needed > free {
+        return Err(Error::Refused(format!(
+            "not enough space for this candidate in {}: it needs about {} MiB, {} MiB are free; 'polstore gc' may free some",
+            store.layout.root.display(),
+            needed.div_ceil(1 << 20),
+            free >> 20
+        )));
+    }
+    Ok(())
 }
 
 fn record_verdict(checks_done: &mut Vec<CheckRecord>, verdict: checks::Verdict) -> Result<()> {

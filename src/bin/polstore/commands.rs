@@ -339,7 +339,19 @@ fn ingest_command(
         Ok(report) => report,
         Err(error) => {
             let rolled_back = matches!(&error, polstore::error::Error::Rejected(rejection) if rejection.check == polstore::error::Check::Agent);
-            let stays = match store.state().ok().and_then(|state| state.active) {
+            // After a failed commit (a full disk), redb wants the database opened again
+            // before it answers; this process still holds the lock, so it does that.
+            let active = match store.state() {
+                Ok(state) => state.active,
+                Err(_) => {
+                    drop(store);
+                    StoreReader::open(store_root, "ingest")
+                        .ok()
+                        .and_then(|reader| reader.read().ok()?.state().ok())
+                        .and_then(|state| state.active)
+                }
+            };
+            let stays = match active {
                 _ if rolled_back => String::new(),
                 Some(active) if Some(active) == before => {
                     format!("; generation {active} stays active")

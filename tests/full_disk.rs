@@ -1,0 +1,148 @@
+//! A store on a small file system that fills up: an ingest that obviously cannot fit is
+//! refused before it writes, one that runs out of space half-way fails with a clear "no
+//! space" line, the active generation and the view stay as they were, and once space is
+//! freed the same ingest succeeds. Needs root to mount a size-limited tmpfs.
+
+mod util;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::*;
+
+/// A tmpfs mounted at a path for the life of the value.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(path: &Path, size: &str) -> Option<Mount> {
+        fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .ok()?;
+        status.success().then(|| Mount(path.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n")
+}
+
+/// `bytes` of text that does not repeat, so nothing is shared between files.
+fn filler(seed: u64, bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes + 32);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    while text.len() < bytes {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.push_str(&format!("{state:016x}\n"));
+    }
+    text.truncate(bytes);
+    text
+}
+
+#[test]
+fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
+    if !running_as_root() {
+        eprintln!("skipping: mounting a size-limited tmpfs for the store needs root");
+        return;
+    }
+    let node = Node::new();
+    let Some(_mount) = Mount::tmpfs(&node.store, "4m") else {
+        panic!("running as root, but mount -t tmpfs failed");
+    };
+    node.run(&[
+        "init",
+        "--view",
+        s(&node.view),
+        "--trust",
+        s(&node.public_key),
+    ])
+    .success();
+    node.configure_for_tests();
+    let first = node.signed_tree("first", &[("promises.cf", POLICY)], 1);
+    node.ingest(&first).success();
+
+    // Obviously too large: refused before anything is written.
+    let huge = node.signed_tree(
+        "huge",
+        &[
+            ("promises.cf", POLICY),
+            ("data/big.txt", &filler(1, 3 << 20)),
+        ],
+        2,
+    );
+    let out = assert_refused(
+        &node,
+        &["ingest", s(&huge)],
+        1,
+        "not enough space for this candidate",
+    );
+    assert!(out.stderr.contains("MiB are free"), "{out:#?}");
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+
+    // Not obvious (an archive is read before its manifest is known), but it does not fit
+    // beside what now fills the disk: it fails at the write that finds no space.
+    let tree = node.signed_tree(
+        "archive",
+        &[
+            ("promises.cf", POLICY),
+            ("data/a.txt", &filler(2, 900 << 10)),
+        ],
+        2,
+    );
+    let archive = node.root.join("candidate.tar");
+    tool("tar", &["-cf", s(&archive), "-C", s(&tree), "."]);
+    let ballast = node.store.join("ballast");
+    let free_now = {
+        let output = tool("df", &["--output=avail", "-B1", s(&node.store)]);
+        output
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    fs::write(&ballast, vec![b'x'; (free_now - (1200 << 10)) as usize]).unwrap();
+    let before = node.snapshot();
+    let out = node.ingest(&archive);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .to_lowercase()
+            .contains("no space left on device"),
+        "{out:#?}"
+    );
+    assert!(
+        out.stderr.ends_with("; generation 1 stays active\n"),
+        "{out:#?}"
+    );
+    assert_eq!(
+        node.snapshot(),
+        before,
+        "the failed ingest changed the active generation"
+    );
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+
+    // Space back: the same ingest succeeds, and the store is sound.
+    fs::remove_file(&ballast).unwrap();
+    let out = node.ingest(&archive).success();
+    assert!(out.stdout.starts_with("generation 2 active"), "{out:#?}");
+    node.run(&["verify"]).success();
+}
