@@ -56,6 +56,7 @@ pub fn switch_symlink(link: &Path, target: &Path) -> io::Result<()> {
         Err(error) => return Err(error),
     }
     std::os::unix::fs::symlink(target, &temporary)?;
+    crate::crashpoint::point("view-temporary-created");
     fs::rename(&temporary, link)?;
     sync_directory(directory)
 }

@@ -174,6 +174,9 @@ pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result
             }
         }
     })?;
+    if !doomed.is_empty() {
+        crate::crashpoint::point("gc-committed");
+    }
     for &generation in doomed {
         let directory = store.layout.generation_dir(generation);
         durable::remove_tree_if_exists(&directory)
@@ -182,6 +185,7 @@ pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result
     if !doomed.is_empty() {
         let generations = store.layout.generations();
         durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
+        crate::crashpoint::point("gc-removed");
     }
     Ok(removed)
 }

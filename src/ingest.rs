@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::checks::{self, CommandContext};
 use crate::config;
+use crate::crashpoint;
 use crate::db::DbError;
 use crate::durable;
 use crate::error::{Check, Error, Rejection, Result};
@@ -482,6 +483,7 @@ fn ingest_inner(
     check_space(store, request, &linkable)?;
     let mut staging = Staging::new(candidate.join("tree"), linkable)?;
     let envelope = stage_source(store, request, &mut staging)?;
+    crashpoint::point("ingest-staged");
 
     // Integrity.
     (request.progress)(Progress::Check("integrity"));
@@ -544,6 +546,7 @@ fn ingest_inner(
     let _ = fs::remove_file(&output_file);
 
     // Every check passed: commit.
+    crashpoint::point("ingest-checked");
     (request.progress)(Progress::Committing);
     let will_confirm = config.agent.confirm && !config.agent.command.is_empty();
     let manifest_bytes = envelope
@@ -684,9 +687,11 @@ fn commit_generation(
     let candidate = store.layout.candidate();
     // 1.
     staging.sync()?;
+    crashpoint::point("commit-tree-synced");
     // 2.
     write_envelope(&candidate, manifest)?;
     durable::sync_directory(&candidate).map_err(Error::io("cannot sync", &candidate))?;
+    crashpoint::point("commit-envelope-written");
     // 3.
     store_new_objects(
         store,
@@ -694,11 +699,13 @@ fn commit_generation(
         staging.written.keys().map(|(hash, _)| *hash),
         &staging.entries,
     )?;
+    crashpoint::point("commit-objects-stored");
     // 4.
     let target = store.layout.generation_dir(generation);
     fs::rename(&candidate, &target).map_err(Error::io("cannot move candidate to", &target))?;
     let generations = store.layout.generations();
     durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
+    crashpoint::point("commit-renamed");
     // 5.
     store.db.write(|txn| {
         let mut state = txn.state()?;
@@ -723,9 +730,14 @@ fn commit_generation(
         }
         Ok(())
     })?;
+    crashpoint::point("commit-committed");
     // 6.
     match view_switch {
-        ViewSwitch::Now => store.switch_view(generation),
+        ViewSwitch::Now => {
+            store.switch_view(generation)?;
+            crashpoint::point("commit-view-switched");
+            Ok(())
+        }
         ViewSwitch::Later => Ok(()),
     }
 }
@@ -827,6 +839,7 @@ fn confirm_with_agent(
     let outcome = context.run(&argv);
     let _ = fs::remove_file(&output_file);
     if outcome.succeeded() {
+        crashpoint::point("confirm-agent-ran");
         if config.agent.confirm {
             store.db.write(|txn| {
                 let mut record = txn.generation(generation)?.ok_or_else(|| {
@@ -938,6 +951,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         .map_err(Error::io("cannot write", &marker))?;
     let root = &store.layout.root;
     durable::sync_directory(root).map_err(Error::io("cannot sync", root))?;
+    crashpoint::point("adopt-marker-written");
     commit_generation(
         store,
         &staging,
@@ -947,6 +961,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         attempt,
         ViewSwitch::Later,
     )?;
+    crashpoint::point("adopt-committed");
     store.replace_adopted_view(generation)?;
     Ok(generation)
 }

@@ -5,6 +5,7 @@
 pub mod authoring;
 pub mod checks;
 pub mod config;
+pub mod crashpoint;
 pub mod db;
 pub mod durable;
 pub mod error;

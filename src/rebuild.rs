@@ -329,6 +329,7 @@ pub fn rebuild(
         Ok(())
     })?;
     drop(db);
+    crate::crashpoint::point("rebuild-written");
     // The damaged file is kept under a second name (a hard link), then the rebuilt one is
     // renamed over it, so that `polstore.redb` exists at every moment.
     let database = layout.database();
@@ -338,6 +339,7 @@ pub fn rebuild(
         fs::hard_link(&database, &damaged)
             .map_err(Error::io("cannot keep a copy of", &database))?;
     }
+    crate::crashpoint::point("rebuild-linked");
     fs::rename(&temporary, &database).map_err(Error::io("cannot move into place", &temporary))?;
     durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
     let db = Db::open(&database)?;

@@ -479,6 +479,7 @@ fn put_objects(store: &Store, objects: Vec<(Hash, Vec<u8>)>) -> Result<()> {
         }
         Ok(())
     })?;
+    crate::crashpoint::point("repair-objects-restored");
     Ok(())
 }
 
@@ -535,6 +536,7 @@ pub fn rematerialize(
     }
     durable::sync_directory(&new_tree).map_err(Error::io("cannot sync", &new_tree))?;
     durable::sync_directory(&work).map_err(Error::io("cannot sync", &work))?;
+    crate::crashpoint::point("repair-tree-built");
 
     let directory = layout.generation_dir(generation);
     if !directory.is_dir() {
@@ -551,6 +553,7 @@ pub fn rematerialize(
     let stored = store.db.read()?.manifest(generation)?;
     replace_envelope(&directory, &stored)?;
     durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))?;
+    crate::crashpoint::point("repair-envelope-replaced");
     if fs::symlink_metadata(&old_tree).is_ok() {
         durable::exchange(&new_tree, &old_tree).map_err(Error::io(
             "cannot put the repaired tree in place of",
@@ -560,6 +563,7 @@ pub fn rematerialize(
         fs::rename(&new_tree, &old_tree).map_err(Error::io("cannot move", &new_tree))?;
     }
     durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))?;
+    crate::crashpoint::point("repair-exchanged");
     durable::remove_tree_if_exists(&work).map_err(Error::io("cannot remove", &work))?;
     let staging = layout.staging();
     durable::sync_directory(&staging).map_err(Error::io("cannot sync", &staging))
@@ -722,6 +726,7 @@ fn switch_active(store: &Store, from: u64, to: u64, reason: &str) -> Result<()> 
         })?;
         Ok(())
     })?;
+    crate::crashpoint::point("repair-fallback-committed");
     Ok(())
 }
 
@@ -773,6 +778,7 @@ fn restore_view(store: &Store, active: u64) -> Result<String> {
     };
     durable::exchange(&displaced, view)
         .map_err(Error::io("cannot put the view symlink in place of", view))?;
+    crate::crashpoint::point("repair-view-exchanged");
     let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
     durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
     Ok(format!(

@@ -92,6 +92,7 @@ pub fn rollback(store: &Store, target: Option<u64>) -> Result<RollbackReport> {
         })?;
         Ok(())
     })?;
+    crate::crashpoint::point("rollback-committed");
     store.switch_view(target)?;
     Ok(RollbackReport {
         from: active,

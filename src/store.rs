@@ -295,10 +295,38 @@ impl Store {
             Ok(Some(note)) => recovery.notes.push(note),
             Ok(None) => {}
             Err(Error::Corrupt(problem)) => recovery.view_problem = Some(problem),
-
             Err(error) => return Err(error),
         }
+        // 5. An adoption that exchanged the view but stopped before removing the old
+        //    directory (now at the temporary name) and its marker is finished.
+        if recovery.view_problem.is_none()
+            && self.layout.adoption_marker().exists()
+            && let Some(active) = state.active
+            && fs::read_link(&self.config.view).ok() == Some(self.layout.generation_tree(active))
+        {
+            self.finish_adoption()?;
+            recovery
+                .notes
+                .push("finished an adoption interrupted after its exchange".into());
+        }
         Ok(recovery)
+    }
+
+    /// The last steps of adoption: remove the adopted directory, now at the view's
+    /// temporary name (the adopted generation holds a verified copy), fsync the parent;
+    /// remove the marker, fsync the store.
+    fn finish_adoption(&self) -> Result<()> {
+        let view = &self.config.view;
+        let temporary =
+            durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
+        durable::remove_tree_if_exists(&temporary)
+            .map_err(Error::io("cannot remove", &temporary))?;
+        let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
+        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        let marker = self.layout.adoption_marker();
+        durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
+        let root = &self.layout.root;
+        durable::sync_directory(root).map_err(Error::io("cannot sync", root))
     }
 
     /// Entries of `generations/` that are not a generation the database knows.
@@ -389,14 +417,9 @@ impl Store {
             .map_err(Error::io("cannot put the view symlink in place of", view))?;
         let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
         durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
-        durable::remove_tree_if_exists(&temporary)
-            .map_err(Error::io("cannot remove", &temporary))?;
-        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        crate::crashpoint::point("adopt-exchanged");
         // Last: without the marker, recovery never again touches a directory at the view.
-        let marker = self.layout.adoption_marker();
-        durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
-        let root = &self.layout.root;
-        durable::sync_directory(root).map_err(Error::io("cannot sync", root))
+        self.finish_adoption()
     }
 
     /// Points the view at `generation`'s tree, atomically and durably.
@@ -423,6 +446,7 @@ impl Store {
         // recovery then fails anyway (Confirming) or that a rebuild takes as failed, which
         // is the safe side.
         self.write_failed_marker(generation, reason)?;
+        crate::crashpoint::point("fail-marker-written");
         self.db.write(|txn| {
             let mut record = txn.generation(generation)?.ok_or_else(|| {
                 crate::db::DbError::Corrupt(format!("generation {generation} is missing"))
@@ -453,6 +477,7 @@ impl Store {
             })?;
             Ok(())
         })?;
+        crate::crashpoint::point("fail-committed");
         if let Some(previous) = fallback {
             self.switch_view(previous)?;
         }

@@ -95,14 +95,20 @@ fn open_reader(store: &Path, command: &str) -> Result<StoreReader> {
 fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
     // Before looking at the view: an initialized store's view is its own symlink, which
     // the checks below would take for a directory to adopt.
-    if polstore::store::Layout::new(store_root)
-        .format_file()
-        .exists()
-    {
-        bail!(
-            "{} already holds a polstore store; refusing to initialize it",
+    let layout = polstore::store::Layout::new(store_root);
+    if layout.format_file().exists() {
+        if !interrupted_adoption(store_root)? {
+            bail!(
+                "{} already holds a polstore store; refusing to initialize it",
+                store_root.display()
+            );
+        }
+        // `init --adopt` stopped before its commit: nothing was adopted, start again.
+        eprintln!(
+            "polstore: {} holds an adoption that was interrupted before it took effect; starting over",
             store_root.display()
         );
+        remove_new_store(store_root, true);
     }
     let view = absolute(&args.view)?;
     let keys = args
@@ -183,6 +189,18 @@ fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// True when the store at `store_root` is one that `init --adopt` made and that has no
+/// generation yet: adoption was interrupted before its commit.
+fn interrupted_adoption(store_root: &Path) -> Result<bool> {
+    let layout = polstore::store::Layout::new(store_root);
+    if !layout.adoption_marker().exists() {
+        return Ok(false);
+    }
+    let reader = StoreReader::open(store_root, "init")?;
+    let state = reader.read()?.state()?;
+    Ok(state.active.is_none())
 }
 
 /// Removes a store `init` just made (the directory too, unless it existed before, empty).

@@ -1,0 +1,208 @@
+//! Crash at every step: each operation runs once per named crash point (built with the
+//! `crash-points` feature, `POLSTORE_CRASH_AT` makes the process abort right there), then
+//! polstore runs again and the invariants must hold: exactly one active generation, the
+//! old or the new one; the view points at it and matches its manifest; staging is empty;
+//! the operation, retried, succeeds; `verify` passes.
+//!
+//! Run with `cargo test --features crash-points --test crash_points` (tools/test does).
+#![cfg(feature = "crash-points")]
+
+mod util;
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use polstore::crashpoint::POINTS;
+use util::*;
+
+/// Runs `polstore ARGS` with the crash point `point` armed; asserts that it aborted there.
+fn crash(node: &Node, point: &str, args: &[&str]) {
+    let output = Command::new(POLSTORE)
+        .args(args)
+        .env("POLSTORE_STORE", &node.store)
+        .env("POLSTORE_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(6),
+        "polstore {args:?} did not abort at {point}: {output:?}"
+    );
+}
+
+/// The invariants after a crash: recovery runs (any command that may take the lock does
+/// it), one of `allowed` is active, the view points at it and matches its manifest, and
+/// staging is empty. Returns the active generation.
+fn recovered(node: &Node, allowed: &[u64]) -> u64 {
+    let status = node.status();
+    let active = status["active"]["generation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("nothing active after recovery: {status:#}"));
+    assert!(
+        allowed.contains(&active),
+        "generation {active} active, expected one of {allowed:?}"
+    );
+    assert_eq!(node.view_target(), Some(node.generation_tree(active)));
+    let manifest = fs::read_to_string(
+        node.store
+            .join("generations")
+            .join(active.to_string())
+            .join("polstore.manifest"),
+    )
+    .unwrap();
+    assert_tree_matches_manifest(&node.view, &manifest);
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+    active
+}
+
+fn sound(node: &Node) {
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 0, "verify after recovery: {out:#?}");
+}
+
+fn tree(node: &Node, name: &str, serial: u64) -> std::path::PathBuf {
+    node.signed_tree(
+        name,
+        &[
+            ("promises.cf", POLICY),
+            ("lib/common.cf", "# common\n"),
+            ("lib/n.cf", &format!("# {serial}\n")),
+        ],
+        serial,
+    )
+}
+
+/// Ingest of serial 2 over generation 1; `agent` is the agent command.
+fn ingest_case(point: &str, agent: &str) {
+    let node = Node::with_generation();
+    node.set_config("agent", "command", agent);
+    let candidate = tree(&node, "candidate", 2);
+    crash(&node, point, &["ingest", s(&candidate)]);
+    let active = recovered(&node, &[1, 2]);
+    node.set_config("agent", "command", "[]");
+    // Retried: the same candidate if it did not take, else the next serial.
+    let retry = if active == 1 && node.status()["serial_max"] == 1 {
+        candidate
+    } else {
+        tree(&node, "next", 3)
+    };
+    node.ingest(&retry).success();
+    sound(&node);
+}
+
+fn rollback_case(point: &str) {
+    let node = Node::with_generation();
+    node.ingest(&tree(&node, "second", 2)).success();
+    crash(&node, point, &["rollback", "1"]);
+    if recovered(&node, &[1, 2]) == 2 {
+        node.run(&["rollback", "1"]).success();
+    }
+    recovered(&node, &[1]);
+    sound(&node);
+}
+
+fn adopt_case(point: &str) {
+    let node = Node::new();
+    write_tree(
+        &node.view,
+        &[("promises.cf", POLICY), ("lib/common.cf", "# common\n")],
+    );
+    let args = ["init", "--view", s(&node.view), "--adopt"];
+    crash(&node, point, &args);
+    if point == "adopt-marker-written" {
+        // Nothing was committed: the view is still the directory, and init starts over.
+        assert!(fs::symlink_metadata(&node.view).unwrap().is_dir());
+        node.run(&args).success();
+    }
+    node.configure_for_tests();
+    recovered(&node, &[1]);
+    let temporary = node.view.with_file_name(".inputs.polstore-new");
+    assert!(
+        !temporary.exists(),
+        "the adopted directory was left at {temporary:?}"
+    );
+    assert!(!node.store.join("adopting").exists());
+    // The store adopted unsigned policy and trusts no key: the next one is unsigned too.
+    node.ingest(&node.tree("after", &[("promises.cf", POLICY)]))
+        .success();
+    sound(&node);
+}
+
+/// Generation 2 active over 1, the database lost, a file only generation 2 has damaged:
+/// repair rebuilds the database, restores the object from the drop place, rebuilds the
+/// tree.
+fn repair_case(point: &str) {
+    let node = Node::with_generation();
+    let second = tree(&node, "second", 2);
+    node.ingest(&second).success();
+    node.set_config("fetch", "drop", &toml_string(s(&second)));
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    fs::write(node.generation_tree(2).join("lib/n.cf"), "# 9\n").unwrap();
+    crash(&node, point, &["verify", "--repair"]);
+    node.run(&["verify", "--repair"]).success();
+    recovered(&node, &[2]);
+    sound(&node);
+}
+
+/// Generation 2 no longer parses: repair activates generation 1.
+fn fallback_case(point: &str) {
+    let node = Node::with_generation();
+    node.ingest(&tree(&node, "second", 2)).success();
+    node.set_config(
+        "checks",
+        "cf_promises",
+        r#"["/bin/sh", "-c", "test \"$POLSTORE_GENERATION\" != 2"]"#,
+    );
+    crash(&node, point, &["verify", "--repair"]);
+    recovered(&node, &[1, 2]);
+    node.run(&["verify", "--repair"]).success();
+    assert_eq!(recovered(&node, &[1]), 1);
+    sound(&node);
+}
+
+fn view_case(point: &str) {
+    let node = Node::with_generation();
+    fs::remove_file(&node.view).unwrap();
+    write_tree(&node.view, &[("promises.cf", "# a copy\n")]);
+    crash(&node, point, &["verify", "--repair"]);
+    node.run(&["verify", "--repair"]).success();
+    recovered(&node, &[1]);
+    sound(&node);
+}
+
+fn gc_case(point: &str) {
+    let node = Node::with_generation();
+    node.ingest(&tree(&node, "second", 2)).success();
+    node.ingest(&tree(&node, "third", 3)).success();
+    crash(&node, point, &["gc", "--keep", "1"]);
+    recovered(&node, &[3]);
+    node.run(&["gc", "--keep", "1"]).success();
+    let kept: Vec<u64> = node
+        .list()
+        .iter()
+        .map(|generation| generation["generation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [2, 3]);
+    sound(&node);
+}
+
+#[test]
+fn every_crash_point_leaves_the_old_or_the_new_generation() {
+    for &point in POINTS {
+        eprintln!("crash point: {point}");
+        match point {
+            "confirm-agent-ran" => ingest_case(point, r#"["/bin/true"]"#),
+            "fail-marker-written" | "fail-committed" => ingest_case(point, r#"["/bin/false"]"#),
+            "rollback-committed" => rollback_case(point),
+            "adopt-marker-written" | "adopt-committed" | "adopt-exchanged" => adopt_case(point),
+            "repair-fallback-committed" => fallback_case(point),
+            "repair-view-exchanged" => view_case(point),
+            "gc-committed" | "gc-removed" => gc_case(point),
+            _ if point.starts_with("repair-") || point.starts_with("rebuild-") => {
+                repair_case(point)
+            }
+            _ => ingest_case(point, "[]"),
+        }
+    }
+}
