@@ -9,6 +9,8 @@ pub mod crashpoint;
 pub mod db;
 pub mod durable;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod ingest;
 pub mod inspect;

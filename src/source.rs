@@ -179,6 +179,21 @@ pub fn read(
     read_with(source, limits, None, sink)
 }
 
+/// Reads a tar stream (plain or gzip) from memory under `limits`: what `ingest -` does with
+/// standard input. For the fuzz targets and their corpus tests.
+pub fn read_archive_bytes(
+    bytes: &[u8],
+    limits: &LimitsConfig,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let mut admission = Admission::new(limits);
+    read_archive(bytes, &mut admission, sink)?;
+    if admission.files.is_empty() {
+        return Err(reject(None, "the source holds no policy files"));
+    }
+    Ok(())
+}
+
 /// [`read`], asking `known` before reading each file of a directory source.
 pub fn read_with(
     source: &Source,
