@@ -836,3 +836,184 @@ fn a_typo_in_the_configuration_stops_every_writer() {
     assert_eq!(node.view_target(), view);
     node.ingest(&tree).success();
 }
+
+#[test]
+fn hostile_names_are_refused() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let node = Node::with_generation();
+    refuse_each(
+        &node,
+        &[
+            Case {
+                name: "newline",
+                spoil: |_, dir| fs::write(dir.join("lib/a\nb.cf"), "#\n").unwrap(),
+                fragment: "rejected by the source check: lib/a\\nb.cf: control character in name",
+            },
+            Case {
+                name: "terminal-escape",
+                spoil: |_, dir| fs::write(dir.join("lib/\x1b[31mred.cf"), "#\n").unwrap(),
+                fragment: "control character in name",
+            },
+            Case {
+                name: "invalid-utf8",
+                spoil: |_, dir| {
+                    fs::write(dir.join(OsStr::from_bytes(b"lib/\xff\xfe.cf")), "#\n").unwrap()
+                },
+                fragment: "name is not valid UTF-8",
+            },
+            Case {
+                name: "long-path",
+                spoil: |_, dir| {
+                    let mut path = dir.to_path_buf();
+                    for _ in 0..5 {
+                        path.push("d".repeat(250));
+                    }
+                    fs::create_dir_all(&path).unwrap();
+                    fs::write(path.join("x.cf"), "#\n").unwrap();
+                },
+                fragment: "path longer than 1024 bytes",
+            },
+            Case {
+                name: "setgid",
+                spoil: |_, dir| set_mode(&dir.join("lib/common.cf"), 0o2755),
+                fragment: "lib/common.cf: mode 2755 has a setuid, setgid or sticky bit",
+            },
+            Case {
+                name: "sticky",
+                spoil: |_, dir| set_mode(&dir.join("lib/common.cf"), 0o1644),
+                fragment: "lib/common.cf: mode 1644 has a setuid, setgid or sticky bit",
+            },
+        ],
+    );
+}
+
+/// A ustar header for a regular file `name` whose size field says `size`.
+fn tar_header(name: &[u8], size: u64) -> [u8; 512] {
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name);
+    header[100..108].copy_from_slice(b"0000644\0");
+    header[108..116].copy_from_slice(b"0000000\0");
+    header[116..124].copy_from_slice(b"0000000\0");
+    header[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    header[136..148].copy_from_slice(b"00000000000\0");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|byte| u32::from(*byte)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    header
+}
+
+/// `data` padded to whole 512-byte blocks.
+fn blocks(data: &[u8]) -> Vec<u8> {
+    let mut padded = data.to_vec();
+    padded.resize(data.len().div_ceil(512) * 512, 0);
+    padded
+}
+
+#[test]
+fn tar_headers_that_lie_are_refused() {
+    let node = Node::with_generation();
+    let policy = POLICY.as_bytes();
+    let good = [
+        tar_header(b"promises.cf", policy.len() as u64).to_vec(),
+        blocks(policy),
+    ]
+    .concat();
+    let end = vec![0u8; 1024];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            // Says 100 kB, holds 10 bytes, then ends.
+            "size-too-large.tar",
+            [
+                good.clone(),
+                tar_header(b"lib/a.cf", 100_000).to_vec(),
+                blocks(b"0123456789"),
+            ]
+            .concat(),
+            "the archive is truncated",
+        ),
+        (
+            // Says 10 bytes, holds 2 kB: the rest is read as headers, and is not one.
+            "size-too-small.tar",
+            [
+                good.clone(),
+                tar_header(b"lib/a.cf", 10).to_vec(),
+                blocks(&[b'A'; 2048]),
+                end.clone(),
+            ]
+            .concat(),
+            "not a valid tar archive",
+        ),
+        (
+            // A size far over the per-file limit: refused before a byte of it is read.
+            "size-huge.tar",
+            [
+                good.clone(),
+                tar_header(b"lib/a.cf", 8_000_000_000).to_vec(),
+                end.clone(),
+            ]
+            .concat(),
+            "is over the limit of 33554432 bytes per file",
+        ),
+        (
+            "newline-name.tar",
+            [
+                good.clone(),
+                tar_header(b"lib/a\nb.cf", 2).to_vec(),
+                blocks(b"#\n"),
+                end.clone(),
+            ]
+            .concat(),
+            "lib/a\\nb.cf: control character in name",
+        ),
+        (
+            "invalid-utf8-name.tar",
+            [
+                good.clone(),
+                tar_header(b"lib/\xff.cf", 2).to_vec(),
+                blocks(b"#\n"),
+                end.clone(),
+            ]
+            .concat(),
+            "name is not valid UTF-8",
+        ),
+        (
+            "deep.tar",
+            [
+                good.clone(),
+                tar_header(
+                    "a/".repeat(40)
+                        .as_bytes()
+                        .iter()
+                        .chain(b"x.cf")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    2,
+                )
+                .to_vec(),
+                blocks(b"#\n"),
+                end.clone(),
+            ]
+            .concat(),
+            "deeper than 32 directories",
+        ),
+    ];
+    for (name, bytes, fragment) in cases {
+        eprintln!("case: {name}");
+        let path = node.drop.join(name);
+        fs::write(&path, bytes).unwrap();
+        assert_ingest_refused(&node, &path, fragment);
+    }
+    // The well-formed part alone is a valid archive: what refused them was the lie.
+    let path = node.drop.join("honest.tar");
+    fs::write(&path, [good, end].concat()).unwrap();
+    assert_ingest_refused(
+        &node,
+        &path,
+        "rejected by the integrity check: polstore.manifest: missing",
+    );
+}

@@ -498,6 +498,37 @@ impl Node {
         workdir
     }
 
+    /// Every path under the node's directory except the store and what the tests' fetch
+    /// command writes (`incoming`, `fetch.log`), with its size: what a refused command
+    /// must leave as it was. (The directory holding the node's is shared with tests
+    /// running in parallel; the archive tests look there for their escapes by name.)
+    pub fn outside_the_store(&self) -> BTreeMap<PathBuf, u64> {
+        let mut found = BTreeMap::new();
+        let fetched = [self.root.join("incoming"), self.root.join("fetch.log")];
+        let mut pending = vec![self.root.clone()];
+        while let Some(directory) = pending.pop() {
+            for entry in fs::read_dir(&directory).unwrap().flatten() {
+                let path = entry.path();
+                if path == self.store || fetched.contains(&path) {
+                    continue;
+                }
+                let metadata = fs::symlink_metadata(&path).unwrap();
+                if metadata.is_dir() {
+                    pending.push(path.clone());
+                }
+                found.insert(
+                    path,
+                    if metadata.is_file() {
+                        metadata.len()
+                    } else {
+                        0
+                    },
+                );
+            }
+        }
+        found
+    }
+
     /// The names left in `<store>/staging`.
     pub fn staging_leftovers(&self) -> Vec<String> {
         fs::read_dir(self.store.join("staging"))
@@ -534,10 +565,25 @@ pub fn assert_refused_with<S: AsRef<OsStr> + std::fmt::Debug>(
     fragment: &str,
 ) -> Out {
     let before = node.snapshot();
+    let outside_before = node.outside_the_store();
     let out = node.run_with(args, &[], stdin);
     assert_eq!(
         out.code, expected_exit,
         "exit code of polstore {args:?}: {out:#?}"
+    );
+    let outside_after = node.outside_the_store();
+    let changed: Vec<_> = outside_after
+        .iter()
+        .filter(|(path, size)| outside_before.get(*path) != Some(size))
+        .chain(
+            outside_before
+                .iter()
+                .filter(|(path, _)| !outside_after.contains_key(*path)),
+        )
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "polstore {args:?} wrote outside the store: {changed:?}"
     );
     assert!(
         out.stderr.starts_with("polstore: ") && out.stderr.ends_with('\n'),
