@@ -198,17 +198,34 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
                 .or_insert((*generation, entry.path.clone()));
         }
     }
-    let mut stored = HashSet::new();
-    let mut damaged_objects = Vec::new();
-    let mut checked = 0u64;
-    read.check_objects(&mut |hash, _, matches| {
-        checked += 1;
-        progress(&format!("checking objects: {checked}"), true);
-        stored.insert(hash);
-        if !matches {
-            damaged_objects.push(hash);
-        }
-    })?;
+    drop(read);
+    // The objects are re-hashed on a second thread while this one walks the generation
+    // directories: the two read different files, and a node has more than one core.
+    let (objects, directories) = std::thread::scope(|scope| {
+        let objects = scope.spawn(|| -> Result<(HashSet<Hash>, Vec<Hash>)> {
+            let read = store.db.read()?;
+            let mut stored = HashSet::new();
+            let mut damaged = Vec::new();
+            read.check_objects(&mut |hash, _, matches| {
+                stored.insert(hash);
+                if !matches {
+                    damaged.push(hash);
+                }
+            })?;
+            Ok((stored, damaged))
+        });
+        let directories = check_generation_directories(store, &inspection.manifests, progress);
+        (
+            // redb may panic on pages damaged since the checksum check: damage, not a bug.
+            objects.join().unwrap_or_else(|_| {
+                Err(Error::Corrupt(
+                    "reading the objects failed inside redb (damaged pages)".into(),
+                ))
+            }),
+            directories,
+        )
+    });
+    let (stored, damaged_objects) = objects?;
     for hash in damaged_objects {
         match referenced.get(&hash) {
             Some((generation, path)) => {
@@ -248,40 +265,26 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
         ));
         inspection.bad_objects.insert(*hash);
     }
-    drop(read);
 
     // Generation directories.
-    let mut cache = HashCache::default();
-    let read = store.db.read()?;
-    for (generation, manifest) in &inspection.manifests {
-        progress(&format!("checking generation {generation}"), false);
-        let stored_envelope = read.manifest(*generation)?;
-        let mut findings = Vec::new();
-        check_envelope(&store.layout, *generation, &stored_envelope, &mut findings);
-        let intact = check_tree(
-            &store.layout.generation_tree(*generation),
-            *generation,
-            manifest,
-            &mut cache,
-            store.config.limits.files_max.saturating_mul(2),
-            &mut findings,
-        );
-        for path in &intact {
-            let entry = manifest.entries.iter().find(|entry| &entry.path == path);
-            if let Some(entry) = entry {
-                inspection
-                    .intact_files
-                    .entry(entry.hash)
-                    .or_insert_with(|| store.layout.generation_tree(*generation).join(path));
-            }
+    for (generation, findings, intact) in directories? {
+        let manifest = &inspection.manifests[&generation];
+        for entry in manifest
+            .entries
+            .iter()
+            .filter(|entry| intact.contains(&entry.path))
+        {
+            inspection
+                .intact_files
+                .entry(entry.hash)
+                .or_insert_with(|| store.layout.generation_tree(generation).join(&entry.path));
         }
         if !findings.is_empty() {
-            inspection.damaged.insert(*generation);
+            inspection.damaged.insert(generation);
         }
-        inspection.intact.insert(*generation, intact);
+        inspection.intact.insert(generation, intact);
         inspection.findings.extend(findings);
     }
-    drop(read);
 
     // The view.
     if let Some(active) = state.active
@@ -314,6 +317,37 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
         }
     }
     Ok(inspection)
+}
+
+/// One generation directory checked: its number, the findings, the paths found intact.
+type DirectoryCheck = (u64, Vec<Finding>, HashSet<String>);
+
+/// Each generation's directory against its manifest and its manifest files against the
+/// database: the findings and the paths found intact, per generation.
+fn check_generation_directories(
+    store: &Store,
+    manifests: &BTreeMap<u64, Manifest>,
+    progress: ProgressFn,
+) -> Result<Vec<DirectoryCheck>> {
+    let mut cache = HashCache::default();
+    let read = store.db.read()?;
+    let mut checked = Vec::new();
+    for (generation, manifest) in manifests {
+        progress(&format!("checking generation {generation}"), false);
+        let stored_envelope = read.manifest(*generation)?;
+        let mut findings = Vec::new();
+        check_envelope(&store.layout, *generation, &stored_envelope, &mut findings);
+        let intact = check_tree(
+            &store.layout.generation_tree(*generation),
+            *generation,
+            manifest,
+            &mut cache,
+            store.config.limits.files_max.saturating_mul(2),
+            &mut findings,
+        );
+        checked.push((*generation, findings, intact));
+    }
+    Ok(checked)
 }
 
 /// Runs the configured parse check on `generation`'s tree. `None`: it passed, or there is
