@@ -32,7 +32,7 @@ pub const LAST_UPDATE_KEY: &str = "last-update";
 
 /// The page cache redb may use. Small on purpose: objects are read once per use, and
 /// polstore must stay light on the nodes it runs on.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 8 << 20;
 /// Attempts kept in the history; older ones are dropped as new ones are recorded.
 pub const ATTEMPTS_KEPT_MAX: u64 = 1000;
 

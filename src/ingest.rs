@@ -32,7 +32,7 @@ use crate::verify;
 
 /// New objects are written to the database in commits of about this size, so that a large
 /// first ingest never holds the whole tree in memory.
-const OBJECT_BATCH_BYTES: u64 = 8 << 20;
+const OBJECT_BATCH_BYTES: u64 = 4 << 20;
 
 /// Where a check's output goes while it runs, in `staging/`.
 const CHECK_OUTPUT_NAME: &str = "check-output";

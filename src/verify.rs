@@ -110,8 +110,10 @@ pub type ProgressFn<'a> = &'a mut dyn FnMut(&str, bool);
 #[derive(Default)]
 pub struct Inspection {
     pub findings: Vec<Finding>,
-    /// Every kept generation's manifest.
+    /// The manifests of the generations in `damaged`.
     pub manifests: BTreeMap<u64, Manifest>,
+    /// Each hash some manifest references, with the first generation and path naming it.
+    referenced: HashMap<Hash, (u64, String)>,
     pub records: BTreeMap<u64, GenerationRecord>,
     pub active: Option<u64>,
     /// Generations whose directory (tree, manifest or signature file) needs repair.
@@ -120,7 +122,7 @@ pub struct Inspection {
     pub bad_objects: HashSet<Hash>,
     /// Damaged objects no manifest references: repair just removes them.
     pub stray_bad_objects: HashSet<Hash>,
-    /// Per generation, the paths whose file matches the manifest.
+    /// For the generations in `damaged`, the paths whose file matches the manifest.
     pub intact: BTreeMap<u64, HashSet<String>>,
     /// A verified copy of each content found intact somewhere in a generation directory.
     pub intact_files: HashMap<Hash, PathBuf>,
@@ -183,21 +185,9 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
     let state = read.state()?;
     inspection.active = state.active;
     for (generation, record) in read.generations()? {
-        let manifest = store::stored_manifest(&read, generation)?;
-        inspection.manifests.insert(generation, manifest);
         inspection.records.insert(generation, record);
     }
     inspect_state(&state, &mut inspection);
-
-    // Objects: every stored one re-hashed; every referenced one present.
-    let mut referenced: HashMap<Hash, (u64, String)> = HashMap::new();
-    for (generation, manifest) in &inspection.manifests {
-        for entry in &manifest.entries {
-            referenced
-                .entry(entry.hash)
-                .or_insert((*generation, entry.path.clone()));
-        }
-    }
     drop(read);
     // The objects are re-hashed on a second thread while this one walks the generation
     // directories: the two read different files, and a node has more than one core.
@@ -214,7 +204,7 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
             })?;
             Ok((stored, damaged))
         });
-        let directories = check_generation_directories(store, &inspection.manifests, progress);
+        let directories = check_generation_directories(store, &mut inspection, progress);
         (
             // redb may panic on pages damaged since the checksum check: damage, not a bug.
             objects.join().unwrap_or_else(|_| {
@@ -226,6 +216,7 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
         )
     });
     let (stored, damaged_objects) = objects?;
+    let referenced = std::mem::take(&mut inspection.referenced);
     for hash in damaged_objects {
         match referenced.get(&hash) {
             Some((generation, path)) => {
@@ -266,26 +257,8 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
         inspection.bad_objects.insert(*hash);
     }
 
-    // Generation directories.
-    for (generation, findings, intact) in directories? {
-        let manifest = &inspection.manifests[&generation];
-        for entry in manifest
-            .entries
-            .iter()
-            .filter(|entry| intact.contains(&entry.path))
-        {
-            inspection
-                .intact_files
-                .entry(entry.hash)
-                .or_insert_with(|| store.layout.generation_tree(generation).join(&entry.path));
-        }
-        if !findings.is_empty() {
-            inspection.damaged.insert(generation);
-        }
-        inspection.intact.insert(generation, intact);
-        inspection.findings.extend(findings);
-    }
-
+    // Generation directories: their findings come after the objects'.
+    inspection.findings.extend(directories?);
     // The view.
     if let Some(active) = state.active
         && let Some(problem) = view_problem(store, active)
@@ -319,35 +292,55 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
     Ok(inspection)
 }
 
-/// One generation directory checked: its number, the findings, the paths found intact.
-type DirectoryCheck = (u64, Vec<Finding>, HashSet<String>);
-
-/// Each generation's directory against its manifest and its manifest files against the
-/// database: the findings and the paths found intact, per generation.
+/// Each generation's directory against its manifest, and its manifest files against the
+/// database. One generation at a time, so that memory does not grow with their number:
+/// only damaged generations keep their manifest and the paths found intact (repair needs
+/// them); every generation adds the hashes it references and where a verified copy of each
+/// content is. Returns the findings, in generation order.
 fn check_generation_directories(
     store: &Store,
-    manifests: &BTreeMap<u64, Manifest>,
+    inspection: &mut Inspection,
     progress: ProgressFn,
-) -> Result<Vec<DirectoryCheck>> {
+) -> Result<Vec<Finding>> {
     let mut cache = HashCache::default();
     let read = store.db.read()?;
-    let mut checked = Vec::new();
-    for (generation, manifest) in manifests {
+    let mut all_findings = Vec::new();
+    let generations: Vec<u64> = inspection.records.keys().copied().collect();
+    for generation in generations {
         progress(&format!("checking generation {generation}"), false);
-        let stored_envelope = read.manifest(*generation)?;
+        let manifest = store::stored_manifest(&read, generation)?;
+        let stored_envelope = read.manifest(generation)?;
         let mut findings = Vec::new();
-        check_envelope(&store.layout, *generation, &stored_envelope, &mut findings);
+        check_envelope(&store.layout, generation, &stored_envelope, &mut findings);
+        let tree = store.layout.generation_tree(generation);
         let intact = check_tree(
-            &store.layout.generation_tree(*generation),
-            *generation,
-            manifest,
+            &tree,
+            generation,
+            &manifest,
             &mut cache,
             store.config.limits.files_max.saturating_mul(2),
             &mut findings,
         );
-        checked.push((*generation, findings, intact));
+        for entry in &manifest.entries {
+            inspection
+                .referenced
+                .entry(entry.hash)
+                .or_insert_with(|| (generation, entry.path.clone()));
+            if intact.contains(&entry.path) {
+                inspection
+                    .intact_files
+                    .entry(entry.hash)
+                    .or_insert_with(|| tree.join(&entry.path));
+            }
+        }
+        if !findings.is_empty() {
+            inspection.damaged.insert(generation);
+            inspection.intact.insert(generation, intact);
+            inspection.manifests.insert(generation, manifest);
+        }
+        all_findings.extend(findings);
     }
-    Ok(checked)
+    Ok(all_findings)
 }
 
 /// Runs the configured parse check on `generation`'s tree. `None`: it passed, or there is

@@ -116,9 +116,14 @@ fn readers_read_while_a_writer_works_and_writers_wait() {
     ] {
         assert_refused(&node, &args, 1, "(polstore ingest, since");
     }
-    // A rollback that may wait runs after the ingest: the operator's word comes last.
+    // A gc that may wait runs after the ingest, and so does a rollback: the operator's
+    // word comes last.
+    let gc = spawn(&node, &["--lock-timeout", "60", "gc", "--keep", "1"]);
     let rollback = node.run(&["--lock-timeout", "60", "rollback", "1"]);
     assert_eq!(finish(ingest).code, 0);
+    let gc = finish(gc);
+    assert_eq!(gc.code, 0, "{gc:#?}");
+    assert!(gc.stderr.contains("waiting for the store lock"), "{gc:#?}");
     assert_eq!(rollback.code, 0, "{rollback:#?}");
     assert!(
         rollback.stdout.contains("generation 1 active"),
