@@ -33,6 +33,8 @@ pub const LAST_UPDATE_KEY: &str = "last-update";
 /// The page cache redb may use. Small on purpose: objects are read once per use, and
 /// polstore must stay light on the nodes it runs on.
 const CACHE_BYTES: usize = 8 << 20;
+/// The page cache of a database opened to read it through once.
+const SCAN_CACHE_BYTES: usize = 1 << 20;
 /// Attempts kept in the history; older ones are dropped as new ones are recorded.
 pub const ATTEMPTS_KEPT_MAX: u64 = 1000;
 
@@ -90,8 +92,12 @@ impl From<records::RecordError> for DbError {
 }
 
 fn builder() -> redb::Builder {
+    builder_with_cache(CACHE_BYTES)
+}
+
+fn builder_with_cache(cache_bytes: usize) -> redb::Builder {
     let mut builder = redb::Database::builder();
-    builder.set_cache_size(CACHE_BYTES);
+    builder.set_cache_size(cache_bytes);
     // One process writes (it holds the store lock); status, list and log may read at the
     // same time from other processes.
     builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
@@ -141,6 +147,14 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, DbError> {
         Ok(Db {
             database: without_panics(|| builder().open(path))??,
+        })
+    }
+
+    /// [`Db::open`] with a small page cache, for a command that reads every page once
+    /// (`verify`): a cache would only hold what is never read again.
+    pub fn open_for_scan(path: &Path) -> Result<Db, DbError> {
+        Ok(Db {
+            database: without_panics(|| builder_with_cache(SCAN_CACHE_BYTES).open(path))??,
         })
     }
 

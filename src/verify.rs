@@ -147,7 +147,7 @@ pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, String> {
         return Err(format!("{} is missing", path.display()));
     }
     let checked = quietly(|| -> std::result::Result<Db, String> {
-        let mut db = Db::open(&path).map_err(reason)?;
+        let mut db = Db::open_for_scan(&path).map_err(reason)?;
         match db.check_integrity() {
             Ok(true) => {}
             Ok(false) => {
