@@ -359,10 +359,17 @@ pub fn read_stamped(full: &Path, path: &str, stamp: &Stamp) -> Result<Vec<u8>> {
     if !metadata.is_file() || stamp_of(&metadata) != *stamp {
         return Err(reject(Some(path), "changed while it was being read"));
     }
-    let mut content = vec![0; stamp.size as usize];
+    read_exactly(&file, stamp.size, full, path)
+}
+
+/// Reads exactly `size` bytes from `file`: one read for most files. Bytes appended
+/// meanwhile are not read; what is read is what is hashed and checked against the
+/// manifest. A file that got shorter is refused.
+fn read_exactly(mut file: &File, size: u64, full: &Path, path: &str) -> Result<Vec<u8>> {
+    let mut content = vec![0; size as usize];
     let mut filled = 0;
     while filled < content.len() {
-        let read = (&file)
+        let read = file
             .read(&mut content[filled..])
             .map_err(Error::io("cannot read source file", full))?;
         if read == 0 {
@@ -445,20 +452,8 @@ fn read_file_at(
     }
     let mode = metadata.mode() & 0o7777;
     admission.file(path, mode, metadata.len())?;
-    // Exactly the size fstat gave (admitted above, so within the limits): one read for
-    // most files. Bytes appended meanwhile are not read; what is read is what is hashed
-    // and checked against the manifest.
-    let mut content = vec![0; metadata.len() as usize];
-    let mut filled = 0;
-    while filled < content.len() {
-        let read = (&file)
-            .read(&mut content[filled..])
-            .map_err(Error::io("cannot read source file", full))?;
-        if read == 0 {
-            return Err(reject(Some(path), "changed size while it was being read"));
-        }
-        filled += read;
-    }
+    // Exactly the size fstat gave, admitted above, so within the limits.
+    let content = read_exactly(&file, metadata.len(), full, path)?;
     Ok((mode, content, stamp_of(&metadata)))
 }
 

@@ -32,13 +32,6 @@ impl Drop for Mount {
     }
 }
 
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout == b"0\n")
-}
-
 /// `bytes` of text that does not repeat, so nothing is shared between files.
 fn filler(seed: u64, bytes: usize) -> String {
     let mut text = String::with_capacity(bytes + 32);
@@ -65,15 +58,7 @@ fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
     let Some(_mount) = Mount::tmpfs(&node.store, "4m") else {
         panic!("running as root, but mount -t tmpfs failed");
     };
-    node.run(&[
-        "init",
-        "--view",
-        s(&node.view),
-        "--trust",
-        s(&node.public_key),
-    ])
-    .success();
-    node.configure_for_tests();
+    node.init_signed();
     let first = node.signed_tree("first", &[("promises.cf", POLICY)], 1);
     node.ingest(&first).success();
 

@@ -817,13 +817,6 @@ fn a_file_given_to_another_owner_is_found_and_repaired() {
     );
 }
 
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout == b"0\n")
-}
-
 #[test]
 fn an_update_never_links_a_file_edited_in_the_active_generation() {
     let node = Node::with_generation();

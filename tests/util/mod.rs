@@ -296,16 +296,21 @@ impl Node {
     /// A node whose store trusts its key (signatures required), set up for tests.
     pub fn signed() -> Node {
         let node = Node::new();
-        node.run(&[
+        node.init_signed();
+        node
+    }
+
+    /// Creates the store, trusting the node's key, and sets it up for tests.
+    pub fn init_signed(&self) {
+        self.run(&[
             "init",
             "--view",
-            s(&node.view),
+            s(&self.view),
             "--trust",
-            s(&node.public_key),
+            s(&self.public_key),
         ])
         .success();
-        node.configure_for_tests();
-        node
+        self.configure_for_tests();
     }
 
     /// A node whose store accepts unsigned policy, set up for tests.
@@ -536,6 +541,14 @@ impl Node {
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
             .collect()
     }
+}
+
+/// Whether the tests run as root (some need it, and say so when they skip).
+pub fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n")
 }
 
 /// A TOML basic string (the test paths hold no quotes or backslashes).
