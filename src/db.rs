@@ -257,11 +257,6 @@ impl WriteTxn {
         Ok(())
     }
 
-    /// Replaces a stored object whose content was found damaged.
-    pub fn replace_object(&mut self, hash: Hash, content: &[u8]) -> Result<(), DbError> {
-        self.put_object(hash, content)
-    }
-
     /// Removes one object. Returns whether it was there.
     pub fn remove_object(&mut self, hash: Hash) -> Result<bool, DbError> {
         Ok(self.remove_object_sized(hash)?.is_some())

@@ -111,35 +111,40 @@ impl Staging {
     /// Places a file known by its hash, linking a verified copy from the store. Returns
     /// false, having placed nothing, when no trustworthy copy is there.
     fn add_known(&mut self, path: &str, mode: u32, size: u64, hash: Hash) -> Result<bool> {
+        self.make_parents(path)?;
+        if !self.link(path, hash, mode, size) {
+            return Ok(false);
+        }
+        self.record(path.to_string(), mode, size, hash);
+        Ok(true)
+    }
+
+    /// Hard-links `path` to a copy of content `hash` with `mode`: one this candidate wrote
+    /// (nothing else writes in staging), or a trustworthy one of the active generation.
+    fn link(&self, path: &str, hash: Hash, mode: u32, size: u64) -> bool {
         let key = (hash, mode);
         let source = match self.written.get(&key) {
-            Some(source) => Some(source.clone()),
+            Some(source) => Some(source),
             None => self
                 .linkable
                 .files
                 .get(&key)
-                .filter(|source| self.linkable.trusted(source, hash, mode, size))
-                .cloned(),
+                .filter(|source| self.linkable.trusted(source, hash, mode, size)),
         };
-        let Some(source) = source else {
-            return Ok(false);
-        };
-        self.make_parents(path)?;
-        let target = self.tree.join(path);
-        if fs::hard_link(&source, &target).is_err() {
-            return Ok(false);
-        }
+        source.is_some_and(|source| fs::hard_link(source, self.tree.join(path)).is_ok())
+    }
+
+    fn record(&mut self, path: String, mode: u32, size: u64, hash: Hash) {
         self.bytes += size;
         self.entries.insert(
-            path.to_string(),
+            path.clone(),
             Entry {
-                path: path.to_string(),
+                path,
                 mode,
                 size,
                 hash,
             },
         );
-        Ok(true)
     }
 
     fn make_parents(&mut self, path: &str) -> Result<()> {
@@ -158,35 +163,15 @@ impl Staging {
     fn add(&mut self, path: String, mode: u32, content: &[u8]) -> Result<Hash> {
         self.make_parents(&path)?;
         let hash = Hash::of(content);
-        let target = self.tree.join(&path);
-        let key = (hash, mode);
         let size = content.len() as u64;
-        let source = match self.written.get(&key) {
-            // Written by this candidate moments ago: nothing else writes in staging.
-            Some(source) => Some(source),
-            None => self
-                .linkable
-                .files
-                .get(&key)
-                .filter(|source| self.linkable.trusted(source, hash, mode, size)),
-        };
-        let linked = source.is_some_and(|source| fs::hard_link(source, &target).is_ok());
-        if !linked {
+        if !self.link(&path, hash, mode, size) {
+            let target = self.tree.join(&path);
             durable::create_file_synced(&target, content, mode)
                 .map_err(Error::io("cannot write to staging", &target))?;
-            self.written.insert(key, target);
+            self.written.insert((hash, mode), target);
             self.files_written += 1;
         }
-        self.bytes += content.len() as u64;
-        self.entries.insert(
-            path.clone(),
-            Entry {
-                path,
-                mode,
-                size: content.len() as u64,
-                hash,
-            },
-        );
+        self.record(path, mode, size, hash);
         Ok(hash)
     }
 
@@ -271,6 +256,7 @@ struct Envelope {
 fn stage_source(
     store: &Store,
     request: &mut IngestRequest,
+    early: Option<Manifest>,
     staging: &mut Staging,
 ) -> Result<Envelope> {
     let mut envelope = Envelope::default();
@@ -280,9 +266,9 @@ fn stage_source(
         _ => None,
     };
     let mut stamps: Vec<StampEntry> = Vec::new();
-    let oracle = match &request.source {
-        Source::Directory(directory) if request.trust_stamps => {
-            KnownOracle::new(store, directory, request.manifest_file.as_deref(), staging)?
+    let oracle = match (&request.source, early) {
+        (Source::Directory(directory), Some(manifest)) if request.trust_stamps => {
+            KnownOracle::new(store, directory, manifest, staging)?
         }
         _ => None,
     };
@@ -386,21 +372,10 @@ impl KnownOracle {
     fn new(
         store: &Store,
         directory: &Path,
-        manifest_file: Option<&Path>,
+        manifest: Manifest,
         staging: &Staging,
     ) -> Result<Option<KnownOracle>> {
         let Some(previous) = store.db.read()?.stamps(&directory.display().to_string())? else {
-            return Ok(None);
-        };
-        let manifest_path = manifest_file
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| directory.join(MANIFEST_NAME));
-        let Some(bytes) = verify::read_bounded(&manifest_path, crate::manifest::MANIFEST_BYTES_MAX)
-        else {
-            return Ok(None);
-        };
-        // A manifest that does not parse is refused later, by the integrity check.
-        let Ok(manifest) = Manifest::parse(&bytes, store.config.manifest_limits()) else {
             return Ok(None);
         };
         Ok(Some(KnownOracle {
@@ -480,9 +455,12 @@ fn ingest_inner(
     let state = store.state()?;
     let candidate = store.layout.candidate();
     let linkable = linkable_files(store)?;
-    check_space(store, request, &linkable)?;
+    let early = early_manifest(store, request);
+    if let Some(manifest) = &early {
+        check_space(store, manifest, &linkable)?;
+    }
     let mut staging = Staging::new(candidate.join("tree"), linkable)?;
-    let envelope = stage_source(store, request, &mut staging)?;
+    let envelope = stage_source(store, request, early, &mut staging)?;
     crashpoint::point("ingest-staged");
 
     // Integrity.
@@ -610,23 +588,25 @@ fn ingest_inner(
     })
 }
 
+/// The candidate's manifest, when it can be read before the source: a directory source's
+/// `polstore.manifest`, or `--manifest`. Used only to plan (the space check, files known by
+/// their stamp); the integrity check parses and verifies the manifest it reads with the
+/// source. `None` when it is absent or does not parse: the integrity check says why.
+fn early_manifest(store: &Store, request: &IngestRequest) -> Option<Manifest> {
+    let path = match (&request.manifest_file, &request.source) {
+        (Some(path), _) => path.clone(),
+        (None, Source::Directory(directory)) => directory.join(MANIFEST_NAME),
+        _ => return None,
+    };
+    let bytes = verify::read_bounded(&path, crate::manifest::MANIFEST_BYTES_MAX)?;
+    Manifest::parse(&bytes, store.config.manifest_limits()).ok()
+}
+
 /// Refuses, before anything is written, a candidate that obviously cannot fit: when its
 /// manifest can be read up front (a directory source or `--manifest`), the content the
 /// active generation lacks is written twice (tree and database), and that must be below
 /// the space left. Anything less obvious is caught by the first write that fails.
-fn check_space(store: &Store, request: &IngestRequest, linkable: &Linkable) -> Result<()> {
-    let manifest_path = match (&request.manifest_file, &request.source) {
-        (Some(path), _) => path.clone(),
-        (None, Source::Directory(directory)) => directory.join(MANIFEST_NAME),
-        _ => return Ok(()),
-    };
-    let Some(bytes) = verify::read_bounded(&manifest_path, crate::manifest::MANIFEST_BYTES_MAX)
-    else {
-        return Ok(());
-    };
-    let Ok(manifest) = Manifest::parse(&bytes, store.config.manifest_limits()) else {
-        return Ok(());
-    };
+fn check_space(store: &Store, manifest: &Manifest, linkable: &Linkable) -> Result<()> {
     let mut new_contents = HashSet::new();
     let new_bytes: u64 = manifest
         .entries

@@ -128,8 +128,6 @@ pub struct Inspection {
     pub intact_files: HashMap<Hash, PathBuf>,
     /// The parse check's refusal of the active generation.
     pub parse_failure: Option<String>,
-    pub view_wrong: bool,
-    pub leftovers: bool,
 }
 
 impl Inspection {
@@ -263,7 +261,6 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
     if let Some(active) = state.active
         && let Some(problem) = view_problem(store, active)
     {
-        inspection.view_wrong = true;
         inspection
             .findings
             .push(Finding::new(None, None, Kind::View, problem));
@@ -378,7 +375,6 @@ fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
     let staging = store.layout.staging();
     for entry in fs::read_dir(&staging).map_err(Error::io("cannot read", &staging))? {
         let entry = entry.map_err(Error::io("cannot read", &staging))?;
-        inspection.leftovers = true;
         inspection.findings.push(Finding::new(
             None,
             Some(&entry.path().display().to_string()),
@@ -387,7 +383,6 @@ fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
         ));
     }
     for path in store.unknown_generation_dirs()? {
-        inspection.leftovers = true;
         inspection.findings.push(Finding::new(
             None,
             Some(&path.display().to_string()),

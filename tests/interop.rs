@@ -140,15 +140,7 @@ fn polstore_signatures_verify_with_signify() {
     ]));
 
     // signify signs with a secret key `polstore keygen` wrote, and polstore accepts it.
-    node.run(&[
-        "init",
-        "--view",
-        s(&node.view),
-        "--trust",
-        s(&node.public_key),
-    ])
-    .success();
-    node.configure_for_tests();
+    node.init_signed();
     fs::write(&manifest, text).unwrap();
     fs::remove_file(&signature).unwrap();
     assert!(signify(&[
