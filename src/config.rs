@@ -453,6 +453,17 @@ mod tests {
         assert!(error.contains("unknown field `confirn`"), "{error}");
         let error = Config::parse("view = \"v\"\n").unwrap_err();
         assert!(error.contains("must be an absolute path"), "{error}");
+        let error =
+            Config::parse("view = \"/v\"\n[fetch]\ncommand = [\"/bin/true\"]\n").unwrap_err();
+        assert!(
+            error.contains("fetch.command is set but fetch.drop is not"),
+            "{error}"
+        );
+        let error = Config::parse("view = \"/v\"\n[fetch]\ndrop = \"d\"\n").unwrap_err();
+        assert!(
+            error.contains("fetch.drop \"d\" must be an absolute path"),
+            "{error}"
+        );
         let error = Config::parse("view = \"/v\"\n[limits]\nfiles_max = 0\n").unwrap_err();
         assert!(
             error.contains("limits.files_max must be greater than 0"),

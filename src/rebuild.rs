@@ -240,7 +240,8 @@ pub fn rebuild(
         db.write(|txn| {
             let mut bytes = 0u64;
             while let Some((hash, path)) = pending.pop() {
-                let Ok(content) = fs::read(&path) else {
+                let limit = locked.config.limits.file_bytes_max as usize;
+                let Some(content) = read_bounded(&path, limit) else {
                     continue;
                 };
                 if Hash::of(&content) == hash {

@@ -380,7 +380,9 @@ fn restore_from_intact_files(
         if !needed.contains(hash) {
             continue;
         }
-        let Ok(content) = fs::read(path) else {
+        // Bounded and not following links: the file may have changed since it was checked.
+        let limit = store.config.limits.file_bytes_max as usize;
+        let Some(content) = verify::read_bounded(path, limit) else {
             continue;
         };
         if Hash::of(&content) == *hash {
