@@ -1,0 +1,52 @@
+//! The server side: what a policy server runs to publish a tree polstore will accept.
+//! Make a manifest from a directory, make keys, sign a manifest.
+
+use std::path::Path;
+
+use crate::candidate::source::{self, Item, Source};
+use crate::config::LimitsConfig;
+use crate::error::Result;
+use crate::format::manifest::{Entry, Hash, Manifest};
+use crate::format::timestamp::Timestamp;
+
+/// The manifest of the tree at `directory`, leaving out a top-level `polstore.manifest`
+/// and `polstore.manifest.sig`. The tree must pass the same rules ingest applies.
+pub fn manifest_of_directory(
+    directory: &Path,
+    serial: u64,
+    created: Timestamp,
+    expires: Option<Timestamp>,
+    origin: Option<String>,
+    limits: &LimitsConfig,
+) -> Result<Manifest> {
+    let mut entries = Vec::new();
+    source::read(
+        &Source::Directory(directory.to_path_buf()),
+        limits,
+        &mut |item| {
+            if let Item::File {
+                path,
+                mode,
+                content,
+                ..
+            } = item
+            {
+                entries.push(Entry {
+                    path,
+                    mode,
+                    size: content.len() as u64,
+                    hash: Hash::of(&content),
+                });
+            }
+            Ok(())
+        },
+    )?;
+    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(Manifest {
+        serial,
+        created,
+        expires,
+        source: origin,
+        entries,
+    })
+}

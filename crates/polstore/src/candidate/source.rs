@@ -1,0 +1,690 @@
+//! Reads a candidate policy tree from wherever a transport dropped it: a directory, a tar
+//! archive (plain or gzip), or a tar stream on standard input.
+//!
+//! Everything read here is hostile. Each file passes one gate, [`Admission`], that checks
+//! its name, type, mode and the limits before a byte of it is kept; a refusal names the
+//! entry and the rule. Nothing here writes anywhere: files go to the caller's sink.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::LimitsConfig;
+use crate::error::{Check, Error, Rejection, Result};
+use crate::format::manifest::{self, MANIFEST_BYTES_MAX};
+use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::format::records::Stamp;
+use crate::format::signify::KEY_FILE_BYTES_MAX;
+
+/// Where a candidate comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Directory(PathBuf),
+    /// A `.tar` or `.tar.gz` file; the compression is told by its first bytes, not its name.
+    Archive(PathBuf),
+    /// A tar stream (plain or gzip) on standard input.
+    Stdin,
+}
+
+impl Source {
+    /// `-` is standard input; a directory is a tree; anything else must be an archive.
+    pub fn from_argument(argument: &Path) -> Source {
+        if argument == Path::new("-") {
+            Source::Stdin
+        } else if argument.is_dir() {
+            Source::Directory(argument.to_path_buf())
+        } else {
+            Source::Archive(argument.to_path_buf())
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Directory(path) | Source::Archive(path) => path.display().to_string(),
+            Source::Stdin => "standard input".to_string(),
+        }
+    }
+}
+
+/// What a source yields, in the order it is read.
+pub enum Item {
+    File {
+        path: String,
+        mode: u32,
+        content: Vec<u8>,
+        /// For a directory source: the file's identity and times when it was read.
+        stamp: Option<Stamp>,
+    },
+    /// A file of a directory source that the caller's oracle recognized by its [`Stamp`]
+    /// as unchanged since it last read it: admitted, but not read.
+    Known {
+        path: String,
+        mode: u32,
+        stamp: Stamp,
+    },
+    Manifest(Vec<u8>),
+    Signature(Vec<u8>),
+}
+
+fn reject(path: Option<&str>, reason: impl Into<String>) -> Error {
+    Rejection::new(Check::Source, path, reason).into()
+}
+
+/// The gate every file passes: name rules, modes, no duplicates, and the count and byte
+/// limits of the configuration.
+struct Admission<'a> {
+    limits: &'a LimitsConfig,
+    files: HashSet<String>,
+    directories: HashSet<String>,
+    bytes_total: u64,
+}
+
+impl<'a> Admission<'a> {
+    fn new(limits: &'a LimitsConfig) -> Admission<'a> {
+        Admission {
+            limits,
+            files: HashSet::new(),
+            directories: HashSet::new(),
+            bytes_total: 0,
+        }
+    }
+
+    /// Checks a name as raw bytes and returns it as a policy path.
+    fn path(&self, raw: &[u8]) -> Result<String> {
+        let shown = policy_path::display(raw);
+        let path = std::str::from_utf8(raw)
+            .map_err(|_| reject(Some(&shown), "name is not valid UTF-8"))?;
+        policy_path::validate(path, self.limits.path_limits())
+            .map_err(|error| reject(Some(&shown), error.to_string()))?;
+        Ok(path.to_string())
+    }
+
+    fn directory(&mut self, path: String) -> Result<()> {
+        if self.files.contains(&path) {
+            return Err(reject(Some(&path), "is both a file and a directory"));
+        }
+        self.directories.insert(path);
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, mode: u32, size: u64) -> Result<()> {
+        let limits = self.limits;
+        if self.files.contains(path) {
+            return Err(reject(Some(path), "appears twice in the source"));
+        }
+        if self.directories.contains(path)
+            || policy_path::ancestors(path).any(|dir| self.files.contains(dir))
+        {
+            return Err(reject(Some(path), "is both a file and a directory"));
+        }
+        manifest::check_mode(mode).map_err(|reason| reject(Some(path), reason))?;
+        if self.files.len() >= limits.files_max {
+            return Err(reject(
+                None,
+                format!("more than {} files (limits.files_max)", limits.files_max),
+            ));
+        }
+        if size > limits.file_bytes_max {
+            return Err(reject(
+                Some(path),
+                format!(
+                    "{size} bytes is over the limit of {} bytes per file (limits.file_bytes_max)",
+                    limits.file_bytes_max
+                ),
+            ));
+        }
+        self.bytes_total = self.bytes_total.saturating_add(size);
+        if self.bytes_total > limits.tree_bytes_max {
+            return Err(reject(
+                None,
+                format!(
+                    "more than {} bytes in all (limits.tree_bytes_max)",
+                    limits.tree_bytes_max
+                ),
+            ));
+        }
+        self.files.insert(path.to_string());
+        for directory in policy_path::ancestors(path) {
+            self.directories.insert(directory.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The stamp of what fstat or lstat returned.
+pub fn stamp_of(metadata: &fs::Metadata) -> Stamp {
+    {
+        Stamp {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// Decides, from a directory source's file path, mode and stamp, whether its content is
+/// known without reading it.
+pub type KnownFn<'a> = &'a mut dyn FnMut(&str, u32, &Stamp) -> bool;
+
+/// Reads `source` and hands each admitted item to `sink`.
+pub fn read(
+    source: &Source,
+    limits: &LimitsConfig,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    read_with(source, limits, None, sink)
+}
+
+/// Reads a tar stream (plain or gzip) from memory under `limits`: what `ingest -` does with
+/// standard input. For the fuzz targets and their corpus tests.
+pub fn read_archive_bytes(
+    bytes: &[u8],
+    limits: &LimitsConfig,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let mut admission = Admission::new(limits);
+    read_archive(bytes, &mut admission, sink)?;
+    if admission.files.is_empty() {
+        return Err(reject(None, "the source holds no policy files"));
+    }
+    Ok(())
+}
+
+/// [`read`], asking `known` before reading each file of a directory source.
+pub fn read_with(
+    source: &Source,
+    limits: &LimitsConfig,
+    known: Option<KnownFn>,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let mut admission = Admission::new(limits);
+    match source {
+        Source::Directory(root) => read_directory(root, &mut admission, known, sink),
+        Source::Archive(path) => {
+            let file = File::open(path).map_err(Error::io("cannot open source", path))?;
+            read_archive(BufReader::new(file), &mut admission, sink)
+        }
+        Source::Stdin => read_archive(BufReader::new(io::stdin().lock()), &mut admission, sink),
+    }?;
+    if admission.files.is_empty() {
+        return Err(reject(None, "the source holds no policy files"));
+    }
+    Ok(())
+}
+
+fn read_directory(
+    root: &Path,
+    admission: &mut Admission,
+    mut known: Option<KnownFn>,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let metadata = fs::metadata(root).map_err(Error::io("cannot read source", root))?;
+    if !metadata.is_dir() {
+        return Err(reject(
+            None,
+            format!("{} is not a directory", root.display()),
+        ));
+    }
+    // Depth-first with an explicit stack, names sorted so that the order is stable.
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((directory, prefix)) = stack.pop() {
+        // Files are opened relative to their directory, so no path is walked twice.
+        let handle = File::options()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
+            )
+            .open(&directory)
+            .map_err(Error::io("cannot read source directory", &directory))?;
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&directory)
+            .map_err(Error::io("cannot read source directory", &directory))?
+        {
+            let entry = entry.map_err(Error::io("cannot read source directory", &directory))?;
+            // The type from the directory entry needs no stat; it only picks the way
+            // in, and what is opened is checked again with fstat.
+            let is_file = entry.file_type().is_ok_and(|kind| kind.is_file());
+            names.push((entry.file_name(), is_file));
+        }
+        names.sort();
+        let mut subdirectories = Vec::new();
+        for (name, is_file) in names {
+            let raw = name.as_encoded_bytes();
+            let mut relative = prefix.as_bytes().to_vec();
+            relative.extend_from_slice(raw);
+            let full = directory.join(&name);
+            let is_envelope = prefix.is_empty()
+                && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes());
+            if is_file && !is_envelope {
+                let path = admission.path(&relative)?;
+                if let Some(known) = known.as_mut()
+                    && let Some(stamp) = known_file_at(&handle, &name, &path, admission, known)?
+                {
+                    let mode = stamp.1;
+                    sink(Item::Known {
+                        path,
+                        mode,
+                        stamp: stamp.0,
+                    })?;
+                    continue;
+                }
+                let (mode, content, stamp) = read_file_at(&handle, &name, &full, &path, admission)?;
+                sink(Item::File {
+                    path,
+                    mode,
+                    content,
+                    stamp: Some(stamp),
+                })?;
+                continue;
+            }
+            let metadata =
+                fs::symlink_metadata(&full).map_err(Error::io("cannot read source", &full))?;
+            if prefix.is_empty()
+                && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes())
+            {
+                let limit = if raw == MANIFEST_NAME.as_bytes() {
+                    MANIFEST_BYTES_MAX
+                } else {
+                    KEY_FILE_BYTES_MAX
+                };
+                let content = read_regular(
+                    &full,
+                    &metadata,
+                    limit as u64,
+                    &String::from_utf8_lossy(raw),
+                )?;
+                sink(if raw == MANIFEST_NAME.as_bytes() {
+                    Item::Manifest(content)
+                } else {
+                    Item::Signature(content)
+                })?;
+                continue;
+            }
+            let path = admission.path(&relative)?;
+            let kind = metadata.file_type();
+            if kind.is_dir() {
+                admission.directory(path.clone())?;
+                subdirectories.push((full, format!("{path}/")));
+            } else if kind.is_file() {
+                if metadata.nlink() > 1 {
+                    return Err(reject(
+                        Some(&path),
+                        format!(
+                            "is a hard link ({} links); only files with one link are accepted",
+                            metadata.nlink()
+                        ),
+                    ));
+                }
+                let mode = metadata.mode() & 0o7777;
+                admission.file(&path, mode, metadata.len())?;
+                let content =
+                    read_regular(&full, &metadata, admission.limits.file_bytes_max, &path)?;
+                sink(Item::File {
+                    path,
+                    mode,
+                    content,
+                    stamp: Some(stamp_of(&metadata)),
+                })?;
+            } else {
+                return Err(reject(
+                    Some(&path),
+                    format!(
+                        "is a {}; only regular files and directories are accepted",
+                        describe_type(&metadata)
+                    ),
+                ));
+            }
+        }
+        // Reversed so that the stack pops them in name order.
+        stack.extend(subdirectories.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// Reads the regular file at `full` (not following a symlink) if it still has `stamp`:
+/// for a file recognized as known whose stored copy turned out unusable.
+pub fn read_stamped(full: &Path, path: &str, stamp: &Stamp) -> Result<Vec<u8>> {
+    let file = File::options()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(full)
+        .map_err(|_| reject(Some(path), "changed while it was being read"))?;
+    let metadata = file
+        .metadata()
+        .map_err(Error::io("cannot read source file", full))?;
+    if !metadata.is_file() || stamp_of(&metadata) != *stamp {
+        return Err(reject(Some(path), "changed while it was being read"));
+    }
+    read_exactly(&file, stamp.size, full, path)
+}
+
+/// Reads exactly `size` bytes from `file`: one read for most files. Bytes appended
+/// meanwhile are not read; what is read is what is hashed and checked against the
+/// manifest. A file that got shorter is refused.
+fn read_exactly(mut file: &File, size: u64, full: &Path, path: &str) -> Result<Vec<u8>> {
+    let mut content = vec![0; size as usize];
+    let mut filled = 0;
+    while filled < content.len() {
+        let read = file
+            .read(&mut content[filled..])
+            .map_err(Error::io("cannot read source file", full))?;
+        if read == 0 {
+            return Err(reject(Some(path), "changed size while it was being read"));
+        }
+        filled += read;
+    }
+    Ok(content)
+}
+
+/// Stats `name` in `directory` without following a symlink and asks `known` about it.
+/// If it is known, it is admitted (a regular file with one link, its mode and size) and
+/// returned with its stamp and mode; otherwise `None`, and the caller reads it.
+fn known_file_at(
+    directory: &File,
+    name: &std::ffi::OsStr,
+    path: &str,
+    admission: &mut Admission,
+    known: &mut dyn FnMut(&str, u32, &Stamp) -> bool,
+) -> Result<Option<(Stamp, u32)>> {
+    let Ok(stat) = rustix::fs::statat(directory, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+    else {
+        return Ok(None);
+    };
+    let file_type = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+    if file_type != rustix::fs::FileType::RegularFile || stat.st_nlink != 1 {
+        return Ok(None);
+    }
+    let mode = stat.st_mode & 0o7777;
+    let stamp = Stamp {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        size: stat.st_size as u64,
+        mtime: (stat.st_mtime, stat.st_mtime_nsec as i64),
+        ctime: (stat.st_ctime, stat.st_ctime_nsec as i64),
+    };
+    if !known(path, mode, &stamp) {
+        return Ok(None);
+    }
+    admission.file(path, mode, stamp.size)?;
+    Ok(Some((stamp, mode)))
+}
+
+/// Opens `name` in the directory `directory` without following a symlink, and reads it
+/// under the admission rules, all checks made on the opened file (fstat): a regular file
+/// with one link, its mode and size admitted.
+fn read_file_at(
+    directory: &File,
+    name: &std::ffi::OsStr,
+    full: &Path,
+    path: &str,
+    admission: &mut Admission,
+) -> Result<(u32, Vec<u8>, Stamp)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(directory, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        // A symlink (or anything else) put in its place since the directory was listed.
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => {
+            return Err(reject(Some(path), "changed while it was being read"));
+        }
+        Err(error) => {
+            return Err(Error::io("cannot open source file", full)(error.into()));
+        }
+    };
+    let metadata = file
+        .metadata()
+        .map_err(Error::io("cannot read source file", full))?;
+    if !metadata.is_file() {
+        return Err(reject(Some(path), "changed while it was being read"));
+    }
+    if metadata.nlink() > 1 {
+        return Err(reject(
+            Some(path),
+            format!(
+                "is a hard link ({} links); only files with one link are accepted",
+                metadata.nlink()
+            ),
+        ));
+    }
+    let mode = metadata.mode() & 0o7777;
+    admission.file(path, mode, metadata.len())?;
+    // Exactly the size fstat gave, admitted above, so within the limits.
+    let content = read_exactly(&file, metadata.len(), full, path)?;
+    Ok((mode, content, stamp_of(&metadata)))
+}
+
+fn describe_type(metadata: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_symlink() {
+        "symbolic link"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device node"
+    } else if kind.is_fifo() {
+        "fifo"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+/// Reads a regular file that `lstat` showed as `expected`, refusing it if it was swapped
+/// for something else in between (opened with O_NOFOLLOW, checked again with fstat).
+fn read_regular(path: &Path, expected: &fs::Metadata, limit: u64, shown: &str) -> Result<Vec<u8>> {
+    if !expected.file_type().is_file() {
+        return Err(reject(
+            Some(shown),
+            format!("is a {}; expected a regular file", describe_type(expected)),
+        ));
+    }
+    if expected.len() > limit {
+        return Err(reject(Some(shown), format!("is larger than {limit} bytes")));
+    }
+    let file = File::options()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(Error::io("cannot open source file", path))?;
+    let opened = file
+        .metadata()
+        .map_err(Error::io("cannot read source file", path))?;
+    if opened.ino() != expected.ino() || opened.dev() != expected.dev() || !opened.is_file() {
+        return Err(reject(Some(shown), "changed while it was being read"));
+    }
+    let mut content = Vec::with_capacity(opened.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut content)
+        .map_err(Error::io("cannot read source file", path))?;
+    if content.len() as u64 != expected.len() {
+        return Err(reject(Some(shown), "changed size while it was being read"));
+    }
+    Ok(content)
+}
+
+/// Stops a decompressor or a lying archive from feeding more bytes than the limits can
+/// ever need.
+struct CappedReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Err(io::Error::other(ARCHIVE_TOO_LARGE));
+        }
+        let allowed = buffer
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let count = self.inner.read(&mut buffer[..allowed])?;
+        self.remaining -= count as u64;
+        Ok(count)
+    }
+}
+
+const ARCHIVE_TOO_LARGE: &str = "archive is larger than the configured limits allow";
+const ARCHIVE_TRUNCATED: &str = "the archive is truncated";
+/// How the tar reader reports input that ends inside a header or an entry's padding.
+const TAR_TRUNCATED_ERRORS: [&str; 2] =
+    ["unexpected EOF during skip", "failed to read entire block"];
+/// Tar spends at most a header block, a long-name block pair and padding per entry.
+const ARCHIVE_BYTES_PER_ENTRY_MAX: u64 = 4 * 512 + 2 * 4096;
+
+fn read_archive(
+    mut input: impl io::BufRead,
+    admission: &mut Admission,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let limits = admission.limits;
+    let cap = limits
+        .tree_bytes_max
+        .saturating_add((limits.files_max as u64 + 64).saturating_mul(ARCHIVE_BYTES_PER_ENTRY_MAX))
+        .saturating_add(MANIFEST_BYTES_MAX as u64 + KEY_FILE_BYTES_MAX as u64);
+    let magic = input
+        .fill_buf()
+        .map_err(|error| reject(None, format!("cannot read the archive: {error}")))?;
+    if magic.is_empty() {
+        return Err(reject(None, "the source is empty"));
+    }
+    let gzip = magic.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(CappedReader {
+            inner: flate2::bufread::MultiGzDecoder::new(input),
+            remaining: cap,
+        })
+    } else {
+        Box::new(CappedReader {
+            inner: input,
+            remaining: cap,
+        })
+    };
+    let mut archive = tar::Archive::new(reader);
+    let archive_error = |error: io::Error| -> Error {
+        let text = error.to_string();
+        if text.contains(ARCHIVE_TOO_LARGE) {
+            reject(None, ARCHIVE_TOO_LARGE)
+        } else if gzip
+            && (error.kind() == io::ErrorKind::InvalidInput
+                || error.kind() == io::ErrorKind::InvalidData)
+            && !text.contains("archive")
+        {
+            reject(None, format!("not a valid gzip stream: {text}"))
+        } else if error.kind() == io::ErrorKind::UnexpectedEof
+            || TAR_TRUNCATED_ERRORS
+                .iter()
+                .any(|known| text.contains(known))
+        {
+            reject(None, ARCHIVE_TRUNCATED)
+        } else {
+            // The tar reader's messages quote the hostile header's bytes.
+            reject(
+                None,
+                format!(
+                    "not a valid tar archive: {}",
+                    policy_path::display(text.as_bytes())
+                ),
+            )
+        }
+    };
+    let mut seen_top_level = HashSet::new();
+    for entry in archive.entries().map_err(archive_error)? {
+        let mut entry = entry.map_err(archive_error)?;
+        let header_type = entry.header().entry_type();
+        let raw_path = entry.path_bytes().into_owned();
+        let mut name: &[u8] = &raw_path;
+        while let Some(rest) = name.strip_prefix(b"./") {
+            name = rest;
+        }
+        if header_type.is_dir() {
+            let name = name.strip_suffix(b"/").unwrap_or(name);
+            if name.is_empty() || name == b"." {
+                continue;
+            }
+            let path = admission.path(name)?;
+            admission.directory(path)?;
+            continue;
+        }
+        if header_type.is_pax_global_extensions() {
+            // `git archive` writes one with the commit id; it names no file.
+            continue;
+        }
+        if name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes() {
+            let shown = String::from_utf8_lossy(name).into_owned();
+            if !header_type.is_file() {
+                return Err(reject(Some(&shown), "must be a regular file"));
+            }
+            if !seen_top_level.insert(shown.clone()) {
+                return Err(reject(Some(&shown), "appears twice in the source"));
+            }
+            let limit = if shown == MANIFEST_NAME {
+                MANIFEST_BYTES_MAX
+            } else {
+                KEY_FILE_BYTES_MAX
+            } as u64;
+            let content = read_entry(&mut entry, limit, &shown, &archive_error)?;
+            sink(if shown == MANIFEST_NAME {
+                Item::Manifest(content)
+            } else {
+                Item::Signature(content)
+            })?;
+            continue;
+        }
+        let path = admission.path(name)?;
+        if !header_type.is_file() {
+            let kind = match header_type {
+                tar::EntryType::Symlink => "symbolic link",
+                tar::EntryType::Link => "hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "device node",
+                tar::EntryType::Fifo => "fifo",
+                _ => "special entry",
+            };
+            return Err(reject(
+                Some(&path),
+                format!("is a {kind}; only regular files and directories are accepted"),
+            ));
+        }
+        let mode = entry.header().mode().map_err(archive_error)? & 0o7777;
+        let size = entry.header().size().map_err(archive_error)?;
+        admission.file(&path, mode, size)?;
+        let content = read_entry(
+            &mut entry,
+            admission.limits.file_bytes_max,
+            &path,
+            &archive_error,
+        )?;
+        // The tar reader ends an entry's data early, without an error, at the end of the
+        // input.
+        if content.len() as u64 != size {
+            return Err(reject(None, ARCHIVE_TRUNCATED));
+        }
+        sink(Item::File {
+            path,
+            mode,
+            content,
+            stamp: None,
+        })?;
+    }
+    Ok(())
+}
+
+fn read_entry(
+    entry: &mut impl Read,
+    limit: u64,
+    shown: &str,
+    archive_error: &dyn Fn(io::Error) -> Error,
+) -> Result<Vec<u8>> {
+    let mut content = Vec::new();
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut content)
+        .map_err(archive_error)?;
+    if content.len() as u64 > limit {
+        return Err(reject(Some(shown), format!("is larger than {limit} bytes")));
+    }
+    Ok(content)
+}

@@ -1,0 +1,399 @@
+//! The checks a candidate must pass, in order: integrity, freshness, parse, user checks.
+//! Each returns a [`CheckRecord`] for the history or the [`Rejection`] that stops the
+//! candidate.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::{self, Config};
+use crate::error::{Check, Error, Rejection, Result};
+use crate::format::manifest::{Entry, Manifest};
+use crate::format::records::CheckRecord;
+use crate::format::signify::{self, PublicKey, Signature};
+use crate::format::timestamp::Timestamp;
+use crate::process::{self, RunOutcome};
+
+/// A check's verdict: the record for the history, and the rejection if it refused.
+pub struct Verdict {
+    pub record: CheckRecord,
+    pub rejection: Option<Rejection>,
+}
+
+fn passed(name: &str, detail: impl Into<String>, started: Instant) -> Verdict {
+    let record = CheckRecord {
+        name: name.to_string(),
+        passed: true,
+        detail: detail.into(),
+        output: String::new(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    Verdict {
+        record,
+        rejection: None,
+    }
+}
+
+fn refused(rejection: Rejection, output: String, started: Instant) -> Verdict {
+    let record = CheckRecord {
+        name: rejection.check.to_string(),
+        passed: false,
+        detail: rejection.to_string(),
+        output,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    Verdict {
+        record,
+        rejection: Some(rejection),
+    }
+}
+
+/// Loads the trusted keys named in the configuration.
+pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>> {
+    config
+        .trust
+        .keys
+        .iter()
+        .map(|path| {
+            let text = read_small(path, signify::KEY_FILE_BYTES_MAX as u64)?;
+            PublicKey::parse(&text)
+                .map_err(|error| Error::Refused(format!("trusted key {}: {error}", path.display())))
+        })
+        .collect()
+}
+
+fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::File::open(path).map_err(Error::io("cannot read", path))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("cannot read", path))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::Refused(format!(
+            "{} is larger than {limit} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The signature (when there is one, or when one is required) and every file against the
+/// manifest: hash, size, mode, nothing missing, nothing extra.
+pub fn integrity(
+    manifest: &Manifest,
+    manifest_bytes: Option<&[u8]>,
+    signature_bytes: Option<&[u8]>,
+    trusted: &[PublicKey],
+    require_signature: bool,
+    staged: &BTreeMap<String, Entry>,
+) -> (Verdict, Option<String>) {
+    let started = Instant::now();
+    let outcome = integrity_inner(
+        manifest,
+        manifest_bytes,
+        signature_bytes,
+        trusted,
+        require_signature,
+        staged,
+    );
+    match outcome {
+        Ok(signed_by) => {
+            let files = manifest.entries.len();
+            let detail = match &signed_by {
+                Some(keynum) => format!("signed by key {keynum}; {files} files match the manifest"),
+                None => format!("unsigned; {files} files match the manifest"),
+            };
+            (passed("integrity", detail, started), signed_by)
+        }
+        Err(rejection) => (refused(rejection, String::new(), started), None),
+    }
+}
+
+fn integrity_inner(
+    manifest: &Manifest,
+    manifest_bytes: Option<&[u8]>,
+    signature_bytes: Option<&[u8]>,
+    trusted: &[PublicKey],
+    require_signature: bool,
+    staged: &BTreeMap<String, Entry>,
+) -> std::result::Result<Option<String>, Rejection> {
+    let fail = |path: Option<&str>, reason: String| Rejection::new(Check::Integrity, path, reason);
+    let signed_by = match (manifest_bytes, signature_bytes) {
+        (Some(bytes), Some(signature)) => {
+            let signature = Signature::parse(signature).map_err(|error| {
+                fail(
+                    Some(crate::format::policy_path::SIGNATURE_NAME),
+                    error.to_string(),
+                )
+            })?;
+            let index = signify::verify(trusted, bytes, &signature).map_err(|error| {
+                fail(
+                    Some(crate::format::policy_path::SIGNATURE_NAME),
+                    error.to_string(),
+                )
+            })?;
+            Some(trusted[index].keynum().to_string())
+        }
+        (Some(_), None) if require_signature => {
+            return Err(fail(
+                Some(crate::format::policy_path::SIGNATURE_NAME),
+                "missing: a signature by a trusted key is required (trust.require_signature)"
+                    .to_string(),
+            ));
+        }
+        (None, _) if require_signature => {
+            return Err(fail(
+                Some(crate::format::policy_path::MANIFEST_NAME),
+                "missing: a signed manifest is required (trust.require_signature)".to_string(),
+            ));
+        }
+        _ => None,
+    };
+    let mut listed = manifest.entries.iter().peekable();
+    let mut found = staged.values().peekable();
+    loop {
+        match (listed.peek(), found.peek()) {
+            (None, None) => break,
+            (Some(expected), Some(actual)) if expected.path == actual.path => {
+                let path = Some(expected.path.as_str());
+                if actual.size != expected.size {
+                    return Err(fail(
+                        path,
+                        format!(
+                            "size {} differs from the manifest's {}",
+                            actual.size, expected.size
+                        ),
+                    ));
+                }
+                if actual.hash != expected.hash {
+                    return Err(fail(
+                        path,
+                        format!(
+                            "content does not match the manifest (blake3 {}, manifest {})",
+                            actual.hash.to_hex(),
+                            expected.hash.to_hex()
+                        ),
+                    ));
+                }
+                if actual.mode != expected.mode {
+                    return Err(fail(
+                        path,
+                        format!(
+                            "mode {:04o} differs from the manifest's {:04o}",
+                            actual.mode, expected.mode
+                        ),
+                    ));
+                }
+                listed.next();
+                found.next();
+            }
+            (Some(expected), actual)
+                if actual
+                    .is_none_or(|actual| expected.path.as_bytes() < actual.path.as_bytes()) =>
+            {
+                return Err(fail(
+                    Some(&expected.path),
+                    "listed in the manifest but missing from the source".to_string(),
+                ));
+            }
+            (_, Some(actual)) => {
+                return Err(fail(
+                    Some(&actual.path),
+                    "not listed in the manifest".to_string(),
+                ));
+            }
+            (Some(_), None) => unreachable!("handled above"),
+        }
+    }
+    Ok(signed_by)
+}
+
+/// Newer than anything accepted before, not created in the future, not expired.
+pub fn freshness(
+    manifest: &Manifest,
+    serial_max: u64,
+    now: Timestamp,
+    clock_skew_secs: u64,
+) -> Verdict {
+    let started = Instant::now();
+    let fail = |reason: String| {
+        refused(
+            Rejection::new(Check::Freshness, None, reason),
+            String::new(),
+            started,
+        )
+    };
+    if manifest.serial <= serial_max {
+        let why = if manifest.serial == serial_max {
+            "equal to"
+        } else {
+            "older than"
+        };
+        return fail(format!(
+            "serial {} is {why} the highest accepted serial {serial_max} (replay or downgrade)",
+            manifest.serial
+        ));
+    }
+    if manifest.created > now.plus_secs(clock_skew_secs) {
+        return fail(format!(
+            "manifest created {} is in the future (now {now}, allowed skew {clock_skew_secs} s)",
+            manifest.created
+        ));
+    }
+    if let Some(expires) = manifest.expires
+        && expires <= now
+    {
+        return fail(format!("manifest expired at {expires} (now {now})"));
+    }
+    passed(
+        "freshness",
+        format!("serial {} > {serial_max}", manifest.serial),
+        started,
+    )
+}
+
+/// Everything a command check needs to run against one candidate.
+pub struct CommandContext<'a> {
+    pub tree: &'a Path,
+    pub serial: u64,
+    pub generation: u64,
+    /// Where the command's output goes while it runs; inside the store.
+    pub output_file: &'a Path,
+    pub timeout: Duration,
+}
+
+impl CommandContext<'_> {
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("POLSTORE_TREE", self.tree.display().to_string()),
+            ("POLSTORE_SERIAL", self.serial.to_string()),
+            ("POLSTORE_GENERATION", self.generation.to_string()),
+        ]
+    }
+
+    pub fn run(&self, argv: &[String]) -> RunOutcome {
+        process::run_bounded(argv, &self.environment(), self.output_file, self.timeout)
+    }
+}
+
+/// The configured cf-promises command. `None` when it is turned off.
+pub fn parse(config: &Config, context: &CommandContext) -> Option<Verdict> {
+    parse_conclusively(config, context).map(|(verdict, _)| verdict)
+}
+
+/// [`parse`], and whether a refusal is conclusive: the command ran and exited non-zero,
+/// rather than timing out, being killed or failing to start (which say nothing about
+/// the policy).
+pub fn parse_conclusively(config: &Config, context: &CommandContext) -> Option<(Verdict, bool)> {
+    if config.checks.cf_promises.is_empty() {
+        return None;
+    }
+    let started = Instant::now();
+    let argv = config::expand_command(
+        &config.checks.cf_promises,
+        context.tree,
+        context.serial,
+        context.generation,
+    );
+    let outcome = context.run(&argv);
+    if outcome.succeeded() {
+        return Some((
+            passed(
+                "parse",
+                format!("{} accepted the policy", program_name(&argv)),
+                started,
+            ),
+            true,
+        ));
+    }
+    let conclusive =
+        matches!(&outcome.exit, process::Exit::Status(status) if status.code().is_some());
+    // cf-promises names the file and line of the first error as `PATH:LINE:COL: error: ...`.
+    let tree_prefix = format!("{}/", context.tree.display());
+    let first_error = outcome
+        .output
+        .lines()
+        .find(|line| line.contains("error:"))
+        .or_else(|| outcome.last_line())
+        .map(|line| line.trim().replace(&tree_prefix, ""));
+    let reason = match first_error {
+        Some(line) => format!(
+            "{} {}: {line}",
+            program_name(&argv),
+            outcome.describe(context.timeout)
+        ),
+        None => format!(
+            "{} {}",
+            program_name(&argv),
+            outcome.describe(context.timeout)
+        ),
+    };
+    Some((
+        refused(
+            Rejection::new(Check::Parse, None, reason),
+            outcome.output,
+            started,
+        ),
+        conclusive,
+    ))
+}
+
+fn program_name(argv: &[String]) -> String {
+    argv.first()
+        .map(|program| {
+            Path::new(program)
+                .file_name()
+                .map_or(program.clone(), |name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// The executables in the checks directory, in name order. A missing directory has none.
+pub fn user_checks(directory: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(Error::io("cannot read checks directory", directory)(error)),
+    };
+    let mut checks = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(Error::io("cannot read checks directory", directory))?;
+        let name = entry.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(metadata) = fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 {
+            checks.push(path);
+        }
+    }
+    checks.sort();
+    Ok(checks)
+}
+
+pub fn user_check(check: &Path, context: &CommandContext) -> Verdict {
+    let started = Instant::now();
+    let name = check
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outcome = context.run(&[check.display().to_string()]);
+    if outcome.succeeded() {
+        return passed(&format!("user check {name}"), "passed", started);
+    }
+    let reason = match outcome.last_line() {
+        Some(line) => format!("{}: {}", outcome.describe(context.timeout), line),
+        None => outcome.describe(context.timeout),
+    };
+    refused(
+        Rejection::new(Check::User(name), None, reason),
+        outcome.output,
+        started,
+    )
+}

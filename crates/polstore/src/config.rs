@@ -1,0 +1,482 @@
+//! `polstore.toml`: the store's configuration, read once per command.
+//!
+//! Every field has a default so that a store created by an older polstore keeps working;
+//! unknown fields are refused so that a typo does not silently turn a check off.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::format::manifest::ManifestLimits;
+use crate::format::policy_path::PathLimits;
+
+pub const CONFIG_FILE_NAME: &str = "polstore.toml";
+const CONFIG_BYTES_MAX: u64 = 1 << 20;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The symlink the agent reads; polstore points it at the active generation.
+    pub view: PathBuf,
+    /// How many of the newest generations garbage collection keeps, besides the active
+    /// one, the last good one before it and pinned ones. When set, `gc` runs after every
+    /// successful ingest; when absent, only `polstore gc` collects.
+    #[serde(default)]
+    pub keep: Option<u32>,
+    #[serde(default)]
+    pub trust: TrustConfig,
+    #[serde(default)]
+    pub checks: ChecksConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub fetch: FetchConfig,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+}
+
+/// How `polstore update` gets new policy, and where `verify --repair` finds a fresh copy.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// Run by `update` (and by `verify --repair` when it needs a fresh copy); it leaves the
+    /// policy tree or tarball at `drop`. `{drop}` and `{force}` (`1` with `--force`,
+    /// else `0`) are replaced; POLSTORE_DROP and POLSTORE_FORCE are set too. Empty: the
+    /// transport runs on its own and `update` only ingests what is at `drop`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Where new policy arrives: a directory, or a .tar/.tar.gz file.
+    pub drop: Option<PathBuf>,
+    #[serde(default = "defaults::fetch_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Re-run the parse check (cf-promises) on the active generation in `verify`.
+    #[serde(default = "defaults::yes")]
+    pub parse: bool,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig { parse: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    #[serde(default = "defaults::yes")]
+    pub require_signature: bool,
+    #[serde(default = "defaults::clock_skew_secs")]
+    pub max_clock_skew_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksConfig {
+    #[serde(default = "defaults::check_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "defaults::cf_promises")]
+    pub cf_promises: Vec<String>,
+    #[serde(default = "defaults::checks_dir")]
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default = "defaults::agent_command")]
+    pub command: Vec<String>,
+    #[serde(default = "defaults::yes")]
+    pub confirm: bool,
+    #[serde(default = "defaults::agent_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// Bounds on what one candidate may hold. Hostile input is refused as soon as it crosses one.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "defaults::files_max")]
+    pub files_max: usize,
+    #[serde(default = "defaults::file_bytes_max")]
+    pub file_bytes_max: u64,
+    #[serde(default = "defaults::tree_bytes_max")]
+    pub tree_bytes_max: u64,
+    #[serde(default = "defaults::depth_max")]
+    pub depth_max: usize,
+    #[serde(default = "defaults::path_bytes_max")]
+    pub path_bytes_max: usize,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    pub fn fetch_timeout_secs() -> u64 {
+        600
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn clock_skew_secs() -> u64 {
+        300
+    }
+    pub fn check_timeout_secs() -> u64 {
+        300
+    }
+    pub fn agent_timeout_secs() -> u64 {
+        600
+    }
+    pub fn cf_promises() -> Vec<String> {
+        ["/usr/bin/cf-promises", "-f", "{tree}/promises.cf"]
+            .map(String::from)
+            .to_vec()
+    }
+    pub fn agent_command() -> Vec<String> {
+        ["/usr/bin/cf-agent", "-K", "-f", "{tree}/promises.cf"]
+            .map(String::from)
+            .to_vec()
+    }
+    pub fn checks_dir() -> PathBuf {
+        PathBuf::from("/etc/polstore/checks.d")
+    }
+    pub fn files_max() -> usize {
+        100_000
+    }
+    pub fn file_bytes_max() -> u64 {
+        32 << 20
+    }
+    pub fn tree_bytes_max() -> u64 {
+        2 << 30
+    }
+    pub fn depth_max() -> usize {
+        32
+    }
+    pub fn path_bytes_max() -> usize {
+        1024
+    }
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            keys: Vec::new(),
+            require_signature: true,
+            max_clock_skew_secs: defaults::clock_skew_secs(),
+        }
+    }
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        ChecksConfig {
+            timeout_secs: defaults::check_timeout_secs(),
+            cf_promises: defaults::cf_promises(),
+            dir: defaults::checks_dir(),
+        }
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            command: defaults::agent_command(),
+            confirm: true,
+            timeout_secs: defaults::agent_timeout_secs(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            files_max: defaults::files_max(),
+            file_bytes_max: defaults::file_bytes_max(),
+            tree_bytes_max: defaults::tree_bytes_max(),
+            depth_max: defaults::depth_max(),
+            path_bytes_max: defaults::path_bytes_max(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {CONFIG_BYTES_MAX} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let metadata = std::fs::metadata(path).map_err(read_error)?;
+        if metadata.len() > CONFIG_BYTES_MAX {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|error| {
+            // toml's messages span several lines with a source excerpt; keep the first.
+            error
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string()
+                + &error
+                    .span()
+                    .map(|span| format!(" (at byte {})", span.start))
+                    .unwrap_or_default()
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.view.is_absolute() {
+            return Err(format!("view {:?} must be an absolute path", self.view));
+        }
+        if let Some(drop) = &self.fetch.drop
+            && !drop.is_absolute()
+        {
+            return Err(format!("fetch.drop {drop:?} must be an absolute path"));
+        }
+        if !self.fetch.command.is_empty() && self.fetch.drop.is_none() {
+            return Err(
+                "fetch.command is set but fetch.drop is not: say where it leaves the policy".into(),
+            );
+        }
+        for key in &self.trust.keys {
+            if !key.is_absolute() {
+                return Err(format!("trust key {key:?} must be an absolute path"));
+            }
+        }
+        let limits = &self.limits;
+        let positive = [
+            ("limits.files_max", limits.files_max as u64),
+            ("limits.file_bytes_max", limits.file_bytes_max),
+            ("limits.tree_bytes_max", limits.tree_bytes_max),
+            ("limits.path_bytes_max", limits.path_bytes_max as u64),
+            ("checks.timeout_secs", self.checks.timeout_secs),
+            ("agent.timeout_secs", self.agent.timeout_secs),
+            ("fetch.timeout_secs", self.fetch.timeout_secs),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn manifest_limits(&self) -> ManifestLimits {
+        ManifestLimits {
+            entries_max: self.limits.files_max,
+            file_bytes_max: self.limits.file_bytes_max,
+            tree_bytes_max: self.limits.tree_bytes_max,
+            paths: self.path_limits(),
+        }
+    }
+
+    pub fn path_limits(&self) -> PathLimits {
+        self.limits.path_limits()
+    }
+}
+
+impl LimitsConfig {
+    pub fn path_limits(&self) -> PathLimits {
+        PathLimits {
+            path_bytes_max: self.path_bytes_max,
+            depth_max: self.depth_max,
+        }
+    }
+}
+
+/// The commented configuration `polstore init` writes.
+pub fn default_config_text(view: &Path, keys: &[PathBuf]) -> String {
+    let quote = |path: &Path| toml_string(&path.to_string_lossy());
+    let keys: Vec<String> = keys.iter().map(|key| quote(key)).collect();
+    let require_signature = !keys.is_empty();
+    format!(
+        r#"# polstore configuration. Every key is optional except `view`; the values shown
+# are the defaults unless init was told otherwise. Reference: README.md.
+
+# The path the agent reads its policy from. polstore makes it a symlink to the
+# active generation and switches it atomically.
+view = {view}
+
+# Generations kept by garbage collection: the newest `keep`, plus the active one,
+# the last good one before it and pinned ones (`polstore pin`). With `keep` set, gc
+# runs after every successful ingest; without it, only `polstore gc` collects.
+keep = 10
+
+[trust]
+# signify public keys (made by `polstore keygen` or `signify-openbsd -G`) whose
+# signatures on polstore.manifest are accepted.
+keys = [{keys}]
+# With false, a candidate without a manifest is accepted with a manifest computed
+# from its tree; a signature that is present must still verify.
+require_signature = {require_signature}
+# How far in the future a manifest's `created` time may be.
+max_clock_skew_secs = 300
+
+[checks]
+# Each check gets this long before it is killed and the candidate rejected.
+timeout_secs = 300
+# The parse check. {{tree}} is the candidate's directory. [] turns it off.
+cf_promises = ["/usr/bin/cf-promises", "-f", "{{tree}}/promises.cf"]
+# Every executable file here runs against each candidate, in name order, with
+# POLSTORE_TREE, POLSTORE_SERIAL and POLSTORE_GENERATION set. Non-zero rejects.
+dir = "/etc/polstore/checks.d"
+
+[agent]
+# Run once on each new generation, pinned to its directory. [] turns it off.
+command = ["/usr/bin/cf-agent", "-K", "-f", "{{tree}}/promises.cf"]
+# With true, a failing run (non-zero exit or timeout) rolls back to the previous
+# generation and marks the new one failed.
+confirm = true
+timeout_secs = 600
+
+[limits]
+# Bounds on one candidate; anything over them is refused.
+files_max = 100000
+file_bytes_max = 33554432      # 32 MiB
+tree_bytes_max = 2147483648    # 2 GiB
+depth_max = 32
+path_bytes_max = 1024
+
+[fetch]
+# Run by `polstore update`, and by `verify --repair` when it needs a fresh copy. It
+# must leave the policy tree (a directory) or a .tar/.tar.gz at `drop`. {{drop}} and
+# {{force}} (1 with `update --force`, else 0) are replaced; POLSTORE_DROP and
+# POLSTORE_FORCE are set too. Examples:
+#   command = ["/usr/bin/rsync", "-a", "--delete", "server::policy/", "{{drop}}/"]
+#   command = ["/usr/bin/curl", "-fsSo", "{{drop}}", "https://server/policy.tar.gz"]
+command = []
+# drop = "/var/lib/polstore-drop"
+timeout_secs = 600
+
+[verify]
+# Re-run the parse check on the active generation: a policy can stop parsing when
+# cf-promises or the node changes, even though its bytes did not.
+parse = true
+"#,
+        view = quote(view),
+        keys = keys.join(", "),
+    )
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for character in text.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Replaces `{tree}`, `{serial}` and `{generation}` in each argument.
+pub fn expand_command(
+    command: &[String],
+    tree: &Path,
+    serial: u64,
+    generation: u64,
+) -> Vec<String> {
+    command
+        .iter()
+        .map(|argument| {
+            argument
+                .replace("{tree}", &tree.to_string_lossy())
+                .replace("{serial}", &serial.to_string())
+                .replace("{generation}", &generation.to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_text_parses_to_the_documented_defaults() {
+        let text = default_config_text(
+            Path::new("/var/cfengine/inputs"),
+            &[PathBuf::from("/etc/k\"ey.pub")],
+        );
+        let config = Config::parse(&text).unwrap();
+        assert_eq!(config.view, Path::new("/var/cfengine/inputs"));
+        assert_eq!(config.trust.keys, [PathBuf::from("/etc/k\"ey.pub")]);
+        assert!(config.trust.require_signature);
+        assert_eq!(config.keep, Some(10));
+        assert!(config.verify.parse);
+        assert!(config.fetch.command.is_empty());
+        assert_eq!(config.checks.cf_promises, defaults::cf_promises());
+        assert_eq!(config.agent.command, defaults::agent_command());
+        assert_eq!(config.limits.file_bytes_max, 32 << 20);
+        let unsigned = Config::parse(&default_config_text(Path::new("/v"), &[])).unwrap();
+        assert!(!unsigned.trust.require_signature);
+    }
+
+    #[test]
+    fn refuses_typos_and_relative_paths() {
+        let error = Config::parse("view = \"/v\"\n[agent]\nconfirn = true\n").unwrap_err();
+        assert!(error.contains("unknown field `confirn`"), "{error}");
+        let error = Config::parse("view = \"v\"\n").unwrap_err();
+        assert!(error.contains("must be an absolute path"), "{error}");
+        let error =
+            Config::parse("view = \"/v\"\n[fetch]\ncommand = [\"/bin/true\"]\n").unwrap_err();
+        assert!(
+            error.contains("fetch.command is set but fetch.drop is not"),
+            "{error}"
+        );
+        let error = Config::parse("view = \"/v\"\n[fetch]\ndrop = \"d\"\n").unwrap_err();
+        assert!(
+            error.contains("fetch.drop \"d\" must be an absolute path"),
+            "{error}"
+        );
+        let error = Config::parse("view = \"/v\"\n[limits]\nfiles_max = 0\n").unwrap_err();
+        assert!(
+            error.contains("limits.files_max must be greater than 0"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn expands_placeholders() {
+        let command = ["x", "{tree}/promises.cf", "{serial}-{generation}"].map(String::from);
+        assert_eq!(
+            expand_command(&command, Path::new("/s/g/3/tree"), 42, 3),
+            ["x", "/s/g/3/tree/promises.cf", "42-3"]
+        );
+    }
+}

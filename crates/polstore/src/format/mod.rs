@@ -1,0 +1,8 @@
+//! On-disk and wire formats: manifests, signify files, database records, timestamps,
+//! policy paths. Pure data: nothing here touches the file system.
+
+pub mod manifest;
+pub mod policy_path;
+pub mod records;
+pub mod signify;
+pub mod timestamp;

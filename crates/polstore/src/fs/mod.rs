@@ -1,0 +1,4 @@
+//! File system primitives: durable writes, the writer lock, bounded reads.
+
+pub mod durable;
+pub mod lock;

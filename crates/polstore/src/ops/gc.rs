@@ -1,0 +1,270 @@
+//! Garbage collection, and pinning generations so that it keeps them.
+//!
+//! Kept: the active generation, the newest good one before it (the automatic rollback
+//! target), the newest `keep` generations, pinned ones, and any whose directory a running
+//! process is using (its working directory, root or an open file is inside it, as
+//! `/proc` shows). Everything else goes, with every object no kept manifest references;
+//! then the database file is compacted so the space goes back to the file system.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::Hash;
+use crate::format::records::{Action, AttemptRecord, Outcome};
+use crate::format::timestamp::Timestamp;
+use crate::fs::durable;
+use crate::store::{self, Layout, Store};
+
+/// Free space in the database file below which gc does not compact it.
+const COMPACT_FREE_BYTES_MIN: u64 = 1 << 20;
+
+/// `keep` for `polstore gc` when the configuration sets none.
+pub const DEFAULT_KEEP: u32 = 10;
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub removed: Vec<u64>,
+    /// Generations gc would have removed but a running process is using.
+    pub in_use: Vec<u64>,
+    pub objects_removed: u64,
+    pub bytes_removed: u64,
+    pub database_bytes_before: u64,
+    pub database_bytes_after: u64,
+    /// False when a reader in another process kept compaction from running.
+    pub compacted: bool,
+}
+
+/// Which objects a collection looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Only those of the generations it removes: work in proportion to what goes. The
+    /// automatic gc after an ingest does this.
+    Removed,
+    /// Every stored object, including those a crashed ingest left unreferenced: reads the
+    /// whole objects table. `polstore gc` does this.
+    All,
+}
+
+/// Collects generations and objects beyond what `keep` and the rules above keep.
+pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
+    let mut report = GcReport {
+        database_bytes_before: file_size(&store.layout.database()),
+        ..GcReport::default()
+    };
+    let state = store.state()?;
+    let generations: Vec<u64> = store
+        .db
+        .read()?
+        .generations()?
+        .into_iter()
+        .map(|(generation, _)| generation)
+        .collect();
+    let mut kept: BTreeSet<u64> = generations
+        .iter()
+        .rev()
+        .take(keep as usize)
+        .copied()
+        .collect();
+    if let Some(active) = state.active {
+        kept.insert(active);
+        if let Some(previous) = store.previous_good(active)? {
+            kept.insert(previous);
+        }
+    }
+    let candidates = generations
+        .iter()
+        .any(|generation| !kept.contains(generation) && !store.is_pinned(*generation));
+    // Scanning /proc costs in proportion to the processes; only when something may go.
+    let in_use = if candidates {
+        generations_in_use(&store.layout)
+    } else {
+        BTreeSet::new()
+    };
+    let mut doomed = Vec::new();
+    for &generation in &generations {
+        if kept.contains(&generation) || store.is_pinned(generation) {
+            continue;
+        }
+        if in_use.contains(&generation) {
+            report.in_use.push(generation);
+            continue;
+        }
+        doomed.push(generation);
+    }
+    let (objects, bytes) = if doomed.is_empty() && sweep == Sweep::Removed {
+        (0, 0)
+    } else {
+        remove_generations(store, &doomed, sweep)?
+    };
+    report.removed = doomed;
+    report.objects_removed = objects;
+    report.bytes_removed = bytes;
+    // Compaction rewrites pages, so only when enough is free to be worth giving back:
+    // a quarter of the file, and at least a megabyte.
+    if objects > 0 || !report.removed.is_empty() {
+        let free = store.db.fragmented_bytes()?;
+        if free >= COMPACT_FREE_BYTES_MIN && free >= report.database_bytes_before / 4 {
+            report.compacted = store.db.compact()?;
+        }
+    }
+    report.database_bytes_after = file_size(&store.layout.database());
+    if !report.removed.is_empty() {
+        let now = Timestamp::now().unix_secs();
+        let message = format!(
+            "removed generation(s) {}; freed {objects} objects ({bytes} bytes)",
+            list(&report.removed)
+        );
+        store.db.write(|txn| {
+            txn.add_attempt(&AttemptRecord {
+                started: now,
+                finished: now,
+                action: Action::Gc,
+                source: String::new(),
+                serial: None,
+                outcome: Outcome::Collected,
+                generation: None,
+                message,
+                checks: Vec::new(),
+            })
+            .map(|_| ())
+        })?;
+    }
+    Ok(report)
+}
+
+/// Removes `doomed` generations and the objects no remaining manifest references: of
+/// the removed generations only, or of the whole table with [`Sweep::All`]. Returns the
+/// objects removed and their bytes.
+///
+/// Order: one database commit drops the records, manifests and objects (the commit
+/// point); then the directories are removed and `generations/` synced. A crash in between
+/// leaves directories the database does not know, which the next open removes.
+pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result<(u64, u64)> {
+    let doomed_set: HashSet<u64> = doomed.iter().copied().collect();
+    let read = store.db.read()?;
+    let mut referenced: HashSet<Hash> = HashSet::new();
+    let mut candidates: HashSet<Hash> = HashSet::new();
+    for (generation, _) in read.generations()? {
+        let manifest = store::stored_manifest(&read, generation)?;
+        let hashes = manifest.entries.iter().map(|entry| entry.hash);
+        if doomed_set.contains(&generation) {
+            candidates.extend(hashes);
+        } else {
+            referenced.extend(hashes);
+        }
+    }
+    drop(read);
+    let removed = store.db.write(|txn| {
+        for &generation in doomed {
+            txn.remove_generation(generation)?;
+        }
+        match sweep {
+            Sweep::All => txn.retain_objects(&referenced),
+            Sweep::Removed => {
+                let mut removed = (0, 0);
+                for hash in candidates.difference(&referenced) {
+                    if let Some(bytes) = txn.remove_object_sized(*hash)? {
+                        removed.0 += 1;
+                        removed.1 += bytes;
+                    }
+                }
+                Ok(removed)
+            }
+        }
+    })?;
+    if !doomed.is_empty() {
+        crate::crashpoint::point("gc-committed");
+    }
+    for &generation in doomed {
+        let directory = store.layout.generation_dir(generation);
+        durable::remove_tree_if_exists(&directory)
+            .map_err(Error::io("cannot remove", &directory))?;
+    }
+    if !doomed.is_empty() {
+        let generations = store.layout.generations();
+        durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
+        crate::crashpoint::point("gc-removed");
+    }
+    Ok(removed)
+}
+
+/// Pins or unpins `generation`: a pinned one is never collected.
+pub fn set_pinned(store: &Store, generation: u64, pinned: bool) -> Result<bool> {
+    if store.db.read()?.generation(generation)?.is_none() {
+        return Err(Error::Refused(format!(
+            "generation {generation} does not exist (see 'polstore list')"
+        )));
+    }
+    let marker = store.layout.pin_marker(generation);
+    let was = marker.exists();
+    if was == pinned {
+        return Ok(false);
+    }
+    if pinned {
+        durable::create_file_synced(&marker, b"", 0o644)
+            .map_err(Error::io("cannot write", &marker))?;
+    } else {
+        fs::remove_file(&marker).map_err(Error::io("cannot remove", &marker))?;
+    }
+    let directory = store.layout.generation_dir(generation);
+    durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))?;
+    Ok(true)
+}
+
+/// Generations whose directory a running process uses: its working directory, its root,
+/// or an open file is inside it. Processes that cannot be read are skipped.
+pub fn generations_in_use(layout: &Layout) -> BTreeSet<u64> {
+    let mut in_use = BTreeSet::new();
+    let Ok(prefix) = layout.generations().canonicalize() else {
+        return in_use;
+    };
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return in_use;
+    };
+    let mut consider = |link: &Path| {
+        if let Ok(target) = fs::read_link(link)
+            && let Ok(rest) = target.strip_prefix(&prefix)
+            && let Some(first) = rest.components().next()
+            && let Some(generation) = first
+                .as_os_str()
+                .to_str()
+                .and_then(|name| name.parse().ok())
+        {
+            in_use.insert(generation);
+        }
+    };
+    for process in processes.flatten() {
+        if !process
+            .file_name()
+            .as_encoded_bytes()
+            .iter()
+            .all(u8::is_ascii_digit)
+        {
+            continue;
+        }
+        let path = process.path();
+        consider(&path.join("cwd"));
+        consider(&path.join("root"));
+        if let Ok(descriptors) = fs::read_dir(path.join("fd")) {
+            for descriptor in descriptors.flatten() {
+                consider(&descriptor.path());
+            }
+        }
+    }
+    in_use
+}
+
+fn file_size(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |metadata| metadata.len())
+}
+
+/// "3, 5, 8": generation numbers for a message.
+pub fn list(generations: &[u64]) -> String {
+    generations
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

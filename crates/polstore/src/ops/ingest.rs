@@ -1,0 +1,953 @@
+//! Ingest: source → staging → checks → new generation → view → confirming agent run.
+//!
+//! The candidate is materialized once, in `staging/candidate/tree`, and checked there; if it
+//! passes, that same directory is renamed into `generations/N`. A file whose content and
+//! mode are already in the active generation is hard-linked from it, so an update costs in
+//! proportion to what changed. The commit protocol, and what recovery does after a crash
+//! at each step, is in `store-format.md` § Commit protocol.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::candidate::source::{self, Item, Source};
+use crate::checks::{self, CommandContext};
+use crate::config;
+use crate::crashpoint;
+use crate::db::DbError;
+use crate::error::{Check, Error, Rejection, Result};
+use crate::format::manifest::{Entry, Hash, Manifest};
+use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::format::records::{
+    Action, AttemptRecord, CheckRecord, GenerationRecord, GenerationState, ManifestRecord, Origin,
+    Outcome,
+};
+use crate::format::records::{Stamp, StampEntry, StampsRecord};
+use crate::format::timestamp::Timestamp;
+use crate::fs::durable;
+use crate::health::inspect;
+use crate::store::{self, Store};
+
+/// New objects are written to the database in commits of about this size, so that a large
+/// first ingest never holds the whole tree in memory.
+const OBJECT_BATCH_BYTES: u64 = 4 << 20;
+
+/// Where a check's output goes while it runs, in `staging/`.
+const CHECK_OUTPUT_NAME: &str = "check-output";
+
+/// What ingest reports while it works; the binary shows it on a terminal.
+pub enum Progress<'a> {
+    Reading { files: u64, bytes: u64 },
+    Check(&'a str),
+    Committing,
+    AgentRun { generation: u64 },
+}
+
+pub struct IngestRequest<'a> {
+    pub source: Source,
+    /// Overrides a `polstore.manifest` found at the top of the source.
+    pub manifest_file: Option<PathBuf>,
+    pub signature_file: Option<PathBuf>,
+    /// Skip reading a file of a directory source whose stamp (inode, size, times) is what
+    /// the last accepted ingest of that directory recorded, when the candidate's manifest
+    /// names the same content and the active generation has it: that content is linked
+    /// from the store, verified, instead. Off for `update --force` and repairs.
+    pub trust_stamps: bool,
+    pub progress: &'a mut dyn FnMut(Progress),
+}
+
+#[derive(Debug)]
+pub struct IngestReport {
+    pub generation: u64,
+    pub serial: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Files written anew; the rest were hard-linked from the active generation.
+    pub files_written: u64,
+    pub agent: AgentRun,
+    pub checks: Vec<CheckRecord>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AgentRun {
+    NotConfigured,
+    Succeeded,
+    /// Failed, but `agent.confirm` is off: the generation stays.
+    FailedUnconfirmed(String),
+}
+
+/// The candidate's tree under construction in staging.
+struct Staging {
+    tree: PathBuf,
+    entries: BTreeMap<String, Entry>,
+    directories: HashSet<String>,
+    /// Files of the active generation, by content and mode, that new files may link to.
+    linkable: Linkable,
+    /// Files this candidate wrote, which later identical files link to.
+    written: HashMap<(Hash, u32), PathBuf>,
+    files_written: u64,
+    bytes: u64,
+    /// For a directory source: each file's stamp and hash, recorded at the commit.
+    stamps: Option<(String, Vec<StampEntry>)>,
+}
+
+impl Staging {
+    fn new(tree: PathBuf, linkable: Linkable) -> Result<Staging> {
+        durable::create_tree_directory(&tree).map_err(Error::io("cannot create staging", &tree))?;
+        Ok(Staging {
+            tree,
+            entries: BTreeMap::new(),
+            directories: HashSet::new(),
+            linkable,
+            written: HashMap::new(),
+            files_written: 0,
+            bytes: 0,
+            stamps: None,
+        })
+    }
+
+    /// Places a file known by its hash, linking a verified copy from the store. Returns
+    /// false, having placed nothing, when no trustworthy copy is there.
+    fn add_known(&mut self, path: &str, mode: u32, size: u64, hash: Hash) -> Result<bool> {
+        self.make_parents(path)?;
+        if !self.link(path, hash, mode, size) {
+            return Ok(false);
+        }
+        self.record(path.to_string(), mode, size, hash);
+        Ok(true)
+    }
+
+    /// Hard-links `path` to a copy of content `hash` with `mode`: one this candidate wrote
+    /// (nothing else writes in staging), or a trustworthy one of the active generation.
+    fn link(&self, path: &str, hash: Hash, mode: u32, size: u64) -> bool {
+        let key = (hash, mode);
+        let source = match self.written.get(&key) {
+            Some(source) => Some(source),
+            None => self
+                .linkable
+                .files
+                .get(&key)
+                .filter(|source| self.linkable.trusted(source, hash, mode, size)),
+        };
+        source.is_some_and(|source| fs::hard_link(source, self.tree.join(path)).is_ok())
+    }
+
+    fn record(&mut self, path: String, mode: u32, size: u64, hash: Hash) {
+        self.bytes += size;
+        self.entries.insert(
+            path.clone(),
+            Entry {
+                path,
+                mode,
+                size,
+                hash,
+            },
+        );
+    }
+
+    fn make_parents(&mut self, path: &str) -> Result<()> {
+        for directory in policy_path::ancestors(path) {
+            if self.directories.insert(directory.to_string()) {
+                let full = self.tree.join(directory);
+                durable::create_tree_directory(&full)
+                    .map_err(Error::io("cannot create directory in staging", &full))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Places one admitted file in the tree. `path` has passed [`policy_path::validate`],
+    /// so joining it under `tree` stays inside `tree`.
+    fn add(&mut self, path: String, mode: u32, content: &[u8]) -> Result<Hash> {
+        self.make_parents(&path)?;
+        let hash = Hash::of(content);
+        let size = content.len() as u64;
+        if !self.link(&path, hash, mode, size) {
+            let target = self.tree.join(&path);
+            durable::create_file_synced(&target, content, mode)
+                .map_err(Error::io("cannot write to staging", &target))?;
+            self.written.insert((hash, mode), target);
+            self.files_written += 1;
+        }
+        self.record(path, mode, size, hash);
+        Ok(hash)
+    }
+
+    /// Makes every directory entry of the tree durable, deepest first. File contents were
+    /// synced as they were written (linked files were durable already).
+    fn sync(&self) -> Result<()> {
+        let mut directories: Vec<&String> = self.directories.iter().collect();
+        directories.sort_by_key(|directory| std::cmp::Reverse(directory.matches('/').count()));
+        for directory in directories {
+            let full = self.tree.join(directory);
+            durable::sync_directory(&full).map_err(Error::io("cannot sync", &full))?;
+        }
+        durable::sync_directory(&self.tree).map_err(Error::io("cannot sync", &self.tree))
+    }
+}
+
+/// The active generation's files, by content and mode, that a candidate may hard-link
+/// instead of writing.
+#[derive(Default)]
+struct Linkable {
+    files: HashMap<(Hash, u32), PathBuf>,
+    /// The modification time of the active generation's `polstore.manifest`, written after
+    /// every file of its tree: a file modified later was changed behind polstore's back.
+    settled: Option<(i64, i64)>,
+    owner: u32,
+}
+
+impl Linkable {
+    /// Whether `path` may be linked as content `hash` with `mode` and `size`.
+    ///
+    /// Fast path, one lstat: a regular file with that size and mode, owned by polstore's
+    /// user, not modified since its generation was committed. Anything else is re-read and
+    /// re-hashed. Silent corruption that leaves the modification time alone (bit rot) is
+    /// what `verify` is for; the candidate's manifest names the right hash either way.
+    fn trusted(&self, path: &Path, hash: Hash, mode: u32, size: u64) -> bool {
+        let Ok(metadata) = fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !metadata.is_file()
+            || metadata.size() != size
+            || metadata.mode() & 0o7777 != mode
+            || metadata.uid() != self.owner
+        {
+            return false;
+        }
+        let modified = (metadata.mtime(), metadata.mtime_nsec());
+        if self.settled.is_some_and(|settled| modified <= settled) {
+            return true;
+        }
+        inspect::read_bounded(path, size as usize).is_some_and(|content| Hash::of(&content) == hash)
+    }
+}
+
+fn linkable_files(store: &Store) -> Result<Linkable> {
+    let read = store.db.read()?;
+    let Some(active) = read.state()?.active else {
+        return Ok(Linkable::default());
+    };
+    let manifest = store::stored_manifest(&read, active)?;
+    let tree = store.layout.generation_tree(active);
+    let settled = fs::symlink_metadata(store.layout.generation_dir(active).join(MANIFEST_NAME))
+        .ok()
+        .map(|metadata| (metadata.mtime(), metadata.mtime_nsec()));
+    Ok(Linkable {
+        files: manifest
+            .entries
+            .into_iter()
+            .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
+            .collect(),
+        settled,
+        owner: rustix::process::geteuid().as_raw(),
+    })
+}
+
+/// What was read from the source besides its files.
+#[derive(Default)]
+struct Envelope {
+    manifest: Option<Vec<u8>>,
+    signature: Option<Vec<u8>>,
+}
+
+fn stage_source(
+    store: &Store,
+    request: &mut IngestRequest,
+    early: Option<Manifest>,
+    staging: &mut Staging,
+) -> Result<Envelope> {
+    let mut envelope = Envelope::default();
+    let mut files = 0u64;
+    let root = match &request.source {
+        Source::Directory(root) => Some(root.display().to_string()),
+        _ => None,
+    };
+    let mut stamps: Vec<StampEntry> = Vec::new();
+    let oracle = match (&request.source, early) {
+        (Source::Directory(directory), Some(manifest)) if request.trust_stamps => {
+            KnownOracle::new(store, directory, manifest, staging)?
+        }
+        _ => None,
+    };
+    let mut known = |path: &str, mode: u32, stamp: &Stamp| {
+        oracle
+            .as_ref()
+            .is_some_and(|oracle| oracle.knows(path, mode, stamp))
+    };
+    let known_fn: Option<source::KnownFn> = if oracle.is_some() {
+        Some(&mut known)
+    } else {
+        None
+    };
+    let limits = &store.config.limits;
+    source::read_with(&request.source, limits, known_fn, &mut |item| {
+        match item {
+            Item::File {
+                path,
+                mode,
+                content,
+                stamp,
+            } => {
+                let hash = staging.add(path.clone(), mode, &content)?;
+                if let Some(stamp) = stamp {
+                    stamps.push(StampEntry {
+                        path,
+                        stamp,
+                        hash: hash.0,
+                    });
+                }
+            }
+            Item::Known { path, mode, stamp } => {
+                let hash = oracle
+                    .as_ref()
+                    .and_then(|oracle| oracle.expected.get(&path))
+                    .map(|(hash, _)| *hash)
+                    .expect("a known file is in the manifest");
+                if !staging.add_known(&path, mode, stamp.size, hash)? {
+                    // The copy in the store is not trustworthy after all: read the file.
+                    let directory = match &request.source {
+                        Source::Directory(directory) => directory,
+                        _ => unreachable!("only directory sources have known files"),
+                    };
+                    let content = source::read_stamped(&directory.join(&path), &path, &stamp)?;
+                    staging.add(path.clone(), mode, &content)?;
+                }
+                stamps.push(StampEntry {
+                    path,
+                    stamp,
+                    hash: hash.0,
+                });
+            }
+            Item::Manifest(bytes) => envelope.manifest = Some(bytes),
+            Item::Signature(bytes) => envelope.signature = Some(bytes),
+        }
+        files += 1;
+        (request.progress)(Progress::Reading {
+            files,
+            bytes: staging.bytes,
+        });
+        Ok(())
+    })?;
+    let read_override = |path: &Path, limit: usize| -> Result<Vec<u8>> {
+        let metadata = fs::metadata(path).map_err(Error::io("cannot read", path))?;
+        if metadata.len() > limit as u64 {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(&path.display().to_string()),
+                format!("larger than {limit} bytes"),
+            )
+            .into());
+        }
+        fs::read(path).map_err(Error::io("cannot read", path))
+    };
+    if let Some(path) = &request.manifest_file {
+        envelope.manifest = Some(read_override(
+            path,
+            crate::format::manifest::MANIFEST_BYTES_MAX,
+        )?);
+    }
+    if let Some(path) = &request.signature_file {
+        envelope.signature = Some(read_override(
+            path,
+            crate::format::signify::KEY_FILE_BYTES_MAX,
+        )?);
+    }
+    staging.stamps = root.map(|root| (root, stamps));
+    Ok(envelope)
+}
+
+/// Recognizes the files of a directory source that have not changed since the last
+/// accepted ingest of that directory, so that they need not be read again.
+///
+/// A file is known when its stamp is the one recorded then, the hash recorded then is the
+/// one the candidate's manifest now names for that path with the same mode, and the
+/// active generation holds that content. Its bytes then come from the store, which are
+/// verified, never from the source: whatever the source file holds, the candidate gets
+/// exactly what the manifest says. The manifest is still checked like any other
+/// (signature, every path), and a file that is not known is read and hashed as usual.
+struct KnownOracle {
+    previous: HashMap<String, (Stamp, Hash)>,
+    expected: HashMap<String, (Hash, u32)>,
+    linkable: HashSet<(Hash, u32)>,
+}
+
+impl KnownOracle {
+    fn new(
+        store: &Store,
+        directory: &Path,
+        manifest: Manifest,
+        staging: &Staging,
+    ) -> Result<Option<KnownOracle>> {
+        let Some(previous) = store.db.read()?.stamps(&directory.display().to_string())? else {
+            return Ok(None);
+        };
+        Ok(Some(KnownOracle {
+            previous: previous
+                .files
+                .into_iter()
+                .map(|entry| (entry.path, (entry.stamp, Hash(entry.hash))))
+                .collect(),
+            expected: manifest
+                .entries
+                .into_iter()
+                .map(|entry| (entry.path, (entry.hash, entry.mode)))
+                .collect(),
+            linkable: staging.linkable.files.keys().copied().collect(),
+        }))
+    }
+
+    fn knows(&self, path: &str, mode: u32, stamp: &Stamp) -> bool {
+        let (Some((recorded, read_hash)), Some((hash, expected_mode))) =
+            (self.previous.get(path), self.expected.get(path))
+        else {
+            return false;
+        };
+        recorded == stamp
+            && read_hash == hash
+            && *expected_mode == mode
+            && self.linkable.contains(&(*hash, mode))
+    }
+}
+
+/// Takes a candidate from `request.source` through every check and, if it passes, makes it
+/// the active generation and runs the agent on it.
+pub fn ingest(store: &Store, mut request: IngestRequest) -> Result<IngestReport> {
+    let started = Timestamp::now();
+    let source_label = request.source.describe();
+    let mut checks_done: Vec<CheckRecord> = Vec::new();
+    let result = ingest_inner(store, &mut request, &mut checks_done, started);
+    // A rejected or failed candidate is recorded, and its staging removed. A full disk may
+    // refuse even this record; the rejection itself is still reported.
+    // A failed agent run was already recorded, as a rollback, by `fail_generation`.
+    let agent_failed =
+        matches!(&result, Err(Error::Rejected(rejection)) if rejection.check == Check::Agent);
+    if let Err(error) = &result
+        && !agent_failed
+    {
+        let _ = durable::remove_tree_if_exists(&store.layout.candidate());
+        // A check that refused left its output behind.
+        let _ = fs::remove_file(store.layout.staging().join(CHECK_OUTPUT_NAME));
+        let outcome = if error.is_rejection() {
+            Outcome::Rejected
+        } else {
+            Outcome::Failed
+        };
+        let record = AttemptRecord {
+            started: started.unix_secs(),
+            finished: Timestamp::now().unix_secs(),
+            action: Action::Ingest,
+            source: source_label,
+            serial: None,
+            outcome,
+            generation: None,
+            message: error.to_string(),
+            checks: checks_done,
+        };
+        let _ = store.db.write(|txn| txn.add_attempt(&record).map(|_| ()));
+    }
+    result
+}
+
+fn ingest_inner(
+    store: &Store,
+    request: &mut IngestRequest,
+    checks_done: &mut Vec<CheckRecord>,
+    started: Timestamp,
+) -> Result<IngestReport> {
+    let config = &store.config;
+    let state = store.state()?;
+    let candidate = store.layout.candidate();
+    let linkable = linkable_files(store)?;
+    let early = early_manifest(store, request);
+    if let Some(manifest) = &early {
+        check_space(store, manifest, &linkable)?;
+    }
+    let mut staging = Staging::new(candidate.join("tree"), linkable)?;
+    let envelope = stage_source(store, request, early, &mut staging)?;
+    crashpoint::point("ingest-staged");
+
+    // Integrity.
+    (request.progress)(Progress::Check("integrity"));
+    let now = Timestamp::now();
+    let manifest = match &envelope.manifest {
+        Some(bytes) => Manifest::parse(bytes, config.manifest_limits()).map_err(|error| {
+            Rejection::new(Check::Integrity, Some(MANIFEST_NAME), error.to_string())
+        })?,
+        None => Manifest {
+            serial: state.serial_max + 1,
+            created: now,
+            expires: None,
+            source: None,
+            entries: staging.entries.values().cloned().collect(),
+        },
+    };
+    let trusted = checks::trusted_keys(config)?;
+    let (verdict, signed_by) = checks::integrity(
+        &manifest,
+        envelope.manifest.as_deref(),
+        envelope.signature.as_deref(),
+        &trusted,
+        config.trust.require_signature,
+        &staging.entries,
+    );
+    record_verdict(checks_done, verdict)?;
+
+    // Freshness.
+    (request.progress)(Progress::Check("freshness"));
+    let verdict = checks::freshness(
+        &manifest,
+        state.serial_max,
+        now,
+        config.trust.max_clock_skew_secs,
+    );
+    record_verdict(checks_done, verdict)?;
+
+    // Parse and user checks run on the staged tree, as the agent will see it.
+    let generation = state.next_generation;
+    let output_file = store.layout.staging().join(CHECK_OUTPUT_NAME);
+    let context = CommandContext {
+        tree: &staging.tree,
+        serial: manifest.serial,
+        generation,
+        output_file: &output_file,
+        timeout: Duration::from_secs(config.checks.timeout_secs),
+    };
+    (request.progress)(Progress::Check("parse"));
+    if let Some(verdict) = checks::parse(config, &context) {
+        record_verdict(checks_done, verdict)?;
+    }
+    for check in checks::user_checks(&config.checks.dir)? {
+        let name = check
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (request.progress)(Progress::Check(&name));
+        record_verdict(checks_done, checks::user_check(&check, &context))?;
+    }
+    let _ = fs::remove_file(&output_file);
+
+    // Every check passed: commit.
+    crashpoint::point("ingest-checked");
+    (request.progress)(Progress::Committing);
+    let will_confirm = config.agent.confirm && !config.agent.command.is_empty();
+    let manifest_bytes = envelope
+        .manifest
+        .unwrap_or_else(|| manifest.render().into_bytes());
+    let generation_record = GenerationRecord {
+        serial: manifest.serial,
+        created: started.unix_secs(),
+        manifest_created: manifest.created.unix_secs(),
+        expires: manifest.expires.map(Timestamp::unix_secs),
+        origin: Origin::Ingested,
+        state: if will_confirm {
+            GenerationState::Confirming
+        } else {
+            GenerationState::Good
+        },
+        reason: None,
+        files: manifest.entries.len() as u64,
+        bytes: manifest.total_bytes(),
+        source: request.source.describe(),
+        signed_by,
+        attempt: state.next_attempt,
+    };
+    let attempt = AttemptRecord {
+        started: started.unix_secs(),
+        finished: Timestamp::now().unix_secs(),
+        action: Action::Ingest,
+        source: request.source.describe(),
+        serial: Some(manifest.serial),
+        outcome: Outcome::Accepted,
+        generation: Some(generation),
+        message: format!(
+            "generation {generation} (serial {}) activated",
+            manifest.serial
+        ),
+        checks: checks_done.clone(),
+    };
+    let manifest_record = ManifestRecord {
+        manifest: manifest_bytes,
+        signature: envelope.signature,
+    };
+    commit_generation(
+        store,
+        &staging,
+        generation,
+        &manifest_record,
+        &generation_record,
+        attempt,
+        ViewSwitch::Now,
+    )?;
+
+    let agent = confirm_with_agent(store, generation, manifest.serial, &mut *request.progress)?;
+    Ok(IngestReport {
+        generation,
+        serial: manifest.serial,
+        files: manifest.entries.len() as u64,
+        bytes: manifest.total_bytes(),
+        files_written: staging.files_written,
+        agent,
+        checks: checks_done.clone(),
+    })
+}
+
+/// The candidate's manifest, when it can be read before the source: a directory source's
+/// `polstore.manifest`, or `--manifest`. Used only to plan (the space check, files known by
+/// their stamp); the integrity check parses and verifies the manifest it reads with the
+/// source. `None` when it is absent or does not parse: the integrity check says why.
+fn early_manifest(store: &Store, request: &IngestRequest) -> Option<Manifest> {
+    let path = match (&request.manifest_file, &request.source) {
+        (Some(path), _) => path.clone(),
+        (None, Source::Directory(directory)) => directory.join(MANIFEST_NAME),
+        _ => return None,
+    };
+    let bytes = inspect::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX)?;
+    Manifest::parse(&bytes, store.config.manifest_limits()).ok()
+}
+
+/// Refuses, before anything is written, a candidate that obviously cannot fit: when its
+/// manifest can be read up front (a directory source or `--manifest`), the content the
+/// active generation lacks is written twice (tree and database), and that must be below
+/// the space left. Anything less obvious is caught by the first write that fails.
+fn check_space(store: &Store, manifest: &Manifest, linkable: &Linkable) -> Result<()> {
+    let mut new_contents = HashSet::new();
+    let new_bytes: u64 = manifest
+        .entries
+        .iter()
+        .filter(|entry| !linkable.files.contains_key(&(entry.hash, entry.mode)))
+        .filter(|entry| new_contents.insert(entry.hash))
+        .map(|entry| entry.size)
+        .sum();
+    let Ok(space) = rustix::fs::statvfs(&store.layout.root) else {
+        return Ok(());
+    };
+    let free = space.f_bavail.saturating_mul(space.f_frsize);
+    // Twice the new content, plus a block per file and directory entry.
+    let needed = new_bytes
+        .saturating_mul(2)
+        .saturating_add((manifest.entries.len() as u64).saturating_mul(space.f_frsize.max(512)));
+    if needed > free {
+        return Err(Error::Refused(format!(
+            "not enough space for this candidate in {}: it needs about {} MiB, {} MiB are free; 'polstore gc' may free some",
+            store.layout.root.display(),
+            needed.div_ceil(1 << 20),
+            free >> 20
+        )));
+    }
+    Ok(())
+}
+
+fn record_verdict(checks_done: &mut Vec<CheckRecord>, verdict: checks::Verdict) -> Result<()> {
+    checks_done.push(verdict.record);
+    match verdict.rejection {
+        None => Ok(()),
+        Some(rejection) => Err(rejection.into()),
+    }
+}
+
+/// Turns the staged candidate into generation `generation` and makes it active.
+///
+/// Order, each step durable before the next (see `store-format.md` § Commit protocol):
+/// 1. tree directories synced (file contents were synced as written);
+/// 2. manifest and signature written beside the tree and synced, candidate dir synced;
+/// 3. new objects committed to the database (unreferenced until step 5; harmless if we
+///    crash before it, and collected by gc);
+/// 4. `staging/candidate` renamed to `generations/N`, `generations/` synced;
+///    a crash here leaves a directory the database does not know: recovery removes it;
+/// 5. one database commit: generation record, manifest, `active = N`, serial, attempt;
+///    this is the commit point;
+/// 6. the view switched to N; a crash before it is repaired by recovery, which points
+///    the view at whatever the database says is active.
+fn commit_generation(
+    store: &Store,
+    staging: &Staging,
+    generation: u64,
+    manifest: &ManifestRecord,
+    record: &GenerationRecord,
+    attempt: AttemptRecord,
+    view_switch: ViewSwitch,
+) -> Result<()> {
+    let candidate = store.layout.candidate();
+    // 1.
+    staging.sync()?;
+    crashpoint::point("commit-tree-synced");
+    // 2.
+    write_envelope(&candidate, manifest)?;
+    durable::sync_directory(&candidate).map_err(Error::io("cannot sync", &candidate))?;
+    crashpoint::point("commit-envelope-written");
+    // 3.
+    store_new_objects(
+        store,
+        &staging.tree,
+        staging.written.keys().map(|(hash, _)| *hash),
+        &staging.entries,
+    )?;
+    crashpoint::point("commit-objects-stored");
+    // 4.
+    let target = store.layout.generation_dir(generation);
+    fs::rename(&candidate, &target).map_err(Error::io("cannot move candidate to", &target))?;
+    let generations = store.layout.generations();
+    durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
+    crashpoint::point("commit-renamed");
+    // 5.
+    store.db.write(|txn| {
+        let mut state = txn.state()?;
+        assert_eq!(
+            state.next_generation, generation,
+            "generation numbers are allocated under the lock"
+        );
+        state.active = Some(generation);
+        state.serial_max = state.serial_max.max(record.serial);
+        state.next_generation = generation + 1;
+        txn.put_state(&state)?;
+        txn.put_manifest(generation, manifest)?;
+        txn.put_generation(generation, record)?;
+        txn.add_attempt(&attempt)?;
+        if let Some((root, files)) = &staging.stamps {
+            txn.put_stamps(
+                root,
+                &StampsRecord {
+                    files: files.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    })?;
+    crashpoint::point("commit-committed");
+    // 6.
+    match view_switch {
+        ViewSwitch::Now => {
+            store.switch_view(generation)?;
+            crashpoint::point("commit-view-switched");
+            Ok(())
+        }
+        ViewSwitch::Later => Ok(()),
+    }
+}
+
+/// Whether [`commit_generation`] switches the view itself.
+enum ViewSwitch {
+    Now,
+    /// The caller does it (adoption, where the view is still a real directory).
+    Later,
+}
+
+/// Writes the manifest and signature beside the tree, so that the store can be rebuilt
+/// from directories alone. Synced; the caller syncs `directory`.
+fn write_envelope(directory: &Path, manifest: &ManifestRecord) -> Result<()> {
+    let path = directory.join(MANIFEST_NAME);
+    durable::create_file_synced(&path, &manifest.manifest, 0o644)
+        .map_err(Error::io("cannot write", &path))?;
+    if let Some(signature) = &manifest.signature {
+        let path = directory.join(SIGNATURE_NAME);
+        durable::create_file_synced(&path, signature, 0o644)
+            .map_err(Error::io("cannot write", &path))?;
+    }
+    Ok(())
+}
+
+/// Copies the content of every new hash from the staged tree into the database, in
+/// batches, checking each against its hash as it is read back.
+fn store_new_objects(
+    store: &Store,
+    tree: &Path,
+    hashes: impl Iterator<Item = Hash>,
+    entries: &BTreeMap<String, Entry>,
+) -> Result<()> {
+    let path_of: HashMap<Hash, &str> = entries
+        .values()
+        .map(|entry| (entry.hash, entry.path.as_str()))
+        .collect();
+    let mut pending: Vec<Hash> = {
+        let read = store.db.read()?;
+        let mut unique: Vec<Hash> = hashes.collect::<HashSet<_>>().into_iter().collect();
+        unique.sort();
+        let mut missing = Vec::new();
+        for hash in unique {
+            if !read.has_object(hash)? {
+                missing.push(hash);
+            }
+        }
+        missing
+    };
+    while !pending.is_empty() {
+        store.db.write(|txn| {
+            let mut batch_bytes = 0u64;
+            while let Some(hash) = pending.pop() {
+                let path = tree.join(path_of[&hash]);
+                let content = fs::read(&path).map_err(|error| {
+                    DbError::Corrupt(format!("cannot read back {}: {error}", path.display()))
+                })?;
+                if Hash::of(&content) != hash {
+                    return Err(DbError::Corrupt(format!(
+                        "{} changed in staging",
+                        path.display()
+                    )));
+                }
+                txn.put_object(hash, &content)?;
+                batch_bytes += content.len() as u64;
+                if batch_bytes >= OBJECT_BATCH_BYTES {
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs the agent once on the new generation. With `agent.confirm`, a failure rolls back.
+fn confirm_with_agent(
+    store: &Store,
+    generation: u64,
+    serial: u64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<AgentRun> {
+    let config = &store.config;
+    if config.agent.command.is_empty() {
+        return Ok(AgentRun::NotConfigured);
+    }
+    progress(Progress::AgentRun { generation });
+    let tree = store.layout.generation_tree(generation);
+    let argv = config::expand_command(&config.agent.command, &tree, serial, generation);
+    let timeout = Duration::from_secs(config.agent.timeout_secs);
+    let output_file = store.layout.staging().join("agent-output");
+    let context = CommandContext {
+        tree: &tree,
+        serial,
+        generation,
+        output_file: &output_file,
+        timeout,
+    };
+    let outcome = context.run(&argv);
+    let _ = fs::remove_file(&output_file);
+    if outcome.succeeded() {
+        crashpoint::point("confirm-agent-ran");
+        if config.agent.confirm {
+            store.db.write(|txn| {
+                let mut record = txn.generation(generation)?.ok_or_else(|| {
+                    DbError::Corrupt(format!("generation {generation} is missing"))
+                })?;
+                record.state = GenerationState::Good;
+                txn.put_generation(generation, &record)
+            })?;
+        }
+        return Ok(AgentRun::Succeeded);
+    }
+    let mut reason = format!("{} {}", argv[0], outcome.describe(timeout));
+    // cf-agent says why it stopped in a line with "aborted"; otherwise its last line.
+    let telling_line = outcome
+        .output
+        .lines()
+        .map(str::trim)
+        .find(|line| line.contains("aborted"));
+    if let Some(line) = telling_line.or_else(|| outcome.last_line()) {
+        reason.push_str(": ");
+        reason.push_str(&line.chars().take(300).collect::<String>());
+    }
+    if !config.agent.confirm {
+        return Ok(AgentRun::FailedUnconfirmed(reason));
+    }
+    let message = store.fail_generation(generation, &reason, Action::Ingest)?;
+    Err(Rejection::new(Check::Agent, None, message).into())
+}
+
+/// Takes the directory the agent used before polstore as generation 1, unchecked, and puts
+/// the view symlink in its place with no moment where the path is missing.
+pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)) -> Result<u64> {
+    let started = Timestamp::now();
+    let state = store.state()?;
+    if state.active.is_some() {
+        return Err(Error::Refused(
+            "the store already has generations; adopt works only on a new store".into(),
+        ));
+    }
+    let mut staging = Staging::new(store.layout.candidate().join("tree"), Linkable::default())?;
+    let mut files = 0;
+    source::read(
+        &Source::Directory(directory.to_path_buf()),
+        &store.config.limits,
+        &mut |item| {
+            if let Item::File {
+                path,
+                mode,
+                content,
+                ..
+            } = item
+            {
+                staging.add(path, mode, &content)?;
+                files += 1;
+                progress(Progress::Reading {
+                    files,
+                    bytes: staging.bytes,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    let manifest = Manifest {
+        serial: 0,
+        created: started,
+        expires: None,
+        source: Some("adopted".to_string()),
+        entries: staging.entries.values().cloned().collect(),
+    };
+    let generation = state.next_generation;
+    let record = GenerationRecord {
+        serial: 0,
+        created: started.unix_secs(),
+        manifest_created: started.unix_secs(),
+        expires: None,
+        origin: Origin::Adopted,
+        state: GenerationState::Good,
+        reason: None,
+        files: manifest.entries.len() as u64,
+        bytes: manifest.total_bytes(),
+        source: directory.display().to_string(),
+        signed_by: None,
+        attempt: state.next_attempt,
+    };
+    let attempt = AttemptRecord {
+        started: started.unix_secs(),
+        finished: Timestamp::now().unix_secs(),
+        action: Action::Adopt,
+        source: directory.display().to_string(),
+        serial: Some(0),
+        outcome: Outcome::Accepted,
+        generation: Some(generation),
+        message: format!(
+            "adopted {} as generation {generation} (unsigned, not checked)",
+            directory.display()
+        ),
+        checks: Vec::new(),
+    };
+    let manifest_record = ManifestRecord {
+        manifest: manifest.render().into_bytes(),
+        signature: None,
+    };
+    // Steps 1-5 of the commit protocol; step 6 cannot rename a symlink over a directory, so
+    // `replace_adopted_view` exchanges them instead. Recovery finishes that step too.
+    // The marker, durable before the commit, tells recovery that a directory at the view
+    // is the one being adopted and may be exchanged for the symlink.
+    let marker = store.layout.adoption_marker();
+    durable::create_file_synced(&marker, directory.as_os_str().as_encoded_bytes(), 0o644)
+        .map_err(Error::io("cannot write", &marker))?;
+    let root = &store.layout.root;
+    durable::sync_directory(root).map_err(Error::io("cannot sync", root))?;
+    crashpoint::point("adopt-marker-written");
+    commit_generation(
+        store,
+        &staging,
+        generation,
+        &manifest_record,
+        &record,
+        attempt,
+        ViewSwitch::Later,
+    )?;
+    crashpoint::point("adopt-committed");
+    store.replace_adopted_view(generation)?;
+    Ok(generation)
+}

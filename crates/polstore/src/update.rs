@@ -1,0 +1,312 @@
+//! `polstore update [--force]`: run the fetch command, then ingest what it dropped.
+//!
+//! Without `--force`, a drop that holds what the store already has (the same manifest
+//! bytes as a kept generation; for unsigned drops without a manifest, the same files as
+//! the active generation) is a no-op that writes nothing. With `--force`, the fetch
+//! command is told to fetch everything again (`{force}` = 1, POLSTORE_FORCE=1); a new
+//! serial is ingested as usual, and an unchanged one is checked byte by byte against its
+//! signed manifest and then used to verify and repair the whole store.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::Duration;
+
+use crate::candidate::source::{self, Item, Source};
+use crate::checks;
+use crate::db::LAST_UPDATE_KEY;
+use crate::error::{Error, Result};
+use crate::format::manifest::{Entry, Hash, MANIFEST_BYTES_MAX, Manifest};
+use crate::format::policy_path::MANIFEST_NAME;
+use crate::format::records::{HealthOutcome, HealthRecord};
+use crate::format::timestamp::Timestamp;
+use crate::health::repair::{self, VerifyReport};
+use crate::ops::ingest::{self, IngestReport, IngestRequest, Progress};
+use crate::process;
+use crate::store::Store;
+
+pub enum UpdateOutcome {
+    /// The drop holds what generation `generation` already has.
+    Unchanged {
+        generation: u64,
+        serial: u64,
+    },
+    Ingested(IngestReport),
+    /// `--force` with an unchanged serial: the fresh copy was verified and the store
+    /// verified and repaired with it.
+    Verified(VerifyReport),
+}
+
+/// The drop place as a source, when it is configured and something is there.
+pub fn drop_source(config: &crate::config::Config) -> Option<Source> {
+    let drop = config.fetch.drop.as_ref()?;
+    fs::symlink_metadata(drop).ok()?;
+    Some(Source::from_argument(drop))
+}
+
+/// Runs the configured fetch command, if any. `force`: fetch everything again.
+pub fn fetch(store: &Store, force: bool) -> Result<()> {
+    let fetch = &store.config.fetch;
+    if fetch.command.is_empty() {
+        return Ok(());
+    }
+    let drop = fetch
+        .drop
+        .as_ref()
+        .map(|drop| drop.display().to_string())
+        .unwrap_or_default();
+    let force_text = if force { "1" } else { "0" };
+    let argv: Vec<String> = fetch
+        .command
+        .iter()
+        .map(|argument| {
+            argument
+                .replace("{drop}", &drop)
+                .replace("{force}", force_text)
+        })
+        .collect();
+    let environment = [
+        ("POLSTORE_DROP", drop.clone()),
+        ("POLSTORE_FORCE", force_text.to_string()),
+    ];
+    let output_file = store.layout.staging().join("fetch-output");
+    let timeout = Duration::from_secs(fetch.timeout_secs);
+    let outcome = process::run_bounded(&argv, &environment, &output_file, timeout);
+    let _ = fs::remove_file(&output_file);
+    if outcome.succeeded() {
+        return Ok(());
+    }
+    let mut reason = format!(
+        "the fetch command {} {}",
+        argv[0],
+        outcome.describe(timeout)
+    );
+    if let Some(line) = outcome.last_line() {
+        reason.push_str(": ");
+        reason.push_str(&line.chars().take(300).collect::<String>());
+    }
+    Err(Error::Refused(reason))
+}
+
+/// Fetches and ingests; records the outcome for `status`.
+pub fn update(
+    store: &Store,
+    force: bool,
+    progress: &mut dyn FnMut(Progress),
+    verify_progress: crate::health::inspect::ProgressFn,
+) -> Result<UpdateOutcome> {
+    let result = update_inner(store, force, progress, verify_progress);
+    let (outcome, message) = match &result {
+        Ok(UpdateOutcome::Unchanged { generation, serial }) => (
+            HealthOutcome::Unchanged,
+            format!("serial {serial} unchanged (generation {generation})"),
+        ),
+        Ok(UpdateOutcome::Ingested(report)) => (
+            HealthOutcome::Updated,
+            format!(
+                "generation {} (serial {}) activated",
+                report.generation, report.serial
+            ),
+        ),
+        Ok(UpdateOutcome::Verified(report)) => (
+            if report.sound() {
+                HealthOutcome::Updated
+            } else {
+                HealthOutcome::Failed
+            },
+            format!(
+                "fresh copy verified; {} problems found, {} remain",
+                report.findings.len(),
+                if report.sound() {
+                    0
+                } else {
+                    report.remaining.len()
+                }
+            ),
+        ),
+        Err(error) if error.is_rejection() => (HealthOutcome::Rejected, error.to_string()),
+        Err(error) => (HealthOutcome::Failed, error.to_string()),
+    };
+    let record = HealthRecord {
+        at: Timestamp::now().unix_secs(),
+        outcome,
+        message,
+    };
+    // A full disk may refuse even this; the outcome itself is still reported.
+    let _ = store
+        .db
+        .write(|txn| txn.put_health(LAST_UPDATE_KEY, &record));
+    result
+}
+
+fn update_inner(
+    store: &Store,
+    force: bool,
+    progress: &mut dyn FnMut(Progress),
+    verify_progress: crate::health::inspect::ProgressFn,
+) -> Result<UpdateOutcome> {
+    let Some(drop) = &store.config.fetch.drop else {
+        return Err(Error::Refused(
+            "fetch.drop is not configured: say in polstore.toml where new policy arrives".into(),
+        ));
+    };
+    fetch(store, force)?;
+    let Some(source) = drop_source(&store.config) else {
+        return Err(Error::Refused(format!(
+            "nothing at the drop place {}{}",
+            drop.display(),
+            if store.config.fetch.command.is_empty() {
+                ""
+            } else {
+                " after the fetch command ran"
+            }
+        )));
+    };
+    if let Some((generation, serial)) = already_have(store, &source)? {
+        if !force {
+            return Ok(UpdateOutcome::Unchanged { generation, serial });
+        }
+        verify_progress("checking the fresh copy against its signed manifest", false);
+        check_fresh_copy(store, &source)?;
+        let mut report = VerifyReport {
+            repaired: true,
+            ..VerifyReport::default()
+        };
+        repair::check_and_repair(store, true, &mut report, verify_progress)?;
+        return Ok(UpdateOutcome::Verified(report));
+    }
+    let report = ingest::ingest(
+        store,
+        IngestRequest {
+            source,
+            manifest_file: None,
+            signature_file: None,
+            trust_stamps: !force,
+            progress,
+        },
+    )?;
+    Ok(UpdateOutcome::Ingested(report))
+}
+
+/// The kept generation the drop holds exactly, with its serial.
+fn already_have(store: &Store, source: &Source) -> Result<Option<(u64, u64)>> {
+    let read = store.db.read()?;
+    let generations = read.generations()?;
+    match drop_manifest(store, source)? {
+        Some(bytes) => {
+            for (generation, record) in generations.iter().rev() {
+                if read.manifest(*generation)?.manifest == bytes {
+                    return Ok(Some((*generation, record.serial)));
+                }
+            }
+            Ok(None)
+        }
+        None => {
+            // Unsigned and without a manifest: compare the files with the active ones.
+            let Some(active) = read.state()?.active else {
+                return Ok(None);
+            };
+            let manifest = crate::store::stored_manifest(&read, active)?;
+            let entries = read_entries(store, source)?.0;
+            let same = entries.values().eq(manifest.entries.iter());
+            let serial = generations
+                .iter()
+                .find(|(generation, _)| *generation == active)
+                .map_or(0, |(_, record)| record.serial);
+            Ok(same.then_some((active, serial)))
+        }
+    }
+}
+
+/// The drop's `polstore.manifest`, read without keeping its files.
+fn drop_manifest(store: &Store, source: &Source) -> Result<Option<Vec<u8>>> {
+    if let Source::Directory(directory) = source {
+        let path = directory.join(MANIFEST_NAME);
+        return match fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.is_file() && metadata.len() <= MANIFEST_BYTES_MAX as u64 => {
+                Ok(Some(
+                    fs::read(&path).map_err(Error::io("cannot read", &path))?,
+                ))
+            }
+            Ok(_) => Err(crate::error::Rejection::new(
+                crate::error::Check::Source,
+                Some(MANIFEST_NAME),
+                "is not a regular file of at most 32 MiB",
+            )
+            .into()),
+            Err(_) => Ok(None),
+        };
+    }
+    let mut manifest = None;
+    source::read(source, &store.config.limits, &mut |item| {
+        if let Item::Manifest(bytes) = item {
+            manifest = Some(bytes);
+        }
+        Ok(())
+    })?;
+    Ok(manifest)
+}
+
+type Envelope = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every file of `source`, hashed, with the manifest and signature it carries.
+fn read_entries(store: &Store, source: &Source) -> Result<(BTreeMap<String, Entry>, Envelope)> {
+    let mut entries = BTreeMap::new();
+    let mut envelope = (None, None);
+    source::read(source, &store.config.limits, &mut |item| {
+        match item {
+            Item::File {
+                path,
+                mode,
+                content,
+                ..
+            } => {
+                entries.insert(
+                    path.clone(),
+                    Entry {
+                        path,
+                        mode,
+                        size: content.len() as u64,
+                        hash: Hash::of(&content),
+                    },
+                );
+            }
+            Item::Manifest(bytes) => envelope.0 = Some(bytes),
+            Item::Signature(bytes) => envelope.1 = Some(bytes),
+            // Only returned to a caller that recognizes files; this one reads them all.
+            Item::Known { .. } => {}
+        }
+        Ok(())
+    })?;
+    Ok((entries, envelope))
+}
+
+/// `--force` on an unchanged serial: every byte of the fresh copy against its manifest
+/// and the manifest's signature, as ingest's integrity check does.
+fn check_fresh_copy(store: &Store, source: &Source) -> Result<()> {
+    let (entries, (manifest_bytes, signature)) = read_entries(store, source)?;
+    let Some(manifest_bytes) = manifest_bytes else {
+        // Unsigned, no manifest: `already_have` compared every file already.
+        return Ok(());
+    };
+    let manifest =
+        Manifest::parse(&manifest_bytes, store.config.manifest_limits()).map_err(|error| {
+            crate::error::Rejection::new(
+                crate::error::Check::Integrity,
+                Some(MANIFEST_NAME),
+                error.to_string(),
+            )
+        })?;
+    let trusted = checks::trusted_keys(&store.config)?;
+    let (verdict, _) = checks::integrity(
+        &manifest,
+        Some(&manifest_bytes),
+        signature.as_deref(),
+        &trusted,
+        store.config.trust.require_signature,
+        &entries,
+    );
+    match verdict.rejection {
+        Some(rejection) => Err(rejection.into()),
+        None => Ok(()),
+    }
+}
