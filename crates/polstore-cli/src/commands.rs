@@ -10,29 +10,40 @@ use polstore::candidate::authoring;
 use polstore::candidate::source::Source;
 use polstore::config::LimitsConfig;
 use polstore::format::manifest;
-use polstore::format::records::GenerationState;
-use polstore::format::signify::{PublicKey, SecretKey};
+use polstore::format::signify::SecretKey;
 use polstore::format::timestamp::Timestamp;
 use polstore::health::inspect::Finding;
 use polstore::health::repair::{self, VerifyReport, problems};
 use polstore::ops::gc;
 use polstore::ops::ingest::{self, AgentRun, IngestRequest};
+use polstore::ops::init::{self, InitRequest};
 use polstore::ops::query::{self, Change};
 use polstore::ops::rollback;
+use polstore::ops::status::{self, Warning};
 use polstore::store::{LockWait, Recovery, Store, StoreReader};
 use polstore::update::{self, UpdateOutcome};
 
-use crate::Failure;
 use crate::args::{Cli, Command};
+use crate::exit::Failure;
 use crate::output::{
     AttemptJson, GenerationJson, HealthJson, ProgressLine, StatusJson, state_name, time,
 };
-use polstore::db::{LAST_UPDATE_KEY, LAST_VERIFY_KEY};
-use polstore::format::records::HealthOutcome;
+
+/// `println!` that returns a closed pipe as an error (for `exit`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// `eprintln!` that never panics: a closed standard error loses the message, nothing more.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 const SECONDS_PER_DAY: u64 = 86_400;
-/// `status` warns when the active manifest expires sooner than this.
-const EXPIRY_WARNING_SECS: u64 = 7 * SECONDS_PER_DAY;
 
 pub fn run(cli: Cli) -> Result<()> {
     let store = absolute(&cli.store)?;
@@ -62,7 +73,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 fn print_wait(holder: &str) {
-    eprintln!("polstore: waiting for the store lock, held by {holder}");
+    errln!("polstore: waiting for the store lock, held by {holder}");
 }
 
 fn open_writer(store: &Path, command: &str, timeout: Duration) -> Result<Store> {
@@ -80,140 +91,51 @@ fn open_writer(store: &Path, command: &str, timeout: Duration) -> Result<Store> 
 
 fn report_recovery(recovery: &Recovery) {
     for note in &recovery.notes {
-        eprintln!("polstore: recovery: {note}");
+        errln!("polstore: recovery: {note}");
     }
 }
 
-fn open_reader(store: &Path, command: &str) -> Result<StoreReader> {
-    let reader = StoreReader::open(store, command)?;
-    if let StoreReader::Owner(_, recovery) = &reader {
-        report_recovery(recovery);
-    }
-    Ok(reader)
+fn open_reader(store: &Path) -> Result<StoreReader> {
+    Ok(StoreReader::open(store)?)
 }
 
 fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
-    // Before looking at the view: an initialized store's view is its own symlink, which
-    // the checks below would take for a directory to adopt.
-    let layout = polstore::store::Layout::new(store_root);
-    if layout.format_file().exists() {
-        if !interrupted_adoption(store_root)? {
-            bail!(
-                "{} already holds a polstore store; refusing to initialize it",
-                store_root.display()
-            );
-        }
-        // `init --adopt` stopped before its commit: nothing was adopted, start again.
-        eprintln!(
-            "polstore: {} holds an adoption that was interrupted before it took effect; starting over",
-            store_root.display()
-        );
-        remove_new_store(store_root, true);
-    }
     let view = absolute(&args.view)?;
     let keys = args
         .trust
         .iter()
         .map(|key| absolute(key))
         .collect::<Result<Vec<_>>>()?;
-    for key in &keys {
-        let text =
-            fs::read(key).with_context(|| format!("cannot read trusted key {}", key.display()))?;
-        PublicKey::parse(&text)
-            .map_err(|error| anyhow::anyhow!("trusted key {}: {error}", key.display()))?;
-    }
-    let parent = view.parent().filter(|parent| parent.is_dir());
-    if parent.is_none() {
-        bail!(
-            "the view's parent directory does not exist: {}",
-            view.display()
-        );
-    }
-    let existing = fs::symlink_metadata(&view).ok();
-    let adopt_directory = match &existing {
-        None if args.adopt => bail!("nothing to adopt: {} does not exist", view.display()),
-        None => None,
-        Some(metadata)
-            if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
-        {
-            if !args.adopt {
-                bail!(
-                    "{} is a directory with policies; use --adopt to take it in as the first generation",
-                    view.display()
-                );
-            }
-            Some(view.clone())
-        }
-        Some(_) => bail!(
-            "{} exists and is not a directory; move it away first",
-            view.display()
-        ),
-    };
-    if view.starts_with(store_root) {
-        bail!(
-            "the view {} must be outside the store {}",
-            view.display(),
+    let mut progress = ProgressLine::new();
+    let report = init::init(InitRequest {
+        root: store_root,
+        view: &view,
+        keys: &keys,
+        adopt: args.adopt,
+        progress: &mut |event| progress.update(event),
+    });
+    progress.clear();
+    let report = report?;
+    if report.restarted {
+        errln!(
+            "polstore: {} held an adoption that was interrupted before it took effect; started over",
             store_root.display()
         );
     }
-    let existed = store_root.exists();
-    let store = Store::create(store_root, &view, &keys)?;
-    println!("initialized store {}", store_root.display());
+    outln!("initialized store {}", store_root.display());
     if keys.is_empty() {
-        println!(
+        outln!(
             "no trusted key given: unsigned policy will be accepted (trust.require_signature = false)"
         );
     }
-    if let Some(directory) = adopt_directory {
-        let mut progress = ProgressLine::new();
-        let adopted = ingest::adopt(&store, &directory, &mut |event| progress.update(event));
-        progress.clear();
-        let generation = match adopted {
-            Ok(generation) => generation,
-            Err(error) => {
-                // The store is new and holds nothing yet: take it away again, so that
-                // `init` can simply be run again once the cause is fixed.
-                drop(store);
-                remove_new_store(store_root, existed);
-                return Err(Failure::from_library(
-                    &error,
-                    "; nothing was adopted and the store was not created",
-                )
-                .into());
-            }
-        };
-        println!(
+    if let (Some((directory, generation)), Some(target)) = (&report.adopted, &report.view_target) {
+        outln!(
             "adopted {} as generation {generation} (unsigned, not checked); it is now a symlink to {}",
             directory.display(),
-            store.layout.generation_tree(generation).display()
+            target.display()
         );
     }
     Ok(())
-}
-
-/// True when the store at `store_root` is one that `init --adopt` made and that has no
-/// generation yet: adoption was interrupted before its commit.
-fn interrupted_adoption(store_root: &Path) -> Result<bool> {
-    let layout = polstore::store::Layout::new(store_root);
-    if !layout.adoption_marker().exists() {
-        return Ok(false);
-    }
-    let reader = StoreReader::open(store_root, "init")?;
-    let state = reader.read()?.state()?;
-    Ok(state.active.is_none())
-}
-
-/// Removes a store `init` just made (the directory too, unless it existed before, empty).
-fn remove_new_store(store_root: &Path, existed: bool) {
-    if existed {
-        if let Ok(entries) = fs::read_dir(store_root) {
-            for entry in entries.flatten() {
-                let _ = polstore::fs::durable::remove_tree_if_exists(&entry.path());
-            }
-        }
-    } else {
-        let _ = fs::remove_dir_all(store_root);
-    }
 }
 
 fn keygen(args: crate::args::KeygenArgs) -> Result<()> {
@@ -229,7 +151,7 @@ fn keygen(args: crate::args::KeygenArgs) -> Result<()> {
         public.to_file_text("signify public key").as_bytes(),
         0o644,
     )?;
-    println!(
+    outln!(
         "wrote key {} to {} and {}",
         public.keynum(),
         args.public.display(),
@@ -279,7 +201,7 @@ fn manifest_command(args: crate::args::ManifestArgs) -> Result<()> {
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
     if let Some(path) = &args.output {
-        eprintln!(
+        errln!(
             "wrote manifest of {} files, serial {}, to {}",
             manifest.entries.len(),
             manifest.serial,
@@ -321,7 +243,7 @@ fn sign(args: crate::args::SignArgs) -> Result<()> {
         signature.to_file_text(&format!("verify with {key_name}")),
     )
     .with_context(|| format!("cannot write {}", output.display()))?;
-    eprintln!(
+    errln!(
         "signed {} with key {}: {}",
         args.manifest.display(),
         key.public_key().keynum(),
@@ -357,18 +279,7 @@ fn ingest_command(
         Ok(report) => report,
         Err(error) => {
             let rolled_back = matches!(&error, polstore::error::Error::Rejected(rejection) if rejection.check == polstore::error::Check::Agent);
-            // After a failed commit (a full disk), redb wants the database opened again
-            // before it answers; this process still holds the lock, so it does that.
-            let active = match store.state() {
-                Ok(state) => state.active,
-                Err(_) => {
-                    drop(store);
-                    StoreReader::open(store_root, "ingest")
-                        .ok()
-                        .and_then(|reader| reader.read().ok()?.state().ok())
-                        .and_then(|state| state.active)
-                }
-            };
+            let active = ingest::active_after_failure(store);
             let stays = match active {
                 _ if rolled_back => String::new(),
                 Some(active) if Some(active) == before => {
@@ -380,12 +291,12 @@ fn ingest_command(
             return Err(Failure::from_library(&error, &stays).into());
         }
     };
-    print_ingest_report(&report, args.json);
+    print_ingest_report(&report, args.json)?;
     auto_gc(&mut store);
     Ok(())
 }
 
-fn print_ingest_report(report: &ingest::IngestReport, json: bool) {
+fn print_ingest_report(report: &ingest::IngestReport, json: bool) -> Result<()> {
     if json {
         let json = serde_json::json!({
             "generation": report.generation,
@@ -399,8 +310,8 @@ fn print_ingest_report(report: &ingest::IngestReport, json: bool) {
                 AgentRun::FailedUnconfirmed(reason) => format!("failed (confirm off): {reason}"),
             },
         });
-        println!("{json}");
-        return;
+        outln!("{json}");
+        return Ok(());
     }
     let agent = match &report.agent {
         AgentRun::NotConfigured => "no agent run configured".to_string(),
@@ -409,7 +320,7 @@ fn print_ingest_report(report: &ingest::IngestReport, json: bool) {
             format!("agent run FAILED but confirm is off, so it stays: {reason}")
         }
     };
-    println!(
+    outln!(
         "generation {} active: serial {}, {} files ({} written, {} linked), {agent}",
         report.generation,
         report.serial,
@@ -417,6 +328,7 @@ fn print_ingest_report(report: &ingest::IngestReport, json: bool) {
         report.files_written,
         report.files - report.files_written.min(report.files),
     );
+    Ok(())
 }
 
 /// Garbage collection after a successful ingest, when `keep` is set. Its failure does not
@@ -426,12 +338,12 @@ fn auto_gc(store: &mut Store) {
         return;
     };
     match gc::gc(store, keep, gc::Sweep::Removed) {
-        Ok(report) if !report.removed.is_empty() => eprintln!(
+        Ok(report) if !report.removed.is_empty() => errln!(
             "polstore: gc: removed generation(s) {}",
             gc::list(&report.removed)
         ),
         Ok(_) => {}
-        Err(error) => eprintln!("polstore: gc after ingest failed: {error}"),
+        Err(error) => errln!("polstore: gc after ingest failed: {error}"),
     }
 }
 
@@ -455,17 +367,17 @@ fn update_command(
     match result {
         Ok(UpdateOutcome::Unchanged { generation, serial }) => {
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"outcome": "unchanged", "generation": generation, "serial": serial})
                 );
             } else {
-                println!("unchanged: the drop holds serial {serial}, generation {generation}");
+                outln!("unchanged: the drop holds serial {serial}, generation {generation}");
             }
             Ok(())
         }
         Ok(UpdateOutcome::Ingested(report)) => {
-            print_ingest_report(&report, args.json);
+            print_ingest_report(&report, args.json)?;
             auto_gc(&mut store);
             Ok(())
         }
@@ -543,19 +455,19 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
             "alarms": report.alarms,
             "remaining": findings(&report.remaining),
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         for finding in &report.findings {
-            println!("DAMAGED  {finding}");
+            outln!("DAMAGED  {finding}");
         }
         for change in &report.changes {
-            println!("REPAIRED {change}");
+            outln!("REPAIRED {change}");
         }
         for alarm in &report.alarms {
-            println!("ALARM    {alarm}");
+            outln!("ALARM    {alarm}");
         }
         for finding in &report.remaining {
-            println!("LEFT     {finding}");
+            outln!("LEFT     {finding}");
         }
         for generation in &report.generations {
             let marker = if Some(generation.generation) == report.active {
@@ -563,7 +475,7 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
             } else {
                 " "
             };
-            println!(
+            outln!(
                 "{marker} generation {:>5}  {:<10}  {:>6} files  {}",
                 generation.generation,
                 state_name(generation.state),
@@ -573,7 +485,7 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
         }
     }
     for alarm in &report.alarms {
-        eprintln!("polstore: ALARM: {alarm}");
+        errln!("polstore: ALARM: {alarm}");
     }
     let active = report
         .active
@@ -582,9 +494,9 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
     if report.sound() {
         if !json {
             if report.findings.is_empty() {
-                println!("sound{active}");
+                outln!("sound{active}");
             } else {
-                println!(
+                outln!(
                     "repaired {}; the store is sound{active}",
                     problems(report.findings.len())
                 );
@@ -610,11 +522,7 @@ fn print_verify_report(report: &VerifyReport, json: bool) -> Result<()> {
             left[0]
         )
     };
-    Err(Failure {
-        line,
-        code: crate::EXIT_DAMAGED,
-    }
-    .into())
+    Err(Failure::damaged(line).into())
 }
 
 fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcArgs) -> Result<()> {
@@ -631,15 +539,15 @@ fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcAr
             "database_bytes_after": report.database_bytes_after,
             "compacted": report.compacted,
         });
-        println!("{json}");
+        outln!("{json}");
         return Ok(());
     }
     if report.removed.is_empty() {
-        println!(
+        outln!(
             "nothing to remove (keeping the newest {keep}, the active one, the last good one before it and pinned ones)"
         );
     } else {
-        println!(
+        outln!(
             "removed generation(s) {}, {} objects ({} bytes); database {} -> {} bytes",
             gc::list(&report.removed),
             report.objects_removed,
@@ -649,7 +557,7 @@ fn gc_command(store_root: &Path, lock_timeout: Duration, args: crate::args::GcAr
         );
     }
     if !report.in_use.is_empty() {
-        println!(
+        outln!(
             "kept generation(s) {}: a running process is using them",
             gc::list(&report.in_use)
         );
@@ -668,127 +576,48 @@ fn pin_command(
     let changed = gc::set_pinned(&store, generation, pin)?;
     let what = if pin { "pinned" } else { "not pinned" };
     if changed {
-        println!("generation {generation} is now {what}");
+        outln!("generation {generation} is now {what}");
     } else {
-        println!("generation {generation} was already {what}");
+        outln!("generation {generation} was already {what}");
     }
     Ok(())
 }
 
 fn status(store_root: &Path, json: bool) -> Result<()> {
-    let reader = open_reader(store_root, "status")?;
-    let read = reader.read()?;
-    let state = read.state()?;
-    let generations = read.generations()?;
-    let view = &reader.config().view;
-    let view_target = fs::read_link(view)
-        .ok()
-        .map(|target| target.display().to_string());
-    let active = state.active.and_then(|active| {
-        generations
-            .iter()
-            .find(|(number, _)| *number == active)
-            .map(|(number, record)| {
-                GenerationJson::new(
-                    *number,
-                    record,
-                    reader
-                        .layout()
-                        .generation_tree(*number)
-                        .display()
-                        .to_string(),
-                    true,
-                    reader.layout().pin_marker(*number).exists(),
-                )
-            })
-    });
-    let mut warnings = Vec::new();
-    let expected_target = state.active.map(|active| {
-        reader
-            .layout()
-            .generation_tree(active)
-            .display()
-            .to_string()
-    });
-    if expected_target.is_some() && view_target != expected_target {
-        warnings.push(format!(
-            "the view {} does not point at the active generation",
-            view.display()
-        ));
-    }
-    if let Some((_, record)) = state
-        .active
-        .and_then(|active| generations.iter().find(|(number, _)| *number == active))
-    {
-        let now = Timestamp::now().unix_secs();
-        if let Some(expires) = record.expires {
-            if expires <= now {
-                warnings.push(format!("the active manifest expired at {}", time(expires)));
-            } else if expires - now < EXPIRY_WARNING_SECS as i64 {
-                warnings.push(format!(
-                    "the active manifest expires soon, at {}",
-                    time(expires)
-                ));
-            }
-        }
-        if record.state != GenerationState::Good {
-            warnings.push(format!(
-                "the active generation is {}",
-                state_name(record.state)
-            ));
-        }
-    }
-    let last_attempt = read
-        .attempts(1)?
-        .pop()
-        .map(|(number, record)| AttemptJson::new(number, &record));
-    let last_verify = read.health(LAST_VERIFY_KEY)?;
-    let last_update = read.health(LAST_UPDATE_KEY)?;
-    if let Some(record) = &last_verify
-        && record.outcome == HealthOutcome::Damaged
-    {
-        warnings.push(format!(
-            "the last verify, at {}, found damage: {}",
-            time(record.at),
-            record.message
-        ));
-    }
-    if let Some(record) = &last_update
-        && matches!(
-            record.outcome,
-            HealthOutcome::Rejected | HealthOutcome::Failed
-        )
-    {
-        warnings.push(format!(
-            "the last update, at {}, did not succeed: {}",
-            time(record.at),
-            record.message
-        ));
-    }
+    let reader = open_reader(store_root)?;
+    let found = status::status(&reader)?;
     let status = StatusJson {
         store: store_root.display().to_string(),
-        view: view.display().to_string(),
-        view_target,
-        active,
-        serial_max: state.serial_max,
-        generations: generations.len(),
-        last_attempt,
-        last_verify: last_verify.as_ref().map(HealthJson::new),
-        last_update: last_update.as_ref().map(HealthJson::new),
-        warnings,
+        view: found.view.display().to_string(),
+        view_target: found
+            .view_target
+            .as_ref()
+            .map(|target| target.display().to_string()),
+        active: found.active.as_ref().map(|(number, record, tree, pinned)| {
+            GenerationJson::new(*number, record, tree.display().to_string(), true, *pinned)
+        }),
+        serial_max: found.serial_max,
+        generations: found.generations,
+        last_attempt: found
+            .last_attempt
+            .as_ref()
+            .map(|(number, record)| AttemptJson::new(*number, record)),
+        last_verify: found.last_verify.as_ref().map(HealthJson::new),
+        last_update: found.last_update.as_ref().map(HealthJson::new),
+        warnings: found.warnings.iter().map(warning_text).collect(),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
-    println!("store        {}", status.store);
-    println!(
+    outln!("store        {}", status.store);
+    outln!(
         "view         {} -> {}",
         status.view,
         status.view_target.as_deref().unwrap_or("(missing)")
     );
     match &status.active {
-        Some(active) => println!(
+        Some(active) => outln!(
             "active       generation {}, serial {}, {}, {} files, made {}{}",
             active.generation,
             active.serial,
@@ -801,21 +630,25 @@ fn status(store_root: &Path, json: bool) -> Result<()> {
                 .map(|key| format!(", signed by key {key}"))
                 .unwrap_or_default()
         ),
-        None => println!("active       none yet: ingest a policy"),
+        None => outln!("active       none yet: ingest a policy"),
     }
     if let Some(expires) = status
         .active
         .as_ref()
         .and_then(|active| active.expires.as_ref())
     {
-        println!("expires      {expires}");
+        outln!("expires      {expires}");
     }
-    println!("serial max   {}", status.serial_max);
-    println!("generations  {} kept", status.generations);
+    outln!("serial max   {}", status.serial_max);
+    outln!("generations  {} kept", status.generations);
     if let Some(attempt) = &status.last_attempt {
-        println!(
+        outln!(
             "last attempt #{} {} {} {}: {}",
-            attempt.attempt, attempt.finished, attempt.action, attempt.outcome, attempt.message
+            attempt.attempt,
+            attempt.finished,
+            attempt.action,
+            attempt.outcome,
+            attempt.message
         );
     }
     for (label, record) in [
@@ -823,21 +656,49 @@ fn status(store_root: &Path, json: bool) -> Result<()> {
         ("last update ", &status.last_update),
     ] {
         match record {
-            Some(record) => println!(
+            Some(record) => outln!(
                 "{label} {} {}: {}",
-                record.at, record.outcome, record.message
+                record.at,
+                record.outcome,
+                record.message
             ),
-            None => println!("{label} never"),
+            None => outln!("{label} never"),
         }
     }
     for warning in &status.warnings {
-        println!("WARNING      {warning}");
+        outln!("WARNING      {warning}");
     }
     Ok(())
 }
 
+fn warning_text(warning: &Warning) -> String {
+    match warning {
+        Warning::ViewElsewhere { view } => format!(
+            "the view {} does not point at the active generation",
+            view.display()
+        ),
+        Warning::Expired { at } => format!("the active manifest expired at {}", time(*at)),
+        Warning::ExpiresSoon { at } => {
+            format!("the active manifest expires soon, at {}", time(*at))
+        }
+        Warning::ActiveNotGood { state } => {
+            format!("the active generation is {}", state_name(*state))
+        }
+        Warning::LastVerifyDamaged { record } => format!(
+            "the last verify, at {}, found damage: {}",
+            time(record.at),
+            record.message
+        ),
+        Warning::LastUpdateFailed { record } => format!(
+            "the last update, at {}, did not succeed: {}",
+            time(record.at),
+            record.message
+        ),
+    }
+}
+
 fn list(store_root: &Path, json: bool) -> Result<()> {
-    let reader = open_reader(store_root, "list")?;
+    let reader = open_reader(store_root)?;
     let read = reader.read()?;
     let active = read.state()?.active;
     let generations: Vec<GenerationJson> = read
@@ -847,18 +708,14 @@ fn list(store_root: &Path, json: bool) -> Result<()> {
             GenerationJson::new(
                 *number,
                 record,
-                reader
-                    .layout()
-                    .generation_tree(*number)
-                    .display()
-                    .to_string(),
+                reader.layout.generation_tree(*number).display().to_string(),
                 Some(*number) == active,
-                reader.layout().pin_marker(*number).exists(),
+                reader.layout.pin_marker(*number).exists(),
             )
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&generations)?);
+        outln!("{}", serde_json::to_string_pretty(&generations)?);
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
@@ -893,7 +750,7 @@ fn list(store_root: &Path, json: bool) -> Result<()> {
 }
 
 fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
-    let reader = open_reader(store_root, "log")?;
+    let reader = open_reader(store_root)?;
     let attempts: Vec<AttemptJson> = reader
         .read()?
         .attempts(args.count)?
@@ -901,7 +758,7 @@ fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
         .map(|(number, record)| AttemptJson::new(*number, record))
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&attempts)?);
+        outln!("{}", serde_json::to_string_pretty(&attempts)?);
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
@@ -937,22 +794,24 @@ fn rollback_command(
 ) -> Result<()> {
     let store = open_writer(store_root, "rollback", lock_timeout)?;
     let report = rollback::rollback(&store, generation)?;
-    println!(
+    outln!(
         "generation {} active (serial {}), was {}",
-        report.to, report.serial, report.from
+        report.to,
+        report.serial,
+        report.from
     );
     Ok(())
 }
 
 fn show(store_root: &Path, generation: u64, path: &str) -> Result<()> {
-    let reader = open_reader(store_root, "show")?;
+    let reader = open_reader(store_root)?;
     let content = query::show(&reader.read()?, generation, path)?;
     std::io::stdout().lock().write_all(&content)?;
     Ok(())
 }
 
 fn diff(store_root: &Path, old: u64, new: u64) -> Result<()> {
-    let reader = open_reader(store_root, "diff")?;
+    let reader = open_reader(store_root)?;
     let changes = query::diff(&reader.read()?, old, new)?;
     let mut out = std::io::stdout().lock();
     for change in &changes {

@@ -619,10 +619,21 @@ fn help_and_usage() {
 }
 
 #[test]
-fn status_repairs_a_view_that_went_missing() {
+fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
     let node = Node::with_generation();
     fs::remove_file(&node.view).unwrap();
+    // A reader never changes anything: it says what is wrong.
     let out = node.run(&["status"]).success();
+    assert!(
+        out.stdout
+            .contains("does not point at the active generation"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stderr.contains("recovery"), "{}", out.stderr);
+    assert!(fs::symlink_metadata(&node.view).is_err());
+    // The next writer's recovery puts it back.
+    let out = node.run(&["gc"]).success();
     assert!(
         out.stderr.contains("polstore: recovery: pointed the view"),
         "{}",
@@ -639,9 +650,9 @@ fn status_repairs_a_view_that_went_missing() {
         "is not polstore's symlink; polstore will not replace what someone put there",
     );
     assert!(node.view.symlink_metadata().unwrap().is_dir());
-    // Once it is moved away, polstore restores the view.
+    // Once it is moved away, the next writer restores the view.
     fs::remove_dir(&node.view).unwrap();
-    node.run(&["status"]).success();
+    node.run(&["gc"]).success();
     assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
 }
 

@@ -69,25 +69,52 @@ impl Rejection {
     }
 }
 
+/// Every failure of the library, by kind. Messages are one line and name no command of
+/// the binary; the binary adds the advice (`polstore verify`, `polstore list`, ...).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A check refused the candidate.
     #[error("{0}")]
     Rejected(#[from] Rejection),
-    #[error("{action} {}: {}", path.display(), describe_io(source))]
+    #[error("{action} {}: {source}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         source: io::Error,
     },
+    /// The file system is full (ENOSPC).
+    #[error("{action} {}: no space left on device", path.display())]
+    NoSpace { action: &'static str, path: PathBuf },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("store is damaged: {}", with_verify_hint(.0))]
+    /// The store is damaged: what was found.
+    #[error("store is damaged: {0}")]
     Corrupt(String),
+    /// Something other than polstore's symlink is at the view: never replaced by a writer.
+    #[error(
+        "store is damaged: the view {} is not polstore's symlink; polstore will not replace what someone put there",
+        view.display()
+    )]
+    ViewDisplaced { view: PathBuf },
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The operator asked for something the store's state does not allow.
     #[error("{0}")]
     Refused(String),
+    #[error("generation {0} does not exist")]
+    NoSuchGeneration(u64),
+    #[error("{} is not a polstore store (no format file)", root.display())]
+    NotAStore { root: PathBuf },
+    /// A candidate that obviously cannot fit in the space left.
+    #[error(
+        "not enough space for this candidate in {}: it needs about {needed_mib} MiB, {free_mib} MiB are free",
+        root.display()
+    )]
+    NotEnoughSpace {
+        root: PathBuf,
+        needed_mib: u64,
+        free_mib: u64,
+    },
     #[error("store {} is locked by {holder}; gave up after {waited_secs} s", store.display())]
     Locked {
         store: PathBuf,
@@ -96,35 +123,29 @@ pub enum Error {
     },
 }
 
-/// Damage is for `polstore verify` to diagnose; say so unless the message already does.
-fn with_verify_hint(message: &str) -> String {
-    if message.contains("polstore verify") {
-        message.to_string()
-    } else {
-        format!("{message}; run 'polstore verify'")
-    }
-}
-
-fn describe_io(error: &io::Error) -> String {
-    match error.raw_os_error() {
-        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => {
-            "no space left on device".to_string()
-        }
-        _ => error.to_string(),
-    }
-}
-
 impl Error {
+    /// `action` on `path` failed with an I/O error; a full disk becomes [`Error::NoSpace`].
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
+        move |source| {
+            if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+                Error::NoSpace { action, path }
+            } else {
+                Error::Io {
+                    action,
+                    path,
+                    source,
+                }
+            }
         }
     }
 
     pub fn is_rejection(&self) -> bool {
         matches!(self, Error::Rejected(_))
+    }
+
+    /// The disk is full, whichever layer found it.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. } | Error::Db(DbError::NoSpace))
     }
 }

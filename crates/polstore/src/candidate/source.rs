@@ -5,11 +5,13 @@
 //! its name, type, mode and the limits before a byte of it is kept; a refusal names the
 //! entry and the rule. Nothing here writes anywhere: files go to the caller's sink.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::config::LimitsConfig;
 use crate::error::{Check, Error, Rejection, Result};
@@ -506,32 +508,71 @@ fn read_regular(path: &Path, expected: &fs::Metadata, limit: u64, shown: &str) -
     Ok(content)
 }
 
+/// What happened to the byte stream under the tar reader, so that its errors are told
+/// apart by what happened rather than by the words of the tar or gzip crate.
+#[derive(Clone, Copy, Debug, Default)]
+struct StreamState {
+    /// The stream ended (the input, or the decompressed data).
+    ended: bool,
+    /// More bytes than the limits can ever need.
+    too_large: bool,
+    /// The decompressor refused the input.
+    decompression_failed: bool,
+}
+
 /// Stops a decompressor or a lying archive from feeding more bytes than the limits can
-/// ever need.
+/// ever need, and records in `state` how the stream ended.
 struct CappedReader<R> {
     inner: R,
     remaining: u64,
+    state: Rc<Cell<StreamState>>,
+    /// `inner` is a decompressor: its errors are about the compressed data.
+    decompresses: bool,
 }
 
 impl<R: Read> Read for CappedReader<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let mut state = self.state.get();
         if self.remaining == 0 {
-            return Err(io::Error::other(ARCHIVE_TOO_LARGE));
+            state.too_large = true;
+            self.state.set(state);
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                ARCHIVE_TOO_LARGE,
+            ));
         }
         let allowed = buffer
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let count = self.inner.read(&mut buffer[..allowed])?;
-        self.remaining -= count as u64;
-        Ok(count)
+        match self.inner.read(&mut buffer[..allowed]) {
+            Ok(0) if !buffer.is_empty() => {
+                state.ended = true;
+                self.state.set(state);
+                Ok(0)
+            }
+            Ok(count) => {
+                self.remaining -= count as u64;
+                Ok(count)
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Err(error),
+            Err(error) => {
+                // A compressed stream cut short is a truncated archive; any other error of
+                // a decompressor is about its input. The plain input's own I/O errors are
+                // neither.
+                if error.kind() == io::ErrorKind::UnexpectedEof {
+                    state.ended = true;
+                } else {
+                    state.decompression_failed = self.decompresses;
+                }
+                self.state.set(state);
+                Err(error)
+            }
+        }
     }
 }
 
 const ARCHIVE_TOO_LARGE: &str = "archive is larger than the configured limits allow";
 const ARCHIVE_TRUNCATED: &str = "the archive is truncated";
-/// How the tar reader reports input that ends inside a header or an entry's padding.
-const TAR_TRUNCATED_ERRORS: [&str; 2] =
-    ["unexpected EOF during skip", "failed to read entire block"];
 /// Tar spends at most a header block, a long-name block pair and padding per entry.
 const ARCHIVE_BYTES_PER_ENTRY_MAX: u64 = 4 * 512 + 2 * 4096;
 
@@ -552,33 +593,31 @@ fn read_archive(
         return Err(reject(None, "the source is empty"));
     }
     let gzip = magic.starts_with(&[0x1f, 0x8b]);
+    let state = Rc::new(Cell::new(StreamState::default()));
     let reader: Box<dyn Read> = if gzip {
         Box::new(CappedReader {
             inner: flate2::bufread::MultiGzDecoder::new(input),
             remaining: cap,
+            state: Rc::clone(&state),
+            decompresses: true,
         })
     } else {
         Box::new(CappedReader {
             inner: input,
             remaining: cap,
+            state: Rc::clone(&state),
+            decompresses: false,
         })
     };
     let mut archive = tar::Archive::new(reader);
     let archive_error = |error: io::Error| -> Error {
         let text = error.to_string();
-        if text.contains(ARCHIVE_TOO_LARGE) {
+        let stream = state.get();
+        if stream.too_large {
             reject(None, ARCHIVE_TOO_LARGE)
-        } else if gzip
-            && (error.kind() == io::ErrorKind::InvalidInput
-                || error.kind() == io::ErrorKind::InvalidData)
-            && !text.contains("archive")
-        {
+        } else if stream.decompression_failed {
             reject(None, format!("not a valid gzip stream: {text}"))
-        } else if error.kind() == io::ErrorKind::UnexpectedEof
-            || TAR_TRUNCATED_ERRORS
-                .iter()
-                .any(|known| text.contains(known))
-        {
+        } else if stream.ended || error.kind() == io::ErrorKind::UnexpectedEof {
             reject(None, ARCHIVE_TRUNCATED)
         } else {
             // The tar reader's messages quote the hostile header's bytes.

@@ -38,29 +38,36 @@ const SCAN_CACHE_BYTES: usize = 1 << 20;
 /// Attempts kept in the history; older ones are dropped as new ones are recorded.
 pub const ATTEMPTS_KEPT_MAX: u64 = 1000;
 
+/// What went wrong with the database. A caller tells a full disk from damage from any
+/// other failure by the variant; the messages name no command (the binary adds advice).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("{}", describe_redb(.0))]
-    Redb(#[from] redb::Error),
-    #[error("database is corrupt: {0}; 'polstore verify --repair' repairs it")]
+    /// The file system is full (ENOSPC from redb's file I/O).
+    #[error("database: no space left on device")]
+    NoSpace,
+    /// redb failed: the file may be damaged, or the system failed; `verify` judges.
+    #[error("database: {0}")]
+    Redb(redb::Error),
+    /// A record or object contradicts the database's own rules.
+    #[error("database is corrupt: {0}")]
     Corrupt(String),
 }
 
-/// A full disk is said as such; any other redb error may be damage, for verify to judge.
-fn describe_redb(error: &redb::Error) -> String {
-    let text = error.to_string();
-    let no_space = rustix::io::Errno::NOSPC.raw_os_error();
-    if text.contains(&format!("(os error {no_space})")) {
-        "database: no space left on device".to_string()
-    } else {
-        format!("database: {text} (run 'polstore verify')")
+impl From<redb::Error> for DbError {
+    fn from(error: redb::Error) -> DbError {
+        let no_space = rustix::io::Errno::NOSPC.raw_os_error();
+        match &error {
+            redb::Error::Io(io) if io.raw_os_error() == Some(no_space) => DbError::NoSpace,
+            _ => DbError::Redb(error),
+        }
     }
 }
 
 impl DbError {
-    /// What is wrong, without the advice to run verify (for verify's own report).
+    /// What is wrong, without the "database" prefix (for verify's own report).
     pub fn reason(self) -> String {
         match self {
+            DbError::NoSpace => "no space left on device".to_string(),
             DbError::Redb(error) => error.to_string(),
             DbError::Corrupt(reason) => reason,
         }
@@ -71,7 +78,7 @@ macro_rules! redb_from {
     ($($error:ty),*) => {$(
         impl From<$error> for DbError {
             fn from(error: $error) -> DbError {
-                DbError::Redb(error.into())
+                DbError::from(redb::Error::from(error))
             }
         }
     )*};

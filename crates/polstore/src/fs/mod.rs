@@ -2,3 +2,4 @@
 
 pub mod durable;
 pub mod lock;
+pub mod read;

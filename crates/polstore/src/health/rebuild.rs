@@ -16,13 +16,14 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{Hash, MANIFEST_BYTES_MAX, Manifest};
 use crate::format::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{
-    Action, AttemptRecord, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome,
-    StateRecord,
+    Action, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome, StateRecord,
 };
 use crate::format::signify::KEY_FILE_BYTES_MAX;
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
-use crate::health::inspect::{self, Finding, HashCache, Kind, ProgressFn, read_bounded};
+use crate::fs::read::read_bounded;
+use crate::health::inspect::{self, Finding, HashCache, Kind, ProgressFn};
+use crate::store::transition::{self, Attempt};
 use crate::store::{self, LockedStore};
 
 const OBJECT_BATCH_BYTES: u64 = 8 << 20;
@@ -269,7 +270,6 @@ pub fn rebuild(
         .or_else(|| found.iter().rfind(good))
         .or_else(|| found.last())
         .map(|generation| generation.generation);
-    let now = Timestamp::now().unix_secs();
     let message = format!(
         "rebuilt the database from {} generation directories{}",
         found.len(),
@@ -277,58 +277,47 @@ pub fn rebuild(
             .map(|active| format!("; generation {active} is active"))
             .unwrap_or_default()
     );
-    db.write(|txn| {
-        for generation in &found {
+    let records: Vec<(u64, GenerationRecord, ManifestRecord)> = found
+        .iter()
+        .map(|generation| {
             let manifest = &generation.manifest;
-            txn.put_manifest(generation.generation, &generation.envelope)?;
-            txn.put_generation(
-                generation.generation,
-                &GenerationRecord {
-                    serial: manifest.serial,
-                    created: manifest.created.unix_secs(),
-                    manifest_created: manifest.created.unix_secs(),
-                    expires: manifest.expires.map(Timestamp::unix_secs),
-                    origin: generation.origin,
-                    state: if generation.failed.is_some() {
-                        GenerationState::Failed
-                    } else {
-                        GenerationState::Good
-                    },
-                    reason: generation.failed.clone(),
-                    files: manifest.entries.len() as u64,
-                    bytes: manifest.total_bytes(),
-                    source: "rebuilt from its directory".to_string(),
-                    signed_by: generation.signed_by.clone(),
-                    attempt: 0,
+            let record = GenerationRecord {
+                serial: manifest.serial,
+                created: manifest.created.unix_secs(),
+                manifest_created: manifest.created.unix_secs(),
+                expires: manifest.expires.map(Timestamp::unix_secs),
+                origin: generation.origin,
+                state: if generation.failed.is_some() {
+                    GenerationState::Failed
+                } else {
+                    GenerationState::Good
                 },
-            )?;
-        }
-        txn.put_state(&StateRecord {
-            active,
-            serial_max: found
-                .iter()
-                .map(|generation| generation.manifest.serial)
-                .chain(salvaged_serial_max)
-                .max()
-                .unwrap_or(0),
-            next_generation: found
-                .last()
-                .map_or(1, |generation| generation.generation + 1),
-            next_attempt: 1,
-        })?;
-        txn.add_attempt(&AttemptRecord {
-            started: now,
-            finished: now,
-            action: Action::Repair,
-            source: String::new(),
-            serial: None,
-            outcome: Outcome::Repaired,
-            generation: active,
-            message: message.clone(),
-            checks: Vec::new(),
-        })?;
-        Ok(())
-    })?;
+                reason: generation.failed.clone(),
+                files: manifest.entries.len() as u64,
+                bytes: manifest.total_bytes(),
+                source: "rebuilt from its directory".to_string(),
+                signed_by: generation.signed_by.clone(),
+                attempt: 0,
+            };
+            (generation.generation, record, generation.envelope.clone())
+        })
+        .collect();
+    let state = StateRecord {
+        active,
+        serial_max: found
+            .iter()
+            .map(|generation| generation.manifest.serial)
+            .chain(salvaged_serial_max)
+            .max()
+            .unwrap_or(0),
+        next_generation: found
+            .last()
+            .map_or(1, |generation| generation.generation + 1),
+        next_attempt: 1,
+    };
+    let attempt =
+        Attempt::new(Action::Repair, Outcome::Repaired, message.clone()).generation(active);
+    transition::rebuilt(&db, &records, &state, attempt)?;
     drop(db);
     crate::crashpoint::point("rebuild-written");
     // The damaged file is kept under a second name (a hard link), then the rebuilt one is

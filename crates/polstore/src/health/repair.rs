@@ -20,18 +20,20 @@ use std::fs;
 use std::path::Path;
 
 use crate::candidate::source::{self, Item};
-use crate::db::{DbError, LAST_VERIFY_KEY};
+use crate::db::LAST_VERIFY_KEY;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Hash, Manifest};
 use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{
-    Action, AttemptRecord, GenerationState, HealthOutcome, HealthRecord, ManifestRecord, Outcome,
+    Action, GenerationState, HealthOutcome, HealthRecord, ManifestRecord, Outcome,
 };
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
+use crate::fs::read;
 use crate::health::inspect::{self, Finding, Inspection, Kind, ProgressFn};
 use crate::health::rebuild;
 use crate::ops::ingest::{self, IngestRequest};
+use crate::store::transition::{self, Attempt};
 use crate::store::{LockWait, LockedStore, Store};
 use crate::update;
 
@@ -161,20 +163,14 @@ pub fn check_and_repair(
                 report.remaining.len()
             )
         };
-        let attempt = AttemptRecord {
-            started: started.unix_secs(),
-            finished: Timestamp::now().unix_secs(),
-            action: Action::Repair,
-            source: String::new(),
-            serial: None,
-            outcome: Outcome::Repaired,
-            generation: report.active,
-            message: format!("{message}: {}", report.changes.join("; ")),
-            checks: Vec::new(),
-        };
-        store
-            .db
-            .write(|txn| txn.add_attempt(&attempt).map(|_| ()))?;
+        let attempt = Attempt::new(
+            Action::Repair,
+            Outcome::Repaired,
+            format!("{message}: {}", report.changes.join("; ")),
+        )
+        .started(started)
+        .generation(report.active);
+        transition::record(&store.db, attempt)?;
     }
     let outcome = if !report.sound() {
         HealthOutcome::Damaged
@@ -338,8 +334,7 @@ fn repair_store(
         match why_kept {
             Some(why) => {
                 let reason = "damaged beyond repair: files have no verified copy";
-                store.write_failed_marker(generation, reason)?;
-                store.db.write(|txn| mark_failed(txn, generation, reason))?;
+                transition::mark_failed(store, generation, reason)?;
                 report.alarms.push(format!(
                     "kept generation {generation}, damaged beyond repair, because {why}; marked failed"
                 ));
@@ -382,7 +377,7 @@ fn restore_from_intact_files(
         }
         // Bounded and not following links: the file may have changed since it was checked.
         let limit = store.config.limits.file_bytes_max as usize;
-        let Some(content) = inspect::read_bounded(path, limit) else {
+        let Some(content) = read::read_bounded(path, limit) else {
             continue;
         };
         if Hash::of(&content) == *hash {
@@ -521,7 +516,7 @@ pub fn rematerialize(
         // A file found intact is linked only if it still is: time has passed since.
         let source = old_tree.join(&entry.path);
         let linked = intact.contains(&entry.path)
-            && inspect::read_bounded(&source, entry.size as usize)
+            && read::read_bounded(&source, entry.size as usize)
                 .is_some_and(|content| Hash::of(&content) == entry.hash)
             && fs::hard_link(&source, &target).is_ok();
         if !linked {
@@ -549,7 +544,11 @@ pub fn rematerialize(
         if let Some(record) = store.db.read()?.generation(generation)?
             && record.state == GenerationState::Failed
         {
-            store.write_failed_marker(generation, record.reason.as_deref().unwrap_or("failed"))?;
+            transition::write_failed_marker(
+                store,
+                generation,
+                record.reason.as_deref().unwrap_or("failed"),
+            )?;
         }
     }
     let stored = store.db.read()?.manifest(generation)?;
@@ -581,7 +580,7 @@ fn replace_envelope(directory: &Path, stored: &ManifestRecord) -> Result<()> {
     ];
     for (name, content) in files {
         let path = directory.join(name);
-        let current = inspect::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX);
+        let current = read::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX);
         if current.as_ref() == content {
             continue;
         }
@@ -669,8 +668,7 @@ fn replace_active(
     match outcome {
         Ok(ingested) => {
             if !irreparable.contains(&active) {
-                store.write_failed_marker(active, reason)?;
-                store.db.write(|txn| mark_failed(txn, active, reason))?;
+                transition::mark_failed(store, active, reason)?;
             }
             report.alarms.push(format!(
                 "INGESTED a fresh copy as generation {} (serial {}) in place of generation {active}, because {reason}",
@@ -685,51 +683,20 @@ fn replace_active(
     Ok(())
 }
 
-fn mark_failed(
-    txn: &mut crate::db::WriteTxn,
-    generation: u64,
-    reason: &str,
-) -> std::result::Result<(), DbError> {
-    if let Some(mut record) = txn.generation(generation)? {
-        record.state = GenerationState::Failed;
-        record.reason = Some(reason.to_string());
-        txn.put_generation(generation, &record)?;
-    }
-    Ok(())
-}
-
-/// Makes `to` active in place of `from`, which is marked failed. The failed marker is
-/// written first, then the database commit (the commit point); the view follows in step 6
-/// of [`repair_store`] (which also copes with a directory in its place), and recovery
-/// re-points it after a crash.
+/// Makes `to` active in place of `from`, which is marked failed in the same commit; the
+/// view follows in step 6 of [`repair_store`] when it is not polstore's symlink.
 fn switch_active(store: &Store, from: u64, to: u64, reason: &str) -> Result<()> {
-    if store.layout.generation_dir(from).is_dir() {
-        store.write_failed_marker(from, reason)?;
-    }
-    let now = Timestamp::now().unix_secs();
     let message =
         format!("generation {from} failed verification ({reason}); activated generation {to}");
-    store.db.write(|txn| {
-        mark_failed(txn, from, reason)?;
-        let mut state = txn.state()?;
-        state.active = Some(to);
-        txn.put_state(&state)?;
-        let serial = txn.generation(to)?.map(|record| record.serial);
-        txn.add_attempt(&AttemptRecord {
-            started: now,
-            finished: now,
-            action: Action::Repair,
-            source: String::new(),
-            serial,
-            outcome: Outcome::Switched,
-            generation: Some(to),
-            message: message.clone(),
-            checks: Vec::new(),
-        })?;
-        Ok(())
-    })?;
-    crate::crashpoint::point("repair-fallback-committed");
-    Ok(())
+    let serial = store.db.read()?.generation(to)?.map(|record| record.serial);
+    let attempt = Attempt::new(Action::Repair, Outcome::Switched, message).serial(serial);
+    transition::activate(
+        store,
+        to,
+        Some((from, reason)),
+        attempt,
+        "repair-fallback-committed",
+    )
 }
 
 /// Points the view at `active`. Something other than a symlink there is moved aside, not

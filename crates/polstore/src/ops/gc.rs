@@ -12,9 +12,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::Hash;
-use crate::format::records::{Action, AttemptRecord, Outcome};
-use crate::format::timestamp::Timestamp;
+use crate::format::records::{Action, Outcome};
 use crate::fs::durable;
+use crate::store::transition::{self, Attempt};
 use crate::store::{self, Layout, Store};
 
 /// Free space in the database file below which gc does not compact it.
@@ -111,25 +111,14 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
     }
     report.database_bytes_after = file_size(&store.layout.database());
     if !report.removed.is_empty() {
-        let now = Timestamp::now().unix_secs();
         let message = format!(
             "removed generation(s) {}; freed {objects} objects ({bytes} bytes)",
             list(&report.removed)
         );
-        store.db.write(|txn| {
-            txn.add_attempt(&AttemptRecord {
-                started: now,
-                finished: now,
-                action: Action::Gc,
-                source: String::new(),
-                serial: None,
-                outcome: Outcome::Collected,
-                generation: None,
-                message,
-                checks: Vec::new(),
-            })
-            .map(|_| ())
-        })?;
+        transition::record(
+            &store.db,
+            Attempt::new(Action::Gc, Outcome::Collected, message),
+        )?;
     }
     Ok(report)
 }
@@ -193,9 +182,7 @@ pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result
 /// Pins or unpins `generation`: a pinned one is never collected.
 pub fn set_pinned(store: &Store, generation: u64, pinned: bool) -> Result<bool> {
     if store.db.read()?.generation(generation)?.is_none() {
-        return Err(Error::Refused(format!(
-            "generation {generation} does not exist (see 'polstore list')"
-        )));
+        return Err(Error::NoSuchGeneration(generation));
     }
     let marker = store.layout.pin_marker(generation);
     let was = marker.exists();

@@ -21,13 +21,13 @@ use crate::error::{Check, Error, Rejection, Result};
 use crate::format::manifest::{Entry, Hash, Manifest};
 use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{
-    Action, AttemptRecord, CheckRecord, GenerationRecord, GenerationState, ManifestRecord, Origin,
-    Outcome,
+    Action, CheckRecord, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome,
 };
 use crate::format::records::{Stamp, StampEntry, StampsRecord};
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
-use crate::health::inspect;
+use crate::fs::read;
+use crate::store::transition::{self, Attempt};
 use crate::store::{self, Store};
 
 /// New objects are written to the database in commits of about this size, so that a large
@@ -221,7 +221,7 @@ impl Linkable {
         if self.settled.is_some_and(|settled| modified <= settled) {
             return true;
         }
-        inspect::read_bounded(path, size as usize).is_some_and(|content| Hash::of(&content) == hash)
+        read::read_bounded(path, size as usize).is_some_and(|content| Hash::of(&content) == hash)
     }
 }
 
@@ -421,7 +421,7 @@ pub fn ingest(store: &Store, mut request: IngestRequest) -> Result<IngestReport>
     let result = ingest_inner(store, &mut request, &mut checks_done, started);
     // A rejected or failed candidate is recorded, and its staging removed. A full disk may
     // refuse even this record; the rejection itself is still reported.
-    // A failed agent run was already recorded, as a rollback, by `fail_generation`.
+    // A failed agent run was already recorded, as a rollback, by `transition::fail`.
     let agent_failed =
         matches!(&result, Err(Error::Rejected(rejection)) if rejection.check == Check::Agent);
     if let Err(error) = &result
@@ -435,18 +435,11 @@ pub fn ingest(store: &Store, mut request: IngestRequest) -> Result<IngestReport>
         } else {
             Outcome::Failed
         };
-        let record = AttemptRecord {
-            started: started.unix_secs(),
-            finished: Timestamp::now().unix_secs(),
-            action: Action::Ingest,
-            source: source_label,
-            serial: None,
-            outcome,
-            generation: None,
-            message: error.to_string(),
-            checks: checks_done,
-        };
-        let _ = store.db.write(|txn| txn.add_attempt(&record).map(|_| ()));
+        let attempt = Attempt::new(Action::Ingest, outcome, error.to_string())
+            .started(started)
+            .source(source_label)
+            .checks(checks_done);
+        let _ = transition::record(&store.db, attempt);
     }
     result
 }
@@ -554,20 +547,19 @@ fn ingest_inner(
         signed_by,
         attempt: state.next_attempt,
     };
-    let attempt = AttemptRecord {
-        started: started.unix_secs(),
-        finished: Timestamp::now().unix_secs(),
-        action: Action::Ingest,
-        source: request.source.describe(),
-        serial: Some(manifest.serial),
-        outcome: Outcome::Accepted,
-        generation: Some(generation),
-        message: format!(
+    let attempt = Attempt::new(
+        Action::Ingest,
+        Outcome::Accepted,
+        format!(
             "generation {generation} (serial {}) activated",
             manifest.serial
         ),
-        checks: checks_done.clone(),
-    };
+    )
+    .started(started)
+    .source(request.source.describe())
+    .serial(Some(manifest.serial))
+    .generation(Some(generation))
+    .checks(checks_done.clone());
     let manifest_record = ManifestRecord {
         manifest: manifest_bytes,
         signature: envelope.signature,
@@ -604,7 +596,7 @@ fn early_manifest(store: &Store, request: &IngestRequest) -> Option<Manifest> {
         (None, Source::Directory(directory)) => directory.join(MANIFEST_NAME),
         _ => return None,
     };
-    let bytes = inspect::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX)?;
+    let bytes = read::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX)?;
     Manifest::parse(&bytes, store.config.manifest_limits()).ok()
 }
 
@@ -630,12 +622,11 @@ fn check_space(store: &Store, manifest: &Manifest, linkable: &Linkable) -> Resul
         .saturating_mul(2)
         .saturating_add((manifest.entries.len() as u64).saturating_mul(space.f_frsize.max(512)));
     if needed > free {
-        return Err(Error::Refused(format!(
-            "not enough space for this candidate in {}: it needs about {} MiB, {} MiB are free; 'polstore gc' may free some",
-            store.layout.root.display(),
-            needed.div_ceil(1 << 20),
-            free >> 20
-        )));
+        return Err(Error::NotEnoughSpace {
+            root: store.layout.root.clone(),
+            needed_mib: needed.div_ceil(1 << 20),
+            free_mib: free >> 20,
+        });
     }
     Ok(())
 }
@@ -667,7 +658,7 @@ fn commit_generation(
     generation: u64,
     manifest: &ManifestRecord,
     record: &GenerationRecord,
-    attempt: AttemptRecord,
+    attempt: Attempt,
     view_switch: ViewSwitch,
 ) -> Result<()> {
     let candidate = store.layout.candidate();
@@ -693,29 +684,22 @@ fn commit_generation(
     durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
     crashpoint::point("commit-renamed");
     // 5.
-    store.db.write(|txn| {
-        let mut state = txn.state()?;
-        assert_eq!(
-            state.next_generation, generation,
-            "generation numbers are allocated under the lock"
-        );
-        state.active = Some(generation);
-        state.serial_max = state.serial_max.max(record.serial);
-        state.next_generation = generation + 1;
-        txn.put_state(&state)?;
-        txn.put_manifest(generation, manifest)?;
-        txn.put_generation(generation, record)?;
-        txn.add_attempt(&attempt)?;
-        if let Some((root, files)) = &staging.stamps {
-            txn.put_stamps(
-                root,
-                &StampsRecord {
-                    files: files.clone(),
-                },
-            )?;
-        }
-        Ok(())
-    })?;
+    let stamps = staging.stamps.as_ref().map(|(root, files)| {
+        (
+            root.as_str(),
+            StampsRecord {
+                files: files.clone(),
+            },
+        )
+    });
+    transition::commit_new(
+        store,
+        generation,
+        manifest,
+        record,
+        attempt,
+        stamps.as_ref().map(|(root, record)| (*root, record)),
+    )?;
     crashpoint::point("commit-committed");
     // 6.
     match view_switch {
@@ -827,13 +811,7 @@ fn confirm_with_agent(
     if outcome.succeeded() {
         crashpoint::point("confirm-agent-ran");
         if config.agent.confirm {
-            store.db.write(|txn| {
-                let mut record = txn.generation(generation)?.ok_or_else(|| {
-                    DbError::Corrupt(format!("generation {generation} is missing"))
-                })?;
-                record.state = GenerationState::Good;
-                txn.put_generation(generation, &record)
-            })?;
+            transition::confirm(store, generation)?;
         }
         return Ok(AgentRun::Succeeded);
     }
@@ -851,7 +829,7 @@ fn confirm_with_agent(
     if !config.agent.confirm {
         return Ok(AgentRun::FailedUnconfirmed(reason));
     }
-    let message = store.fail_generation(generation, &reason, Action::Ingest)?;
+    let message = transition::fail(store, generation, &reason, Action::Ingest)?;
     Err(Rejection::new(Check::Agent, None, message).into())
 }
 
@@ -910,20 +888,18 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         signed_by: None,
         attempt: state.next_attempt,
     };
-    let attempt = AttemptRecord {
-        started: started.unix_secs(),
-        finished: Timestamp::now().unix_secs(),
-        action: Action::Adopt,
-        source: directory.display().to_string(),
-        serial: Some(0),
-        outcome: Outcome::Accepted,
-        generation: Some(generation),
-        message: format!(
+    let attempt = Attempt::new(
+        Action::Adopt,
+        Outcome::Accepted,
+        format!(
             "adopted {} as generation {generation} (unsigned, not checked)",
             directory.display()
         ),
-        checks: Vec::new(),
-    };
+    )
+    .started(started)
+    .source(directory.display().to_string())
+    .serial(Some(0))
+    .generation(Some(generation));
     let manifest_record = ManifestRecord {
         manifest: manifest.render().into_bytes(),
         signature: None,
@@ -950,4 +926,13 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
     crashpoint::point("adopt-committed");
     store.replace_adopted_view(generation)?;
     Ok(generation)
+}
+
+/// The active generation after a failed ingest, for the operator. After a failed commit (a
+/// full disk), redb answers only once the database is opened again.
+pub fn active_after_failure(store: Store) -> Option<u64> {
+    match store.state() {
+        Ok(state) => state.active,
+        Err(_) => store.reopened().ok()?.state().ok()?.active,
+    }
 }

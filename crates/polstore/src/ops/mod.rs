@@ -2,5 +2,7 @@
 
 pub mod gc;
 pub mod ingest;
+pub mod init;
 pub mod query;
 pub mod rollback;
+pub mod status;

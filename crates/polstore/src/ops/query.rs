@@ -10,11 +10,8 @@ use crate::format::records::GenerationRecord;
 use crate::store;
 
 pub fn generation(read: &ReadTxn, generation: u64) -> Result<GenerationRecord> {
-    read.generation(generation)?.ok_or_else(|| {
-        Error::Refused(format!(
-            "generation {generation} does not exist (see 'polstore list')"
-        ))
-    })
+    read.generation(generation)?
+        .ok_or(Error::NoSuchGeneration(generation))
 }
 
 /// The content of `path` in `generation`, read from the object store and checked against

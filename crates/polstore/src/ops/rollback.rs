@@ -1,12 +1,13 @@
 //! `polstore rollback`: make an earlier kept generation active again.
 //!
-//! An operator's rollback is always allowed, to any kept generation: it does not lower the
-//! highest accepted serial, so it never re-opens the door to a replayed old copy.
+//! An operator's rollback is always allowed, to any kept generation whose directory still
+//! matches its manifest: it does not lower the highest accepted serial, so it never
+//! re-opens the door to a replayed old copy.
 
 use crate::error::{Error, Result};
-use crate::format::records::{Action, AttemptRecord, GenerationState, Outcome};
-use crate::format::timestamp::Timestamp;
+use crate::format::records::{Action, GenerationState, Outcome};
 use crate::store::Store;
+use crate::store::transition::{self, Attempt};
 
 #[derive(Debug)]
 pub struct RollbackReport {
@@ -36,36 +37,11 @@ pub fn rollback(store: &Store, target: Option<u64>) -> Result<RollbackReport> {
             "generation {target} is already active"
         )));
     }
-    let record = store.db.read()?.generation(target)?.ok_or_else(|| {
-        Error::Refused(format!(
-            "generation {target} does not exist (see 'polstore list')"
-        ))
-    })?;
-    let tree = store.layout.generation_tree(target);
-    if !tree.is_dir() {
-        return Err(Error::Corrupt(format!(
-            "the directory of generation {target} is missing: {}",
-            tree.display()
-        )));
-    }
-    // Never activate what does not verify: the directory is compared with the manifest,
-    // byte for byte, before the commit.
-    let manifest = crate::store::stored_manifest(&store.db.read()?, target)?;
-    let mut findings = Vec::new();
-    crate::health::inspect::check_tree(
-        &tree,
-        target,
-        &manifest,
-        &mut crate::health::inspect::HashCache::default(),
-        store.config.limits.files_max.saturating_mul(2),
-        &mut findings,
-    );
-    if let Some(first) = findings.first() {
-        return Err(Error::Corrupt(format!(
-            "refusing to activate generation {target}, whose directory does not match its manifest: {first}; 'polstore verify --repair' repairs it"
-        )));
-    }
-    let now = Timestamp::now().unix_secs();
+    let record = store
+        .db
+        .read()?
+        .generation(target)?
+        .ok_or(Error::NoSuchGeneration(target))?;
     let mut message = format!(
         "rolled back from generation {active} to generation {target} (serial {})",
         record.serial
@@ -73,27 +49,9 @@ pub fn rollback(store: &Store, target: Option<u64>) -> Result<RollbackReport> {
     if record.state == GenerationState::Failed {
         message.push_str(", which had failed before");
     }
-    // Commit point: the database says `target` is active; the view follows, and recovery
-    // re-points it if we crash in between.
-    store.db.write(|txn| {
-        let mut state = txn.state()?;
-        state.active = Some(target);
-        txn.put_state(&state)?;
-        txn.add_attempt(&AttemptRecord {
-            started: now,
-            finished: now,
-            action: Action::Rollback,
-            source: String::new(),
-            serial: Some(record.serial),
-            outcome: Outcome::Switched,
-            generation: Some(target),
-            message: message.clone(),
-            checks: Vec::new(),
-        })?;
-        Ok(())
-    })?;
-    crate::crashpoint::point("rollback-committed");
-    store.switch_view(target)?;
+    let attempt =
+        Attempt::new(Action::Rollback, Outcome::Switched, message).serial(Some(record.serial));
+    transition::activate(store, target, None, attempt, "rollback-committed")?;
     Ok(RollbackReport {
         from: active,
         to: target,

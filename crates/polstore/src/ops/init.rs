@@ -1,0 +1,175 @@
+//! `init [--adopt]`: a new store, and optionally the agent's existing directory taken in
+//! as its first generation.
+//!
+//! An `init --adopt` interrupted before its commit left a store with the adoption marker
+//! and no generation: nothing was adopted, and running `init` again starts over. A failed
+//! adoption takes the new store away again, so that `init` can simply be run again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::signify::{KEY_FILE_BYTES_MAX, PublicKey};
+use crate::fs::durable;
+use crate::fs::read::read_bounded;
+use crate::ops::ingest::{self, Progress};
+use crate::store::{Layout, Store, StoreReader};
+
+pub struct InitRequest<'a> {
+    pub root: &'a Path,
+    /// Absolute path of the view.
+    pub view: &'a Path,
+    /// Absolute paths of the trusted public keys.
+    pub keys: &'a [PathBuf],
+    /// Take the directory at the view in as generation 1.
+    pub adopt: bool,
+    pub progress: &'a mut dyn FnMut(Progress),
+}
+
+#[derive(Debug)]
+pub struct InitReport {
+    /// An interrupted adoption was found and started over.
+    pub restarted: bool,
+    /// The adopted directory and its generation.
+    pub adopted: Option<(PathBuf, u64)>,
+    /// Where the view points after adoption.
+    pub view_target: Option<PathBuf>,
+}
+
+/// A failed adoption: the store was taken away again, nothing was adopted.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}; nothing was adopted and the store was not created")]
+pub struct AdoptionFailed {
+    pub error: Error,
+}
+
+/// Creates the store; with `adopt`, adopts the directory at the view.
+pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
+    let root = request.root;
+    let layout = Layout::new(root);
+    let mut restarted = false;
+    // Before looking at the view: an initialized store's view is its own symlink, which
+    // the checks below would take for a directory to adopt.
+    if layout.format_file().exists() {
+        if !interrupted_adoption(&layout)? {
+            return Err(Error::Refused(format!(
+                "{} already holds a polstore store; refusing to initialize it",
+                root.display()
+            ))
+            .into());
+        }
+        remove_new_store(root, true);
+        restarted = true;
+    }
+    let view = request.view;
+    for key in request.keys {
+        let text = read_bounded(key, KEY_FILE_BYTES_MAX).ok_or_else(|| {
+            Error::Refused(format!(
+                "cannot read trusted key {}: not a regular file of at most {KEY_FILE_BYTES_MAX} bytes",
+                key.display()
+            ))
+        })?;
+        PublicKey::parse(&text)
+            .map_err(|error| Error::Refused(format!("trusted key {}: {error}", key.display())))?;
+    }
+    if !view.parent().is_some_and(Path::is_dir) {
+        return Err(Error::Refused(format!(
+            "the view's parent directory does not exist: {}",
+            view.display()
+        ))
+        .into());
+    }
+    let existing = fs::symlink_metadata(view).ok();
+    let adopt_directory = match &existing {
+        None if request.adopt => {
+            return Err(Error::Refused(format!(
+                "nothing to adopt: {} does not exist",
+                view.display()
+            ))
+            .into());
+        }
+        None => None,
+        Some(metadata)
+            if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
+        {
+            if !request.adopt {
+                return Err(InitError::ViewHoldsPolicy {
+                    view: view.to_path_buf(),
+                });
+            }
+            Some(view.to_path_buf())
+        }
+        Some(_) => {
+            return Err(Error::Refused(format!(
+                "{} exists and is not a directory; move it away first",
+                view.display()
+            ))
+            .into());
+        }
+    };
+    if view.starts_with(root) {
+        return Err(Error::Refused(format!(
+            "the view {} must be outside the store {}",
+            view.display(),
+            root.display()
+        ))
+        .into());
+    }
+    let existed = root.exists();
+    let store = Store::create(root, view, request.keys)?;
+    let mut report = InitReport {
+        restarted,
+        adopted: None,
+        view_target: None,
+    };
+    if let Some(directory) = adopt_directory {
+        match ingest::adopt(&store, &directory, request.progress) {
+            Ok(generation) => {
+                report.view_target = Some(store.layout.generation_tree(generation));
+                report.adopted = Some((directory, generation));
+            }
+            Err(error) => {
+                // The store is new and holds nothing yet: take it away again.
+                drop(store);
+                remove_new_store(root, existed);
+                return Err(InitError::AdoptionFailed(AdoptionFailed { error }));
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// The view is a directory of policies and `adopt` was not asked for.
+    #[error("{} is a directory with policies", view.display())]
+    ViewHoldsPolicy { view: PathBuf },
+    #[error(transparent)]
+    AdoptionFailed(AdoptionFailed),
+}
+
+/// True when the store is one that `init --adopt` made and that has no generation yet:
+/// adoption was interrupted before its commit.
+fn interrupted_adoption(layout: &Layout) -> Result<bool> {
+    if !layout.adoption_marker().exists() {
+        return Ok(false);
+    }
+    let reader = StoreReader::open(&layout.root)?;
+    let state = reader.read()?.state()?;
+    Ok(state.active.is_none())
+}
+
+/// Removes a store `init` just made (the directory too, unless it existed before, empty).
+fn remove_new_store(root: &Path, existed: bool) {
+    if existed {
+        if let Ok(entries) = fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let _ = durable::remove_tree_if_exists(&entry.path());
+            }
+        }
+    } else {
+        let _ = fs::remove_dir_all(root);
+    }
+}

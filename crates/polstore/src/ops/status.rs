@@ -1,0 +1,119 @@
+//! `status`: what a node's operator and its monitoring need to know, read without the lock.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::db::{LAST_UPDATE_KEY, LAST_VERIFY_KEY};
+use crate::error::Result;
+use crate::format::records::{
+    AttemptRecord, GenerationRecord, GenerationState, HealthOutcome, HealthRecord,
+};
+use crate::format::timestamp::Timestamp;
+use crate::store::StoreReader;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+/// `status` warns when the active manifest expires sooner than this.
+pub const EXPIRY_WARNING_SECS: i64 = 7 * SECONDS_PER_DAY;
+
+/// Something the operator should look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// The view does not point at the active generation's tree.
+    ViewElsewhere { view: PathBuf },
+    /// The active manifest's expiry (unix seconds) has passed.
+    Expired { at: i64 },
+    /// The active manifest expires within [`EXPIRY_WARNING_SECS`].
+    ExpiresSoon { at: i64 },
+    /// The active generation is not good (confirming or failed).
+    ActiveNotGood { state: GenerationState },
+    /// The last verify found damage.
+    LastVerifyDamaged { record: HealthRecord },
+    /// The last update was refused or failed.
+    LastUpdateFailed { record: HealthRecord },
+}
+
+pub struct Status {
+    pub view: PathBuf,
+    /// Where the view symlink points, if it is one.
+    pub view_target: Option<PathBuf>,
+    /// The active generation, its record, its tree and whether it is pinned.
+    pub active: Option<(u64, GenerationRecord, PathBuf, bool)>,
+    pub serial_max: u64,
+    pub generations: usize,
+    pub last_attempt: Option<(u64, AttemptRecord)>,
+    pub last_verify: Option<HealthRecord>,
+    pub last_update: Option<HealthRecord>,
+    pub warnings: Vec<Warning>,
+}
+
+pub fn status(reader: &StoreReader) -> Result<Status> {
+    let read = reader.read()?;
+    let state = read.state()?;
+    let generations = read.generations()?;
+    let view = reader.config.view.clone();
+    let view_target = fs::read_link(&view).ok();
+    let active = state.active.and_then(|active| {
+        generations
+            .iter()
+            .find(|(number, _)| *number == active)
+            .map(|(number, record)| {
+                (
+                    *number,
+                    record.clone(),
+                    reader.layout.generation_tree(*number),
+                    reader.layout.pin_marker(*number).exists(),
+                )
+            })
+    });
+    let mut warnings = Vec::new();
+    if let Some(active) = state.active
+        && view_target.as_ref() != Some(&reader.layout.generation_tree(active))
+    {
+        warnings.push(Warning::ViewElsewhere { view: view.clone() });
+    }
+    if let Some((_, record, _, _)) = &active {
+        let now = Timestamp::now().unix_secs();
+        if let Some(expires) = record.expires {
+            if expires <= now {
+                warnings.push(Warning::Expired { at: expires });
+            } else if expires - now < EXPIRY_WARNING_SECS {
+                warnings.push(Warning::ExpiresSoon { at: expires });
+            }
+        }
+        if record.state != GenerationState::Good {
+            warnings.push(Warning::ActiveNotGood {
+                state: record.state,
+            });
+        }
+    }
+    let last_verify = read.health(LAST_VERIFY_KEY)?;
+    let last_update = read.health(LAST_UPDATE_KEY)?;
+    if let Some(record) = &last_verify
+        && record.outcome == HealthOutcome::Damaged
+    {
+        warnings.push(Warning::LastVerifyDamaged {
+            record: record.clone(),
+        });
+    }
+    if let Some(record) = &last_update
+        && matches!(
+            record.outcome,
+            HealthOutcome::Rejected | HealthOutcome::Failed
+        )
+    {
+        warnings.push(Warning::LastUpdateFailed {
+            record: record.clone(),
+        });
+    }
+    Ok(Status {
+        view,
+        view_target,
+        active,
+        serial_max: state.serial_max,
+        generations: generations.len(),
+        last_attempt: read.attempts(1)?.pop(),
+        last_verify,
+        last_update,
+        warnings,
+    })
+}

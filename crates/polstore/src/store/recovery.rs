@@ -1,0 +1,164 @@
+//! Recovery: bringing the file system in line with the database after a crash. Runs at
+//! every writer's open ([`Store::open`]); idempotent.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::records::{Action, GenerationState, Origin};
+use crate::fs::durable;
+use crate::store::Store;
+
+/// What `open` found and did while reconciling, for the operator.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub notes: Vec<String>,
+    /// The view is something polstore did not put there. Writers refuse to work until it
+    /// is repaired; readers report it.
+    pub view_displaced: bool,
+}
+
+impl Store {
+    /// Brings the file system in line with the database. Idempotent; runs at every open.
+    pub fn reconcile(&self) -> Result<Recovery> {
+        let mut recovery = Recovery::default();
+        // 1. A candidate left by a crash is discarded: nothing references it. So is any
+        //    other leftover in staging (a check's or the agent's output file): only the
+        //    lock holder uses staging, and we hold the lock.
+        let staging = self.layout.staging();
+        let leftovers = fs::read_dir(&staging).map_err(Error::io("cannot read", &staging))?;
+        for entry in leftovers {
+            let entry = entry.map_err(Error::io("cannot read", &staging))?;
+            let path = entry.path();
+            durable::remove_tree_if_exists(&path).map_err(Error::io("cannot remove", &path))?;
+            if path == self.layout.candidate() {
+                recovery
+                    .notes
+                    .push("removed a candidate left in staging by an interrupted command".into());
+            }
+        }
+        let state = self.db.read()?.state()?;
+        // 2. A generation directory the database does not know was renamed into place by
+        //    an ingest that crashed before its commit.
+        let unknown = self.unknown_generation_dirs()?;
+        for path in &unknown {
+            durable::remove_tree_if_exists(path).map_err(Error::io("cannot remove", path))?;
+            recovery.notes.push(format!(
+                "removed {} left by an interrupted ingest",
+                path.display()
+            ));
+        }
+        let generations = self.layout.generations();
+        if !unknown.is_empty() {
+            durable::sync_directory(&generations)
+                .map_err(Error::io("cannot sync", &generations))?;
+        }
+        // 3. An agent run that never reported back did not confirm its generation.
+        if let Some(active) = state.active {
+            let record = self.db.read()?.generation(active)?;
+            if record.is_some_and(|record| record.state == GenerationState::Confirming) {
+                let note = crate::store::transition::fail(
+                    self,
+                    active,
+                    "the confirming agent run was interrupted",
+                    Action::Recover,
+                )?;
+                recovery.notes.push(note);
+            }
+        }
+        // 4. The view follows the database.
+        match self.sync_view() {
+            Ok(Some(note)) => recovery.notes.push(note),
+            Ok(None) => {}
+            Err(Error::ViewDisplaced { .. }) => recovery.view_displaced = true,
+            Err(error) => return Err(error),
+        }
+        // 5. An adoption that exchanged the view but stopped before removing the old
+        //    directory (now at the temporary name) and its marker is finished.
+        if !recovery.view_displaced
+            && self.layout.adoption_marker().exists()
+            && let Some(active) = state.active
+            && fs::read_link(&self.config.view).ok() == Some(self.layout.generation_tree(active))
+        {
+            self.finish_adoption()?;
+            recovery
+                .notes
+                .push("finished an adoption interrupted after its exchange".into());
+        }
+        Ok(recovery)
+    }
+
+    /// The last steps of adoption: remove the adopted directory, now at the view's
+    /// temporary name (the adopted generation holds a verified copy), fsync the parent;
+    /// remove the marker, fsync the store.
+    pub(crate) fn finish_adoption(&self) -> Result<()> {
+        let view = &self.config.view;
+        let temporary =
+            durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
+        durable::remove_tree_if_exists(&temporary)
+            .map_err(Error::io("cannot remove", &temporary))?;
+        let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
+        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        let marker = self.layout.adoption_marker();
+        durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
+        let root = &self.layout.root;
+        durable::sync_directory(root).map_err(Error::io("cannot sync", root))
+    }
+
+    /// Entries of `generations/` that are not a generation the database knows.
+    pub fn unknown_generation_dirs(&self) -> Result<Vec<PathBuf>> {
+        let read = self.db.read()?;
+        let generations = self.layout.generations();
+        let mut unknown = Vec::new();
+        for entry in fs::read_dir(&generations).map_err(Error::io("cannot read", &generations))? {
+            let entry = entry.map_err(Error::io("cannot read", &generations))?;
+            let number = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u64>().ok());
+            let known = match number {
+                Some(number) => read.generation(number)?.is_some(),
+                None => false,
+            };
+            if !known {
+                unknown.push(entry.path());
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// True when `active` is the only generation and was adopted from the view itself: an
+    /// `init --adopt` stopped between its commit and putting the symlink in place.
+    pub(crate) fn adoption_unfinished(&self, active: u64) -> Result<bool> {
+        if !self.layout.adoption_marker().exists() {
+            return Ok(false);
+        }
+        let generations = self.db.read()?.generations()?;
+        Ok(matches!(generations.as_slice(), [(number, record)]
+            if *number == active && record.origin == Origin::Adopted && Path::new(&record.source) == self.config.view))
+    }
+
+    /// Puts the view symlink where the adopted directory was, with renameat2(EXCHANGE) so
+    /// the agent never finds the path missing, then removes the old directory, of which the
+    /// adopted generation holds a verified copy.
+    ///
+    /// Order: create the symlink under a temporary name; exchange it with the directory;
+    /// fsync the parent (the symlink is now durable at the view path); remove the old
+    /// directory, now at the temporary name; fsync the parent again.
+    pub fn replace_adopted_view(&self, generation: u64) -> Result<()> {
+        let view = &self.config.view;
+        let temporary =
+            durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
+        durable::remove_tree_if_exists(&temporary)
+            .map_err(Error::io("cannot remove", &temporary))?;
+        std::os::unix::fs::symlink(self.layout.generation_tree(generation), &temporary)
+            .map_err(Error::io("cannot create", &temporary))?;
+        durable::exchange(&temporary, view)
+            .map_err(Error::io("cannot put the view symlink in place of", view))?;
+        let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
+        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        crate::crashpoint::point("adopt-exchanged");
+        // Last: without the marker, recovery never again touches a directory at the view.
+        self.finish_adoption()
+    }
+}

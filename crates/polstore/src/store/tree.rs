@@ -1,0 +1,430 @@
+//! A generation's tree against its manifest: what a tree check finds, and the check.
+//! Used by every activation (a tree that does not verify is never made active) and by
+//! `verify`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::format::manifest::{Hash, Manifest};
+
+/// What kind of damage a [`Finding`] is. The names are part of `verify --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The database cannot be opened, fails its checksums or holds an undecodable record.
+    Database,
+    /// A stored object is missing or does not match its hash.
+    Object,
+    /// A file's content or size differs from the manifest.
+    Content,
+    Missing,
+    Extra,
+    /// A file's mode differs from the manifest, or a directory is group/world-writable.
+    Mode,
+    /// Something other than a regular file where the manifest has a file.
+    Type,
+    /// `polstore.manifest` or its signature beside the tree differs from the database.
+    Envelope,
+    /// The view is not a symlink to the active generation.
+    View,
+    /// The database's bookkeeping contradicts itself.
+    State,
+    /// The parse check no longer accepts the active generation.
+    Parse,
+    /// Left in the store by an interrupted command.
+    Leftover,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Database => "database",
+            Kind::Object => "object",
+            Kind::Content => "content",
+            Kind::Missing => "missing",
+            Kind::Extra => "extra",
+            Kind::Mode => "mode",
+            Kind::Type => "type",
+            Kind::Envelope => "manifest-file",
+            Kind::View => "view",
+            Kind::State => "state",
+            Kind::Parse => "parse",
+            Kind::Leftover => "leftover",
+        }
+    }
+}
+
+/// One thing found wrong, naming the generation and the file where there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub generation: Option<u64>,
+    pub path: Option<String>,
+    pub kind: Kind,
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(generation: Option<u64>, path: Option<&str>, kind: Kind, detail: String) -> Finding {
+        Finding {
+            generation,
+            path: path.map(str::to_string),
+            kind,
+            detail,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(generation) = self.generation {
+            write!(f, "generation {generation}: ")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.detail)
+    }
+}
+/// Hashes by inode, so that files hard-linked between generations are read once.
+#[derive(Default)]
+pub struct HashCache {
+    hashes: HashMap<(u64, u64), (i64, i64, u64, Hash)>,
+}
+
+impl HashCache {
+    fn hash(&mut self, path: &Path, metadata: &fs::Metadata) -> Option<Hash> {
+        let key = (metadata.dev(), metadata.ino());
+        let stamp = (metadata.ctime(), metadata.ctime_nsec(), metadata.size());
+        if let Some(&(ctime, nsec, size, hash)) = self.hashes.get(&key)
+            && (ctime, nsec, size) == stamp
+        {
+            return Some(hash);
+        }
+        let hash = Hash::of(&fs::read(path).ok()?);
+        self.hashes.insert(key, (stamp.0, stamp.1, stamp.2, hash));
+        Some(hash)
+    }
+}
+
+/// Compares the tree at `tree` with `manifest`; returns the paths whose file matches.
+/// Walks at most `entries_max` entries, so a directory someone filled cannot stall it.
+pub fn check_tree(
+    tree: &Path,
+    generation: u64,
+    manifest: &Manifest,
+    cache: &mut HashCache,
+    entries_max: usize,
+    findings: &mut Vec<Finding>,
+) -> HashSet<String> {
+    let mut intact = HashSet::new();
+    // Files are written by polstore, so they are its own; another owner could change them
+    // behind its back (and cf-agent refuses inputs others may write).
+    let owner = rustix::process::geteuid().as_raw();
+    let mut problem = |path: Option<&str>, kind: Kind, detail: String| {
+        findings.push(Finding::new(Some(generation), path, kind, detail));
+    };
+    match fs::symlink_metadata(tree) {
+        Ok(metadata) if metadata.is_dir() => {
+            if metadata.mode() & 0o022 != 0 {
+                problem(
+                    None,
+                    Kind::Mode,
+                    format!(
+                        "its tree directory is group- or world-writable (mode {:04o})",
+                        metadata.mode() & 0o7777
+                    ),
+                );
+            }
+        }
+        Ok(_) => {
+            problem(
+                None,
+                Kind::Type,
+                format!("{} is not a directory", tree.display()),
+            );
+            return intact;
+        }
+        Err(_) => {
+            problem(
+                None,
+                Kind::Missing,
+                format!("its tree {} is missing", tree.display()),
+            );
+            return intact;
+        }
+    }
+    // Walk the tree without following symlinks.
+    let mut found: BTreeMap<String, fs::Metadata> = BTreeMap::new();
+    let mut pending = vec![(String::new(), tree.to_path_buf())];
+    let mut truncated = false;
+    while let Some((relative, directory)) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&directory) else {
+            problem(
+                Some(&relative),
+                Kind::Type,
+                "cannot be read as a directory".into(),
+            );
+            continue;
+        };
+        for entry in entries.flatten() {
+            if found.len() >= entries_max {
+                truncated = true;
+                break;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = if relative.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{relative}/{name}")
+            };
+            let Ok(metadata) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                pending.push((path.clone(), entry.path()));
+            }
+            found.insert(path, metadata);
+        }
+    }
+    if truncated {
+        problem(
+            None,
+            Kind::Extra,
+            format!("holds more than {entries_max} entries; stopped looking"),
+        );
+    }
+    let mut expected_directories = HashSet::new();
+    for entry in &manifest.entries {
+        for ancestor in crate::format::policy_path::ancestors(&entry.path) {
+            expected_directories.insert(ancestor);
+        }
+        let Some(metadata) = found.get(&entry.path) else {
+            problem(Some(&entry.path), Kind::Missing, "is missing".into());
+            continue;
+        };
+        if !metadata.is_file() {
+            problem(
+                Some(&entry.path),
+                Kind::Type,
+                format!("is a {}, the manifest has a file", type_name(metadata)),
+            );
+            continue;
+        }
+        let mode = metadata.mode() & 0o7777;
+        let mut sound = true;
+        if metadata.uid() != owner {
+            problem(
+                Some(&entry.path),
+                Kind::Mode,
+                format!(
+                    "is owned by uid {}, not by uid {owner} that polstore runs as",
+                    metadata.uid()
+                ),
+            );
+            sound = false;
+        }
+        if mode != entry.mode {
+            problem(
+                Some(&entry.path),
+                Kind::Mode,
+                format!("has mode {mode:04o}, the manifest says {:04o}", entry.mode),
+            );
+            sound = false;
+        }
+        let path = tree.join(&entry.path);
+        if metadata.size() != entry.size {
+            problem(
+                Some(&entry.path),
+                Kind::Content,
+                format!(
+                    "has {} bytes, the manifest says {}",
+                    metadata.size(),
+                    entry.size
+                ),
+            );
+            continue;
+        }
+        match cache.hash(&path, metadata) {
+            Some(hash) if hash == entry.hash => {}
+            Some(_) => {
+                problem(
+                    Some(&entry.path),
+                    Kind::Content,
+                    "content does not match the manifest's hash".into(),
+                );
+                continue;
+            }
+            None => {
+                problem(Some(&entry.path), Kind::Content, "cannot be read".into());
+                continue;
+            }
+        }
+        if sound {
+            intact.insert(entry.path.clone());
+        }
+    }
+    let files: HashSet<&str> = manifest
+        .entries
+        .iter()
+        .map(|entry| entry.path.as_str())
+        .collect();
+    for (path, metadata) in &found {
+        if metadata.is_dir() && expected_directories.contains(path.as_str()) {
+            if metadata.mode() & 0o022 != 0 {
+                problem(
+                    Some(path),
+                    Kind::Mode,
+                    format!(
+                        "directory is group- or world-writable (mode {:04o})",
+                        metadata.mode() & 0o7777
+                    ),
+                );
+            }
+        } else if !files.contains(path.as_str()) {
+            problem(
+                Some(path),
+                Kind::Extra,
+                format!("{} not in the manifest", type_name(metadata)),
+            );
+        }
+    }
+    intact
+}
+
+pub(crate) fn type_name(metadata: &fs::Metadata) -> &'static str {
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_symlink() {
+        "symlink"
+    } else if file_type.is_file() {
+        "file"
+    } else {
+        "special file"
+    }
+}
+
+/// The first 12 hex digits of a hash, enough to tell objects apart in a message.
+pub fn short(hash: Hash) -> String {
+    hash.to_hex()[..12].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::Entry;
+    use crate::format::timestamp::Timestamp;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn manifest(files: &[(&str, &[u8])]) -> Manifest {
+        Manifest {
+            serial: 1,
+            created: Timestamp::from_unix_secs(0),
+            expires: None,
+            source: None,
+            entries: files
+                .iter()
+                .map(|(path, content)| Entry {
+                    path: path.to_string(),
+                    mode: 0o644,
+                    size: content.len() as u64,
+                    hash: Hash::of(content),
+                })
+                .collect(),
+        }
+    }
+
+    fn write(tree: &Path, path: &str, content: &[u8], mode: u32) {
+        let full = tree.join(path);
+        crate::fs::durable::create_tree_directory(full.parent().unwrap()).unwrap();
+        fs::write(&full, content).unwrap();
+        fs::set_permissions(&full, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn look(tree: &Path, manifest: &Manifest) -> (Vec<String>, HashSet<String>) {
+        let mut findings = Vec::new();
+        let intact = check_tree(
+            tree,
+            7,
+            manifest,
+            &mut HashCache::default(),
+            100,
+            &mut findings,
+        );
+        (findings.iter().map(ToString::to_string).collect(), intact)
+    }
+
+    #[test]
+    fn a_tree_that_matches_has_no_findings() {
+        let directory = tempfile::tempdir().unwrap();
+        let tree = directory.path().join("tree");
+        write(&tree, "promises.cf", b"body", 0o644);
+        write(&tree, "lib/a.cf", b"a", 0o644);
+        let manifest = manifest(&[("lib/a.cf", b"a"), ("promises.cf", b"body")]);
+        let (findings, intact) = look(&tree, &manifest);
+        assert_eq!(findings, Vec::<String>::new());
+        assert_eq!(intact.len(), 2);
+    }
+
+    #[test]
+    fn each_difference_is_named_with_generation_and_path() {
+        let directory = tempfile::tempdir().unwrap();
+        let tree = directory.path().join("tree");
+        crate::fs::durable::create_tree_directory(&tree).unwrap();
+        write(&tree, "mode.cf", b"m", 0o664);
+        write(&tree, "content.cf", b"X", 0o644);
+        write(&tree, "sub/extra.cf", b"e", 0o644);
+        std::os::unix::fs::symlink("/etc/passwd", tree.join("link.cf")).unwrap();
+        fs::create_dir(tree.join("open")).unwrap();
+        fs::set_permissions(tree.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+        let manifest = manifest(&[
+            ("content.cf", b"Y"),
+            ("link.cf", b"l"),
+            ("missing.cf", b"gone"),
+            ("mode.cf", b"m"),
+            ("open/x.cf", b"x"),
+        ]);
+        let (findings, intact) = look(&tree, &manifest);
+        for expected in [
+            "generation 7: content.cf: content does not match the manifest's hash",
+            "generation 7: link.cf: is a symlink, the manifest has a file",
+            "generation 7: missing.cf: is missing",
+            "generation 7: mode.cf: has mode 0664, the manifest says 0644",
+            "generation 7: open/x.cf: is missing",
+            "generation 7: open: directory is group- or world-writable (mode 0777)",
+            "generation 7: sub: directory not in the manifest",
+            "generation 7: sub/extra.cf: file not in the manifest",
+        ] {
+            assert!(
+                findings.iter().any(|finding| finding == expected),
+                "{expected} not in {findings:#?}"
+            );
+        }
+        assert_eq!(findings.len(), 8, "{findings:#?}");
+        assert!(intact.is_empty());
+    }
+
+    #[test]
+    fn a_missing_tree_and_a_flooded_one_are_reported_not_walked_forever() {
+        let directory = tempfile::tempdir().unwrap();
+        let manifest = manifest(&[("a.cf", b"a")]);
+        let (findings, _) = look(&directory.path().join("absent"), &manifest);
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].contains("is missing"), "{findings:?}");
+        let tree = directory.path().join("tree");
+        write(&tree, "a.cf", b"a", 0o644);
+        for index in 0..150 {
+            write(&tree, &format!("junk/{index}"), b"", 0o644);
+        }
+        let (findings, _) = look(&tree, &manifest);
+        assert!(
+            findings
+                .iter()
+                .any(|finding| finding.contains("holds more than 100 entries; stopped looking")),
+            "{findings:?}"
+        );
+    }
+}
