@@ -765,3 +765,37 @@ fn failing_agent_run_without_confirm_stays_active() {
     assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
     assert_eq!(node.list()[1]["state"], "good");
 }
+
+#[test]
+fn a_closed_output_pipe_ends_every_command_quietly() {
+    let node = Node::with_generation();
+    // `polstore status | head -1`, `polstore verify | true`: the reader is gone before
+    // polstore writes, so every write fails with EPIPE. That is not worth a message, nor
+    // a panic, nor "internal failure".
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["list"],
+        &["log"],
+        &["verify"],
+        &["show", "1", "promises.cf"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(util::POLSTORE)
+            .args(args)
+            .env("POLSTORE_STORE", &node.store)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            "",
+            "{args:?} said something"
+        );
+    }
+    // Nothing changed: the store is still sound.
+    node.run(&["verify"]).success();
+}

@@ -19,4 +19,5 @@ pub mod health;
 pub mod ops;
 pub mod process;
 pub mod store;
+pub mod transport;
 pub mod update;

@@ -8,21 +8,21 @@
 //! signed manifest and then used to verify and repair the whole store.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::time::Duration;
 
 use crate::candidate::source::{self, Item, Source};
 use crate::checks;
 use crate::db::LAST_UPDATE_KEY;
 use crate::error::{Error, Result};
-use crate::format::manifest::{Entry, Hash, MANIFEST_BYTES_MAX, Manifest};
+use crate::format::envelope::Envelope;
+use crate::format::manifest::{Entry, Hash, Manifest};
 use crate::format::policy_path::MANIFEST_NAME;
 use crate::format::records::{HealthOutcome, HealthRecord};
 use crate::format::timestamp::Timestamp;
 use crate::health::repair::{self, VerifyReport};
 use crate::ops::ingest::{self, IngestReport, IngestRequest, Progress};
-use crate::process;
 use crate::store::Store;
+use crate::transport::ObjectSource;
+use crate::transport::drop::DropPlace;
 
 pub enum UpdateOutcome {
     /// The drop holds what generation `generation` already has.
@@ -34,57 +34,6 @@ pub enum UpdateOutcome {
     /// `--force` with an unchanged serial: the fresh copy was verified and the store
     /// verified and repaired with it.
     Verified(VerifyReport),
-}
-
-/// The drop place as a source, when it is configured and something is there.
-pub fn drop_source(config: &crate::config::Config) -> Option<Source> {
-    let drop = config.fetch.drop.as_ref()?;
-    fs::symlink_metadata(drop).ok()?;
-    Some(Source::from_argument(drop))
-}
-
-/// Runs the configured fetch command, if any. `force`: fetch everything again.
-pub fn fetch(store: &Store, force: bool) -> Result<()> {
-    let fetch = &store.config.fetch;
-    if fetch.command.is_empty() {
-        return Ok(());
-    }
-    let drop = fetch
-        .drop
-        .as_ref()
-        .map(|drop| drop.display().to_string())
-        .unwrap_or_default();
-    let force_text = if force { "1" } else { "0" };
-    let argv: Vec<String> = fetch
-        .command
-        .iter()
-        .map(|argument| {
-            argument
-                .replace("{drop}", &drop)
-                .replace("{force}", force_text)
-        })
-        .collect();
-    let environment = [
-        ("POLSTORE_DROP", drop.clone()),
-        ("POLSTORE_FORCE", force_text.to_string()),
-    ];
-    let output_file = store.layout.staging().join("fetch-output");
-    let timeout = Duration::from_secs(fetch.timeout_secs);
-    let outcome = process::run_bounded(&argv, &environment, &output_file, timeout);
-    let _ = fs::remove_file(&output_file);
-    if outcome.succeeded() {
-        return Ok(());
-    }
-    let mut reason = format!(
-        "the fetch command {} {}",
-        argv[0],
-        outcome.describe(timeout)
-    );
-    if let Some(line) = outcome.last_line() {
-        reason.push_str(": ");
-        reason.push_str(&line.chars().take(300).collect::<String>());
-    }
-    Err(Error::Refused(reason))
 }
 
 /// Fetches and ingests; records the outcome for `status`.
@@ -144,13 +93,14 @@ fn update_inner(
     progress: &mut dyn FnMut(Progress),
     verify_progress: crate::health::inspect::ProgressFn,
 ) -> Result<UpdateOutcome> {
+    let place = DropPlace::new(&store.config, store.layout.staging());
     let Some(drop) = &store.config.fetch.drop else {
         return Err(Error::Refused(
             "fetch.drop is not configured: say in polstore.toml where new policy arrives".into(),
         ));
     };
-    fetch(store, force)?;
-    let Some(source) = drop_source(&store.config) else {
+    place.fetch(force)?;
+    let Some(source) = place.source() else {
         return Err(Error::Refused(format!(
             "nothing at the drop place {}{}",
             drop.display(),
@@ -161,7 +111,7 @@ fn update_inner(
             }
         )));
     };
-    if let Some((generation, serial)) = already_have(store, &source)? {
+    if let Some((generation, serial)) = already_have(store, &place, &source)? {
         if !force {
             return Ok(UpdateOutcome::Unchanged { generation, serial });
         }
@@ -188,10 +138,10 @@ fn update_inner(
 }
 
 /// The kept generation the drop holds exactly, with its serial.
-fn already_have(store: &Store, source: &Source) -> Result<Option<(u64, u64)>> {
+fn already_have(store: &Store, place: &DropPlace, source: &Source) -> Result<Option<(u64, u64)>> {
     let read = store.db.read()?;
     let generations = read.generations()?;
-    match drop_manifest(store, source)? {
+    match place.manifest()? {
         Some(bytes) => {
             for (generation, record) in generations.iter().rev() {
                 if read.manifest(*generation)?.manifest == bytes {
@@ -217,41 +167,10 @@ fn already_have(store: &Store, source: &Source) -> Result<Option<(u64, u64)>> {
     }
 }
 
-/// The drop's `polstore.manifest`, read without keeping its files.
-fn drop_manifest(store: &Store, source: &Source) -> Result<Option<Vec<u8>>> {
-    if let Source::Directory(directory) = source {
-        let path = directory.join(MANIFEST_NAME);
-        return match fs::symlink_metadata(&path) {
-            Ok(metadata) if metadata.is_file() && metadata.len() <= MANIFEST_BYTES_MAX as u64 => {
-                Ok(Some(
-                    fs::read(&path).map_err(Error::io("cannot read", &path))?,
-                ))
-            }
-            Ok(_) => Err(crate::error::Rejection::new(
-                crate::error::Check::Source,
-                Some(MANIFEST_NAME),
-                "is not a regular file of at most 32 MiB",
-            )
-            .into()),
-            Err(_) => Ok(None),
-        };
-    }
-    let mut manifest = None;
-    source::read(source, &store.config.limits, &mut |item| {
-        if let Item::Manifest(bytes) = item {
-            manifest = Some(bytes);
-        }
-        Ok(())
-    })?;
-    Ok(manifest)
-}
-
-type Envelope = (Option<Vec<u8>>, Option<Vec<u8>>);
-
 /// Every file of `source`, hashed, with the manifest and signature it carries.
 fn read_entries(store: &Store, source: &Source) -> Result<(BTreeMap<String, Entry>, Envelope)> {
     let mut entries = BTreeMap::new();
-    let mut envelope = (None, None);
+    let mut envelope = Envelope::default();
     source::read(source, &store.config.limits, &mut |item| {
         match item {
             Item::File {
@@ -270,8 +189,8 @@ fn read_entries(store: &Store, source: &Source) -> Result<(BTreeMap<String, Entr
                     },
                 );
             }
-            Item::Manifest(bytes) => envelope.0 = Some(bytes),
-            Item::Signature(bytes) => envelope.1 = Some(bytes),
+            Item::Manifest(bytes) => envelope.manifest = Some(bytes),
+            Item::Signature(bytes) => envelope.signature = Some(bytes),
             // Only returned to a caller that recognizes files; this one reads them all.
             Item::Known { .. } => {}
         }
@@ -283,8 +202,9 @@ fn read_entries(store: &Store, source: &Source) -> Result<(BTreeMap<String, Entr
 /// `--force` on an unchanged serial: every byte of the fresh copy against its manifest
 /// and the manifest's signature, as ingest's integrity check does.
 fn check_fresh_copy(store: &Store, source: &Source) -> Result<()> {
-    let (entries, (manifest_bytes, signature)) = read_entries(store, source)?;
-    let Some(manifest_bytes) = manifest_bytes else {
+    let (entries, envelope) = read_entries(store, source)?;
+    let signature = envelope.signature;
+    let Some(manifest_bytes) = envelope.manifest else {
         // Unsigned, no manifest: `already_have` compared every file already.
         return Ok(());
     };

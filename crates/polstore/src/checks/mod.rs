@@ -14,6 +14,7 @@ use crate::format::manifest::{Entry, Manifest};
 use crate::format::records::CheckRecord;
 use crate::format::signify::{self, PublicKey, Signature};
 use crate::format::timestamp::Timestamp;
+use crate::fs::read;
 use crate::process::{self, RunOutcome};
 
 /// A check's verdict: the record for the history, and the rejection if it refused.
@@ -57,27 +58,18 @@ pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>> {
         .keys
         .iter()
         .map(|path| {
-            let text = read_small(path, signify::KEY_FILE_BYTES_MAX as u64)?;
+            let text = read_small(path, signify::KEY_FILE_BYTES_MAX)?;
             PublicKey::parse(&text)
                 .map_err(|error| Error::Refused(format!("trusted key {}: {error}", path.display())))
         })
         .collect()
 }
 
-fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let file = fs::File::open(path).map_err(Error::io("cannot read", path))?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("cannot read", path))?;
-    if bytes.len() as u64 > limit {
-        return Err(Error::Refused(format!(
-            "{} is larger than {limit} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
+fn read_small(path: &Path, limit: usize) -> Result<Vec<u8>> {
+    read::read_regular(path, limit).map_err(|error| match error {
+        read::ReadError::Io(error) => Error::io("cannot read", path)(error),
+        refusal => Error::Refused(format!("{} {refusal}", path.display())),
+    })
 }
 
 /// The signature (when there is one, or when one is required) and every file against the

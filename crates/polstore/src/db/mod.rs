@@ -3,6 +3,8 @@
 //! Only this module names redb. Every object read back is checked against its hash; every
 //! record is decoded through [`crate::format::records`], which checks its version byte.
 
+pub mod batch;
+
 use std::collections::HashSet;
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! On-disk and wire formats: manifests, signify files, database records, timestamps,
 //! policy paths. Pure data: nothing here touches the file system.
 
+pub mod envelope;
 pub mod manifest;
 pub mod policy_path;
 pub mod records;

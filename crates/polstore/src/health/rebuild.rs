@@ -12,6 +12,7 @@ use std::fs;
 
 use crate::checks;
 use crate::db::Db;
+use crate::db::batch::ObjectBatch;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Hash, MANIFEST_BYTES_MAX, Manifest};
 use crate::format::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
@@ -25,8 +26,6 @@ use crate::fs::read::read_bounded;
 use crate::health::inspect::{self, Finding, HashCache, Kind, ProgressFn};
 use crate::store::transition::{self, Attempt};
 use crate::store::{self, LockedStore};
-
-const OBJECT_BATCH_BYTES: u64 = 8 << 20;
 
 /// A generation directory whose manifest verified.
 struct Found {
@@ -237,25 +236,16 @@ pub fn rebuild(
             }
         }
     }
-    while !pending.is_empty() {
-        db.write(|txn| {
-            let mut bytes = 0u64;
-            while let Some((hash, path)) = pending.pop() {
-                let limit = locked.config.limits.file_bytes_max as usize;
-                let Some(content) = read_bounded(&path, limit) else {
-                    continue;
-                };
-                if Hash::of(&content) == hash {
-                    bytes += content.len() as u64;
-                    txn.put_object(hash, &content)?;
-                }
-                if bytes >= OBJECT_BATCH_BYTES {
-                    break;
-                }
-            }
-            Ok(())
-        })?;
+    let mut batch = ObjectBatch::new(&db);
+    let limit = locked.config.limits.file_bytes_max as usize;
+    for (hash, path) in pending {
+        if let Some(content) = read_bounded(&path, limit)
+            && Hash::of(&content) == hash
+        {
+            batch.add(hash, content)?;
+        }
     }
+    batch.finish()?;
 
     // Records and state. The active generation is the one the view points at, if it was
     // rebuilt and did not fail; else the newest good one.

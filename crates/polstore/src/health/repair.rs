@@ -19,11 +19,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::Path;
 
-use crate::candidate::source::{self, Item};
 use crate::db::LAST_VERIFY_KEY;
+use crate::db::batch::ObjectBatch;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Hash, Manifest};
-use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::format::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{
     Action, GenerationState, HealthOutcome, HealthRecord, ManifestRecord, Outcome,
 };
@@ -33,12 +33,11 @@ use crate::fs::read;
 use crate::health::inspect::{self, Finding, Inspection, Kind, ProgressFn};
 use crate::health::rebuild;
 use crate::ops::ingest::{self, IngestRequest};
+use crate::store::materialize::TreeBuilder;
 use crate::store::transition::{self, Attempt};
 use crate::store::{LockWait, LockedStore, Store};
-use crate::update;
-
-/// New objects are committed in batches of about this size.
-const OBJECT_BATCH_BYTES: usize = 8 << 20;
+use crate::transport::ObjectSource;
+use crate::transport::drop::DropPlace;
 
 /// What `verify` found and, with `--repair`, what it did.
 #[derive(Default)]
@@ -368,8 +367,7 @@ fn restore_from_intact_files(
     needed: &mut HashSet<Hash>,
     report: &mut VerifyReport,
 ) -> Result<()> {
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
+    let mut batch = ObjectBatch::new(&store.db).with_crash_point("repair-objects-restored");
     let mut restored = 0;
     for (hash, path) in &inspection.intact_files {
         if !needed.contains(hash) {
@@ -383,15 +381,10 @@ fn restore_from_intact_files(
         if Hash::of(&content) == *hash {
             needed.remove(hash);
             restored += 1;
-            batch_bytes += content.len();
-            batch.push((*hash, content));
-            if batch_bytes >= OBJECT_BATCH_BYTES {
-                put_objects(store, std::mem::take(&mut batch))?;
-                batch_bytes = 0;
-            }
+            batch.add(*hash, content)?;
         }
     }
-    put_objects(store, batch)?;
+    batch.finish()?;
     if restored > 0 {
         report.changes.push(format!(
             "restored {restored} objects from generation files that still match their hash"
@@ -400,48 +393,37 @@ fn restore_from_intact_files(
     Ok(())
 }
 
-/// Reads the drop place, if there is one, and stores every file whose hash is needed.
-/// A drop that a source check refuses still gives what was verified before the refusal.
-/// Returns false when the drop could not be read to the end.
+/// Asks the drop place for every needed object and stores what it gives, each verified by
+/// its hash. A drop that a source check refuses still gives what was verified before the
+/// refusal. Returns false when the drop could not be read to the end.
 fn restore_from_drop(
     store: &Store,
     needed: &mut HashSet<Hash>,
     report: &mut VerifyReport,
     progress: ProgressFn,
 ) -> Result<bool> {
-    let Some(source) = update::drop_source(&store.config) else {
+    let place = DropPlace::new(&store.config, store.layout.staging());
+    if place.source().is_none() {
         return Ok(true);
-    };
+    }
     progress("looking for verified copies in the drop place", false);
-    let mut batch: Vec<(Hash, Vec<u8>)> = Vec::new();
-    let mut batch_bytes = 0;
-    let mut restored = 0;
-    let outcome = source::read(&source, &store.config.limits, &mut |item| {
-        if let Item::File { content, .. } = item {
-            let hash = Hash::of(&content);
-            if needed.remove(&hash) {
-                batch_bytes += content.len();
-                batch.push((hash, content));
-                restored += 1;
-                if batch_bytes >= OBJECT_BATCH_BYTES {
-                    put_objects(store, std::mem::take(&mut batch))?;
-                    batch_bytes = 0;
-                }
-            }
-        }
-        Ok(())
-    });
-    put_objects(store, batch)?;
-    if restored > 0 {
+    let mut batch = ObjectBatch::new(&store.db).with_crash_point("repair-objects-restored");
+    let outcome = place.objects(needed, &mut |hash, content| Ok(batch.add(hash, content)?));
+    let restored = batch.finish()?;
+    for hash in &restored {
+        needed.remove(hash);
+    }
+    if !restored.is_empty() {
         report.changes.push(format!(
-            "restored {restored} objects from the drop place {}",
-            source.describe()
+            "restored {} objects from the drop place {}",
+            restored.len(),
+            place.describe()
         ));
     }
     if let Err(error) = outcome {
         report.alarms.push(format!(
             "the drop place {} could not be read to the end: {error}",
-            source.describe()
+            place.describe()
         ));
         return Ok(false);
     }
@@ -450,7 +432,8 @@ fn restore_from_drop(
 
 fn fetch_for_repair(store: &Store, report: &mut VerifyReport, progress: ProgressFn) -> bool {
     progress("fetching a fresh copy", false);
-    match update::fetch(store, true) {
+    let place = DropPlace::new(&store.config, store.layout.staging());
+    match place.fetch(true) {
         Ok(()) => {
             report
                 .changes
@@ -464,20 +447,6 @@ fn fetch_for_repair(store: &Store, report: &mut VerifyReport, progress: Progress
             false
         }
     }
-}
-
-fn put_objects(store: &Store, objects: Vec<(Hash, Vec<u8>)>) -> Result<()> {
-    if objects.is_empty() {
-        return Ok(());
-    }
-    store.db.write(|txn| {
-        for (hash, content) in &objects {
-            txn.put_object(*hash, content)?;
-        }
-        Ok(())
-    })?;
-    crate::crashpoint::point("repair-objects-restored");
-    Ok(())
 }
 
 /// Builds generation `generation`'s directory anew and puts it in place.
@@ -499,39 +468,24 @@ pub fn rematerialize(
     let work = layout.repair_dir();
     durable::remove_tree_if_exists(&work).map_err(Error::io("cannot remove", &work))?;
     let new_tree = work.join("tree");
-    durable::create_tree_directory(&new_tree).map_err(Error::io("cannot create", &new_tree))?;
+    let mut builder = TreeBuilder::new(new_tree.clone())?;
     let old_tree = layout.generation_tree(generation);
-    let mut directories: Vec<String> = Vec::new();
-    let mut made: HashSet<String> = HashSet::new();
     let read = store.db.read()?;
     for entry in &manifest.entries {
-        for ancestor in policy_path::ancestors(&entry.path) {
-            if made.insert(ancestor.to_string()) {
-                let path = new_tree.join(ancestor);
-                durable::create_tree_directory(&path).map_err(Error::io("cannot create", &path))?;
-                directories.push(ancestor.to_string());
-            }
-        }
-        let target = new_tree.join(&entry.path);
+        builder.make_parents(&entry.path)?;
         // A file found intact is linked only if it still is: time has passed since.
         let source = old_tree.join(&entry.path);
         let linked = intact.contains(&entry.path)
             && read::read_bounded(&source, entry.size as usize)
                 .is_some_and(|content| Hash::of(&content) == entry.hash)
-            && fs::hard_link(&source, &target).is_ok();
+            && builder.link(&entry.path, &source);
         if !linked {
             let content = read.object(entry.hash)?;
-            durable::create_file_synced(&target, &content, entry.mode)
-                .map_err(Error::io("cannot write", &target))?;
+            builder.write(&entry.path, &content, entry.mode)?;
         }
     }
     drop(read);
-    directories.sort_by_key(|directory| std::cmp::Reverse(directory.matches('/').count()));
-    for directory in &directories {
-        let path = new_tree.join(directory);
-        durable::sync_directory(&path).map_err(Error::io("cannot sync", &path))?;
-    }
-    durable::sync_directory(&new_tree).map_err(Error::io("cannot sync", &new_tree))?;
+    builder.sync()?;
     durable::sync_directory(&work).map_err(Error::io("cannot sync", &work))?;
     crate::crashpoint::point("repair-tree-built");
 
@@ -647,7 +601,7 @@ fn replace_active(
     if !fetched && !store.config.fetch.command.is_empty() {
         fetch_for_repair(store, report, progress);
     }
-    let Some(source) = update::drop_source(&store.config) else {
+    let Some(source) = DropPlace::new(&store.config, store.layout.staging()).source() else {
         report.alarms.push(format!(
             "generation {active} must be replaced ({reason}), but no other generation is intact and no drop place is configured to fetch a fresh copy into"
         ));

@@ -17,9 +17,11 @@ use crate::checks::{self, CommandContext};
 use crate::config;
 use crate::crashpoint;
 use crate::db::DbError;
+use crate::db::batch::ObjectBatch;
 use crate::error::{Check, Error, Rejection, Result};
+use crate::format::envelope::Envelope;
 use crate::format::manifest::{Entry, Hash, Manifest};
-use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::format::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{
     Action, CheckRecord, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome,
 };
@@ -27,12 +29,9 @@ use crate::format::records::{Stamp, StampEntry, StampsRecord};
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
 use crate::fs::read;
+use crate::store::materialize::TreeBuilder;
 use crate::store::transition::{self, Attempt};
 use crate::store::{self, Store};
-
-/// New objects are written to the database in commits of about this size, so that a large
-/// first ingest never holds the whole tree in memory.
-const OBJECT_BATCH_BYTES: u64 = 4 << 20;
 
 /// Where a check's output goes while it runs, in `staging/`.
 const CHECK_OUTPUT_NAME: &str = "check-output";
@@ -80,9 +79,8 @@ pub enum AgentRun {
 
 /// The candidate's tree under construction in staging.
 struct Staging {
-    tree: PathBuf,
+    builder: TreeBuilder,
     entries: BTreeMap<String, Entry>,
-    directories: HashSet<String>,
     /// Files of the active generation, by content and mode, that new files may link to.
     linkable: Linkable,
     /// Files this candidate wrote, which later identical files link to.
@@ -95,11 +93,9 @@ struct Staging {
 
 impl Staging {
     fn new(tree: PathBuf, linkable: Linkable) -> Result<Staging> {
-        durable::create_tree_directory(&tree).map_err(Error::io("cannot create staging", &tree))?;
         Ok(Staging {
-            tree,
+            builder: TreeBuilder::new(tree)?,
             entries: BTreeMap::new(),
-            directories: HashSet::new(),
             linkable,
             written: HashMap::new(),
             files_written: 0,
@@ -111,7 +107,7 @@ impl Staging {
     /// Places a file known by its hash, linking a verified copy from the store. Returns
     /// false, having placed nothing, when no trustworthy copy is there.
     fn add_known(&mut self, path: &str, mode: u32, size: u64, hash: Hash) -> Result<bool> {
-        self.make_parents(path)?;
+        self.builder.make_parents(path)?;
         if !self.link(path, hash, mode, size) {
             return Ok(false);
         }
@@ -131,7 +127,7 @@ impl Staging {
                 .get(&key)
                 .filter(|source| self.linkable.trusted(source, hash, mode, size)),
         };
-        source.is_some_and(|source| fs::hard_link(source, self.tree.join(path)).is_ok())
+        source.is_some_and(|source| self.builder.link(path, source))
     }
 
     fn record(&mut self, path: String, mode: u32, size: u64, hash: Hash) {
@@ -147,44 +143,19 @@ impl Staging {
         );
     }
 
-    fn make_parents(&mut self, path: &str) -> Result<()> {
-        for directory in policy_path::ancestors(path) {
-            if self.directories.insert(directory.to_string()) {
-                let full = self.tree.join(directory);
-                durable::create_tree_directory(&full)
-                    .map_err(Error::io("cannot create directory in staging", &full))?;
-            }
-        }
-        Ok(())
-    }
-
     /// Places one admitted file in the tree. `path` has passed [`policy_path::validate`],
     /// so joining it under `tree` stays inside `tree`.
     fn add(&mut self, path: String, mode: u32, content: &[u8]) -> Result<Hash> {
-        self.make_parents(&path)?;
+        self.builder.make_parents(&path)?;
         let hash = Hash::of(content);
         let size = content.len() as u64;
         if !self.link(&path, hash, mode, size) {
-            let target = self.tree.join(&path);
-            durable::create_file_synced(&target, content, mode)
-                .map_err(Error::io("cannot write to staging", &target))?;
+            let target = self.builder.write(&path, content, mode)?;
             self.written.insert((hash, mode), target);
             self.files_written += 1;
         }
         self.record(path, mode, size, hash);
         Ok(hash)
-    }
-
-    /// Makes every directory entry of the tree durable, deepest first. File contents were
-    /// synced as they were written (linked files were durable already).
-    fn sync(&self) -> Result<()> {
-        let mut directories: Vec<&String> = self.directories.iter().collect();
-        directories.sort_by_key(|directory| std::cmp::Reverse(directory.matches('/').count()));
-        for directory in directories {
-            let full = self.tree.join(directory);
-            durable::sync_directory(&full).map_err(Error::io("cannot sync", &full))?;
-        }
-        durable::sync_directory(&self.tree).map_err(Error::io("cannot sync", &self.tree))
     }
 }
 
@@ -244,13 +215,6 @@ fn linkable_files(store: &Store) -> Result<Linkable> {
         settled,
         owner: rustix::process::geteuid().as_raw(),
     })
-}
-
-/// What was read from the source besides its files.
-#[derive(Default)]
-struct Envelope {
-    manifest: Option<Vec<u8>>,
-    signature: Option<Vec<u8>>,
 }
 
 fn stage_source(
@@ -332,16 +296,24 @@ fn stage_source(
         Ok(())
     })?;
     let read_override = |path: &Path, limit: usize| -> Result<Vec<u8>> {
-        let metadata = fs::metadata(path).map_err(Error::io("cannot read", path))?;
-        if metadata.len() > limit as u64 {
-            return Err(Rejection::new(
+        read::read_regular(path, limit).map_err(|error| match error {
+            read::ReadError::Io(error) => Error::io("cannot read", path)(error),
+            read::ReadError::NotFound => {
+                Error::io("cannot read", path)(std::io::ErrorKind::NotFound.into())
+            }
+            read::ReadError::TooLarge { limit } => Rejection::new(
                 Check::Integrity,
                 Some(&path.display().to_string()),
                 format!("larger than {limit} bytes"),
             )
-            .into());
-        }
-        fs::read(path).map_err(Error::io("cannot read", path))
+            .into(),
+            refusal => Rejection::new(
+                Check::Integrity,
+                Some(&path.display().to_string()),
+                refusal.to_string(),
+            )
+            .into(),
+        })
     };
     if let Some(path) = &request.manifest_file {
         envelope.manifest = Some(read_override(
@@ -502,7 +474,7 @@ fn ingest_inner(
     let generation = state.next_generation;
     let output_file = store.layout.staging().join(CHECK_OUTPUT_NAME);
     let context = CommandContext {
-        tree: &staging.tree,
+        tree: staging.builder.tree(),
         serial: manifest.serial,
         generation,
         output_file: &output_file,
@@ -663,7 +635,7 @@ fn commit_generation(
 ) -> Result<()> {
     let candidate = store.layout.candidate();
     // 1.
-    staging.sync()?;
+    staging.builder.sync()?;
     crashpoint::point("commit-tree-synced");
     // 2.
     write_envelope(&candidate, manifest)?;
@@ -672,7 +644,7 @@ fn commit_generation(
     // 3.
     store_new_objects(
         store,
-        &staging.tree,
+        staging.builder.tree(),
         staging.written.keys().map(|(hash, _)| *hash),
         &staging.entries,
     )?;
@@ -745,7 +717,7 @@ fn store_new_objects(
         .values()
         .map(|entry| (entry.hash, entry.path.as_str()))
         .collect();
-    let mut pending: Vec<Hash> = {
+    let pending: Vec<Hash> = {
         let read = store.db.read()?;
         let mut unique: Vec<Hash> = hashes.collect::<HashSet<_>>().into_iter().collect();
         unique.sort();
@@ -757,29 +729,18 @@ fn store_new_objects(
         }
         missing
     };
-    while !pending.is_empty() {
-        store.db.write(|txn| {
-            let mut batch_bytes = 0u64;
-            while let Some(hash) = pending.pop() {
-                let path = tree.join(path_of[&hash]);
-                let content = fs::read(&path).map_err(|error| {
-                    DbError::Corrupt(format!("cannot read back {}: {error}", path.display()))
-                })?;
-                if Hash::of(&content) != hash {
-                    return Err(DbError::Corrupt(format!(
-                        "{} changed in staging",
-                        path.display()
-                    )));
-                }
-                txn.put_object(hash, &content)?;
-                batch_bytes += content.len() as u64;
-                if batch_bytes >= OBJECT_BATCH_BYTES {
-                    break;
-                }
-            }
-            Ok(())
+    let mut batch = ObjectBatch::new(&store.db);
+    for hash in pending {
+        let path = tree.join(path_of[&hash]);
+        let content = fs::read(&path).map_err(|error| {
+            DbError::Corrupt(format!("cannot read back {}: {error}", path.display()))
         })?;
+        if Hash::of(&content) != hash {
+            return Err(DbError::Corrupt(format!("{} changed in staging", path.display())).into());
+        }
+        batch.add(hash, content)?;
     }
+    batch.finish()?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use crate::fs::durable;
 use crate::fs::lock::StoreLock;
 
 pub mod layout;
+pub mod materialize;
 pub mod recovery;
 pub mod transition;
 pub mod tree;

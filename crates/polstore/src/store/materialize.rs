@@ -1,0 +1,77 @@
+//! Building a generation's tree in staging: directories, files written durably or
+//! hard-linked from verified copies, and the directory syncs that make it durable.
+//! Ingest builds a candidate with it, and repair a damaged generation's tree anew.
+//!
+//! **Invariant:** every path given here passed [`crate::format::policy_path::validate`], so
+//! joined under the tree it stays inside the tree; nothing is written outside it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::policy_path;
+use crate::fs::durable;
+
+pub struct TreeBuilder {
+    tree: PathBuf,
+    directories: HashSet<String>,
+}
+
+impl TreeBuilder {
+    /// Creates the tree's top directory.
+    pub fn new(tree: PathBuf) -> Result<TreeBuilder> {
+        durable::create_tree_directory(&tree).map_err(Error::io("cannot create", &tree))?;
+        Ok(TreeBuilder {
+            tree,
+            directories: HashSet::new(),
+        })
+    }
+
+    pub fn tree(&self) -> &Path {
+        &self.tree
+    }
+
+    /// Where `path` is in the tree.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.tree.join(path)
+    }
+
+    /// Creates the directories above `path` that do not exist yet.
+    pub fn make_parents(&mut self, path: &str) -> Result<()> {
+        for directory in policy_path::ancestors(path) {
+            if self.directories.insert(directory.to_string()) {
+                let full = self.tree.join(directory);
+                durable::create_tree_directory(&full)
+                    .map_err(Error::io("cannot create directory in staging", &full))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hard-links `path` to `source`, a verified copy; false if the link failed.
+    pub fn link(&self, path: &str, source: &Path) -> bool {
+        fs::hard_link(source, self.tree.join(path)).is_ok()
+    }
+
+    /// Writes `path` with `content` and `mode`, synced.
+    pub fn write(&self, path: &str, content: &[u8], mode: u32) -> Result<PathBuf> {
+        let target = self.tree.join(path);
+        durable::create_file_synced(&target, content, mode)
+            .map_err(Error::io("cannot write to staging", &target))?;
+        Ok(target)
+    }
+
+    /// Makes every directory entry of the tree durable, deepest first, then the tree's own
+    /// top. File contents were synced as they were written; linked files were durable
+    /// already.
+    pub fn sync(&self) -> Result<()> {
+        let mut directories: Vec<&String> = self.directories.iter().collect();
+        directories.sort_by_key(|directory| std::cmp::Reverse(directory.matches('/').count()));
+        for directory in directories {
+            let full = self.tree.join(directory);
+            durable::sync_directory(&full).map_err(Error::io("cannot sync", &full))?;
+        }
+        durable::sync_directory(&self.tree).map_err(Error::io("cannot sync", &self.tree))
+    }
+}
