@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use util::{
-    ABORTING_POLICY, MARKER_POLICY, Node, POLICY, POLSTORE, assert_refused, s, set_mode,
+    ABORTING_POLICY, Background, Gate, MARKER_POLICY, Node, POLICY, assert_refused, s, set_mode,
     tree_content,
 };
 
@@ -533,21 +532,11 @@ fn log_records_rejected_attempts_with_their_check() {
 #[test]
 fn a_second_writer_does_not_get_the_lock() {
     let node = Node::with_generation();
-    let started = node.root.join("check-started");
-    node.add_check("10-slow", &format!("touch {}\nsleep 3", s(&started)));
+    let gate = Gate::new(&node.root, "check");
+    node.add_check("10-slow", &gate.script());
     let slow = node.signed_tree("slow", GEN2, 2);
-    let holder = Command::new(POLSTORE)
-        .args(["ingest", s(&slow)])
-        .env("POLSTORE_STORE", &node.store)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the slow check never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let holder = Background::spawn(&node, &["ingest", s(&slow)]);
+    gate.wait_started(Duration::from_secs(30));
     let other = node.signed_tree("other", GEN1, 3);
     assert_refused(
         &node,
@@ -563,7 +552,10 @@ fn a_second_writer_does_not_get_the_lock() {
     );
     // A writer that may wait gets the lock when the holder is done.
     fs::remove_file(node.checks.join("10-slow")).unwrap();
-    let waiter = node.run(&["--lock-timeout", "60", "ingest", s(&other)]);
+    let mut waiter = Background::spawn(&node, &["--lock-timeout", "60", "ingest", s(&other)]);
+    waiter.wait_for_stderr("waiting for the store lock");
+    gate.release();
+    let waiter = waiter.finish();
     assert_eq!(waiter.code, 0, "{waiter:#?}");
     assert!(
         waiter.stderr.contains(&format!(
@@ -573,8 +565,8 @@ fn a_second_writer_does_not_get_the_lock() {
         "{}",
         waiter.stderr
     );
-    let holder = holder.wait_with_output().unwrap();
-    assert!(holder.status.success(), "{holder:?}");
+    let holder = holder.finish();
+    assert_eq!(holder.code, 0, "{holder:?}");
     assert_eq!(node.active_generation(), Some(3));
     assert_eq!(node.list().len(), 3);
 }
