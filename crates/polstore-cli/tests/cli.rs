@@ -193,14 +193,10 @@ fn unchanged_files_are_linked_from_the_active_generation() {
     assert_ne!(inode(1, "lib/common.cf"), inode(2, "lib/common.cf"));
     // Each generation still reads as its own manifest says.
     for generation in [1, 2] {
-        let manifest = fs::read_to_string(
-            node.store
-                .join("generations")
-                .join(generation.to_string())
-                .join("polstore.manifest"),
-        )
-        .unwrap();
-        util::assert_tree_matches_manifest(&node.generation_tree(generation), &manifest);
+        util::assert_tree_matches_manifest(
+            &node.generation_tree(generation),
+            &node.generation_manifest(generation),
+        );
     }
     // Identical content under two names in one candidate is written once.
     let out = node
@@ -357,7 +353,7 @@ fn unsigned_store_accepts_trees_without_a_manifest() {
     let status = node.status();
     assert_eq!(status["active"]["signed_by"], Value::Null);
     // The manifest polstore computed is kept and describes the tree.
-    let manifest = fs::read_to_string(node.store.join("generations/2/polstore.manifest")).unwrap();
+    let manifest = node.generation_manifest(2);
     util::assert_tree_matches_manifest(&node.generation_tree(2), &manifest);
     assert_eq!(util::parse_manifest(&manifest).0, 2);
     // An unsigned manifest still sets the serial, and is still checked.

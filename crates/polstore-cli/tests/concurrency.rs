@@ -8,8 +8,6 @@
 
 mod util;
 
-use std::path::PathBuf;
-
 use util::*;
 
 /// A parse check that holds its command at `gate` (it passes once let go).
@@ -24,24 +22,13 @@ fn gated_parse(node: &Node, gate: &Gate) {
     );
 }
 
-fn tree(node: &Node, name: &str, serial: u64) -> PathBuf {
-    node.signed_tree(
-        name,
-        &[
-            ("promises.cf", POLICY),
-            ("lib/n.cf", &format!("# {serial}\n")),
-        ],
-        serial,
-    )
-}
-
 #[test]
 fn two_ingests_at_once_serialize_and_the_newer_serial_wins() {
     let node = Node::with_generation();
     let gate = Gate::new(&node.root, "parse");
     gated_parse(&node, &gate);
-    let older = tree(&node, "older", 2);
-    let newer = tree(&node, "newer", 3);
+    let older = node.serial_tree("older", 2);
+    let newer = node.serial_tree("newer", 3);
     let first = Background::spawn(&node, &["ingest", s(&newer)]);
     gate.wait_started(PATIENCE);
     let mut second = Background::spawn(&node, &["--lock-timeout", "60", "ingest", s(&older)]);
@@ -72,7 +59,7 @@ fn readers_read_while_a_writer_works_and_writers_wait() {
     let node = Node::with_generation();
     let gate = Gate::new(&node.root, "parse");
     gated_parse(&node, &gate);
-    let candidate = tree(&node, "next", 2);
+    let candidate = node.serial_tree("next", 2);
     let ingest = Background::spawn(&node, &["ingest", s(&candidate)]);
     gate.wait_started(PATIENCE);
     // Readers do not wait, and see the generation that is active.
@@ -116,7 +103,7 @@ fn an_ingest_waits_for_verify_and_for_the_agent_run_of_another() {
     gated_parse(&node, &verify_gate);
     let verify = Background::spawn(&node, &["verify", "--repair"]);
     verify_gate.wait_started(PATIENCE);
-    let candidate = tree(&node, "during-verify", 2);
+    let candidate = node.serial_tree("during-verify", 2);
     let mut ingest = Background::spawn(&node, &["--lock-timeout", "60", "ingest", s(&candidate)]);
     ingest.wait_for_stderr("waiting for the store lock");
     verify_gate.release();
@@ -138,7 +125,7 @@ fn an_ingest_waits_for_verify_and_for_the_agent_run_of_another() {
             toml_string(&agent_gate.script())
         ),
     );
-    let with_agent = Background::spawn(&node, &["ingest", s(&tree(&node, "with-agent", 3))]);
+    let with_agent = Background::spawn(&node, &["ingest", s(&node.serial_tree("with-agent", 3))]);
     agent_gate.wait_started(PATIENCE);
     node.set_config("agent", "command", "[]");
     let mut after = Background::spawn(
@@ -147,7 +134,7 @@ fn an_ingest_waits_for_verify_and_for_the_agent_run_of_another() {
             "--lock-timeout",
             "60",
             "ingest",
-            s(&tree(&node, "after", 4)),
+            s(&node.serial_tree("after", 4)),
         ],
     );
     after.wait_for_stderr("waiting for the store lock");
@@ -172,12 +159,17 @@ fn a_lock_whose_holder_was_killed_blocks_no_one() {
     let node = Node::with_generation();
     let gate = Gate::new(&node.root, "parse");
     gated_parse(&node, &gate);
-    let holder = Background::spawn(&node, &["ingest", s(&tree(&node, "killed", 2))]);
+    let holder = Background::spawn(&node, &["ingest", s(&node.serial_tree("killed", 2))]);
     gate.wait_started(PATIENCE);
     holder.kill();
     node.set_config("checks", "cf_promises", "[]");
     // At once, without waiting: the kernel released the lock with the process.
-    let out = node.run(&["--lock-timeout", "0", "ingest", s(&tree(&node, "next", 3))]);
+    let out = node.run(&[
+        "--lock-timeout",
+        "0",
+        "ingest",
+        s(&node.serial_tree("next", 3)),
+    ]);
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(
         out.stderr

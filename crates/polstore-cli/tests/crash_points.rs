@@ -15,16 +15,14 @@ mod util;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use polstore::crashpoint::POINTS;
 use util::*;
 
 /// Runs `polstore ARGS` with the crash point `point` armed; asserts that it aborted there.
 fn crash(node: &Node, point: &str, args: &[&str]) {
-    let output = Command::new(POLSTORE)
-        .args(args)
-        .env("POLSTORE_STORE", &node.store)
+    let output = node
+        .command(args)
         .env("POLSTORE_CRASH_AT", point)
         .output()
         .unwrap();
@@ -48,14 +46,7 @@ fn recovered(node: &Node, allowed: &[u64]) -> u64 {
         "generation {active} active, expected one of {allowed:?}"
     );
     assert_eq!(node.view_target(), Some(node.generation_tree(active)));
-    let manifest = fs::read_to_string(
-        node.store
-            .join("generations")
-            .join(active.to_string())
-            .join("polstore.manifest"),
-    )
-    .unwrap();
-    assert_tree_matches_manifest(&node.view, &manifest);
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(active));
     assert_eq!(node.staging_leftovers(), Vec::<String>::new());
     active
 }
@@ -182,12 +173,7 @@ fn gc_case(point: &str) {
     crash(&node, point, &["gc", "--keep", "1"]);
     recovered(&node, &[3]);
     node.run(&["gc", "--keep", "1"]).success();
-    let kept: Vec<u64> = node
-        .list()
-        .iter()
-        .map(|generation| generation["generation"].as_u64().unwrap())
-        .collect();
-    assert_eq!(kept, [2, 3]);
+    assert_eq!(node.generations(), [2, 3]);
     sound(&node);
 }
 

@@ -610,6 +610,18 @@ impl Node {
         dir
     }
 
+    /// A signed tree `name` for `serial`: [`POLICY`] and `lib/n.cf` holding `# SERIAL`.
+    pub fn serial_tree(&self, name: &str, serial: u64) -> PathBuf {
+        self.signed_tree(
+            name,
+            &[
+                ("promises.cf", POLICY),
+                ("lib/n.cf", &format!("# {serial}\n")),
+            ],
+            serial,
+        )
+    }
+
     /// Puts an executable user check `name` with `script` (a shell script body) in the
     /// checks directory.
     pub fn add_check(&self, name: &str, script: &str) {
@@ -637,11 +649,26 @@ impl Node {
         self.status()["active"]["generation"].as_u64()
     }
 
+    /// `<store>/generations/N`: a generation's tree and the manifest it was made from.
+    pub fn generation_dir(&self, generation: u64) -> PathBuf {
+        self.store.join("generations").join(generation.to_string())
+    }
+
     pub fn generation_tree(&self, generation: u64) -> PathBuf {
-        self.store
-            .join("generations")
-            .join(generation.to_string())
-            .join("tree")
+        self.generation_dir(generation).join("tree")
+    }
+
+    /// The manifest the store keeps for `generation`.
+    pub fn generation_manifest(&self, generation: u64) -> String {
+        fs::read_to_string(self.generation_dir(generation).join("polstore.manifest")).unwrap()
+    }
+
+    /// The numbers of the generations `list --json` lists, in its order.
+    pub fn generations(&self) -> Vec<u64> {
+        self.list()
+            .iter()
+            .map(|generation| generation["generation"].as_u64().unwrap())
+            .collect()
     }
 
     pub fn view_target(&self) -> Option<PathBuf> {
