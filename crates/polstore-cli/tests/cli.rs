@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use util::{
-    ABORTING_POLICY, MARKER_POLICY, Node, POLICY, POLSTORE, assert_refused, s, set_mode,
+    ABORTING_POLICY, Background, Gate, MARKER_POLICY, Node, POLICY, assert_refused, s, set_mode,
     tree_content,
 };
 
@@ -194,14 +193,10 @@ fn unchanged_files_are_linked_from_the_active_generation() {
     assert_ne!(inode(1, "lib/common.cf"), inode(2, "lib/common.cf"));
     // Each generation still reads as its own manifest says.
     for generation in [1, 2] {
-        let manifest = fs::read_to_string(
-            node.store
-                .join("generations")
-                .join(generation.to_string())
-                .join("polstore.manifest"),
-        )
-        .unwrap();
-        util::assert_tree_matches_manifest(&node.generation_tree(generation), &manifest);
+        util::assert_tree_matches_manifest(
+            &node.generation_tree(generation),
+            &node.generation_manifest(generation),
+        );
     }
     // Identical content under two names in one candidate is written once.
     let out = node
@@ -358,7 +353,7 @@ fn unsigned_store_accepts_trees_without_a_manifest() {
     let status = node.status();
     assert_eq!(status["active"]["signed_by"], Value::Null);
     // The manifest polstore computed is kept and describes the tree.
-    let manifest = fs::read_to_string(node.store.join("generations/2/polstore.manifest")).unwrap();
+    let manifest = node.generation_manifest(2);
     util::assert_tree_matches_manifest(&node.generation_tree(2), &manifest);
     assert_eq!(util::parse_manifest(&manifest).0, 2);
     // An unsigned manifest still sets the serial, and is still checked.
@@ -533,21 +528,11 @@ fn log_records_rejected_attempts_with_their_check() {
 #[test]
 fn a_second_writer_does_not_get_the_lock() {
     let node = Node::with_generation();
-    let started = node.root.join("check-started");
-    node.add_check("10-slow", &format!("touch {}\nsleep 3", s(&started)));
+    let gate = Gate::new(&node.root, "check");
+    node.add_check("10-slow", &gate.script());
     let slow = node.signed_tree("slow", GEN2, 2);
-    let holder = Command::new(POLSTORE)
-        .args(["ingest", s(&slow)])
-        .env("POLSTORE_STORE", &node.store)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the slow check never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let holder = Background::spawn(&node, &["ingest", s(&slow)]);
+    gate.wait_started(Duration::from_secs(30));
     let other = node.signed_tree("other", GEN1, 3);
     assert_refused(
         &node,
@@ -563,7 +548,10 @@ fn a_second_writer_does_not_get_the_lock() {
     );
     // A writer that may wait gets the lock when the holder is done.
     fs::remove_file(node.checks.join("10-slow")).unwrap();
-    let waiter = node.run(&["--lock-timeout", "60", "ingest", s(&other)]);
+    let mut waiter = Background::spawn(&node, &["--lock-timeout", "60", "ingest", s(&other)]);
+    waiter.wait_for_stderr("waiting for the store lock");
+    gate.release();
+    let waiter = waiter.finish();
     assert_eq!(waiter.code, 0, "{waiter:#?}");
     assert!(
         waiter.stderr.contains(&format!(
@@ -573,8 +561,8 @@ fn a_second_writer_does_not_get_the_lock() {
         "{}",
         waiter.stderr
     );
-    let holder = holder.wait_with_output().unwrap();
-    assert!(holder.status.success(), "{holder:?}");
+    let holder = holder.finish();
+    assert_eq!(holder.code, 0, "{holder:?}");
     assert_eq!(node.active_generation(), Some(3));
     assert_eq!(node.list().len(), 3);
 }

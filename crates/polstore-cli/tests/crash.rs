@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use util::{Node, POLICY, POLSTORE, s, tree_content};
+use util::{Node, POLICY, s, tree_content};
 
 const FILES: usize = 200;
 const ITERATIONS: u64 = 200;
@@ -90,10 +90,9 @@ fn assert_consistent(node: &Node, allowed: &[(u64, u64)]) -> u64 {
     assert_eq!(active_entries, [active]);
     assert_eq!(node.view_target().unwrap(), node.generation_tree(active));
 
-    let directory = node.store.join("generations").join(active.to_string());
-    let manifest = fs::read_to_string(directory.join("polstore.manifest")).unwrap();
+    let manifest = node.generation_manifest(active);
     assert_eq!(util::parse_manifest(&manifest).0, serial);
-    util::assert_tree_matches_manifest(&directory.join("tree"), &manifest);
+    util::assert_tree_matches_manifest(&node.generation_tree(active), &manifest);
 
     assert_eq!(node.staging_leftovers(), Vec::<String>::new());
     let listed: BTreeSet<String> = list
@@ -136,9 +135,8 @@ fn ingest_killed_at_random_moments() {
             0.75 + fraction / 4.0
         };
         let delay = duration.mul_f64(fraction);
-        let mut child = Command::new(POLSTORE)
-            .args(["ingest", s(&tree)])
-            .env("POLSTORE_STORE", &node.store)
+        let mut child = node
+            .command(&["ingest", s(&tree)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

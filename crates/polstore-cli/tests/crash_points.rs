@@ -4,6 +4,10 @@
 //! old or the new one; the view points at it and matches its manifest; staging is empty;
 //! the operation, retried, succeeds; `verify` passes.
 //!
+//! Each point is a test of its own, named after it, so that each failure is reported
+//! alone. They run in parallel: each has its own node in its own temp directory, and
+//! `POLSTORE_CRASH_AT` is set only in the environment of the process that crashes.
+//!
 //! Run with `cargo test --features crash-points --test crash_points` (tools/test does).
 #![cfg(feature = "crash-points")]
 
@@ -11,16 +15,14 @@ mod util;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use polstore::crashpoint::POINTS;
 use util::*;
 
 /// Runs `polstore ARGS` with the crash point `point` armed; asserts that it aborted there.
 fn crash(node: &Node, point: &str, args: &[&str]) {
-    let output = Command::new(POLSTORE)
-        .args(args)
-        .env("POLSTORE_STORE", &node.store)
+    let output = node
+        .command(args)
         .env("POLSTORE_CRASH_AT", point)
         .output()
         .unwrap();
@@ -44,14 +46,7 @@ fn recovered(node: &Node, allowed: &[u64]) -> u64 {
         "generation {active} active, expected one of {allowed:?}"
     );
     assert_eq!(node.view_target(), Some(node.generation_tree(active)));
-    let manifest = fs::read_to_string(
-        node.store
-            .join("generations")
-            .join(active.to_string())
-            .join("polstore.manifest"),
-    )
-    .unwrap();
-    assert_tree_matches_manifest(&node.view, &manifest);
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(active));
     assert_eq!(node.staging_leftovers(), Vec::<String>::new());
     active
 }
@@ -178,31 +173,77 @@ fn gc_case(point: &str) {
     crash(&node, point, &["gc", "--keep", "1"]);
     recovered(&node, &[3]);
     node.run(&["gc", "--keep", "1"]).success();
-    let kept: Vec<u64> = node
-        .list()
-        .iter()
-        .map(|generation| generation["generation"].as_u64().unwrap())
-        .collect();
-    assert_eq!(kept, [2, 3]);
+    assert_eq!(node.generations(), [2, 3]);
     sound(&node);
 }
 
-#[test]
-fn every_crash_point_leaves_the_old_or_the_new_generation() {
-    for &point in POINTS {
-        eprintln!("crash point: {point}");
-        match point {
-            "confirm-agent-ran" => ingest_case(point, r#"["/bin/true"]"#),
-            "fail-marker-written" | "fail-committed" => ingest_case(point, r#"["/bin/false"]"#),
-            "rollback-committed" => rollback_case(point),
-            "adopt-marker-written" | "adopt-committed" | "adopt-exchanged" => adopt_case(point),
-            "repair-fallback-committed" => fallback_case(point),
-            "repair-view-exchanged" => view_case(point),
-            "gc-committed" | "gc-removed" => gc_case(point),
-            _ if point.starts_with("repair-") || point.starts_with("rebuild-") => {
-                repair_case(point)
-            }
-            _ => ingest_case(point, "[]"),
+/// One test a crash point, named after it (`-` becomes `_`), so that each failure shows on
+/// its own: `POINT => CASE(ARGS);` runs `CASE(POINT, ARGS)`. Also defines
+/// `tested_points`, every point listed, for [`every_crash_point_has_a_test`].
+macro_rules! crash_point_tests {
+    ($($point:ident => $case:ident($($arg:expr),*);)*) => {
+        mod every_crash_point_leaves_the_old_or_the_new_generation {
+            use super::*;
+            $(
+                #[test]
+                fn $point() {
+                    $case(&point_name(stringify!($point)) $(, $arg)*);
+                }
+            )*
         }
-    }
+
+        /// The crash points the tests cover, in the order they are listed.
+        fn tested_points() -> Vec<String> {
+            vec![$(point_name(stringify!($point))),*]
+        }
+    };
+}
+
+/// The crash point a test is named after.
+fn point_name(test_name: &str) -> String {
+    test_name.replace('_', "-")
+}
+
+crash_point_tests! {
+    ingest_staged => ingest_case("[]");
+    ingest_checked => ingest_case("[]");
+    commit_tree_synced => ingest_case("[]");
+    commit_envelope_written => ingest_case("[]");
+    commit_objects_stored => ingest_case("[]");
+    commit_renamed => ingest_case("[]");
+    commit_committed => ingest_case("[]");
+    view_temporary_created => ingest_case("[]");
+    commit_view_switched => ingest_case("[]");
+    confirm_agent_ran => ingest_case(r#"["/bin/true"]"#);
+    fail_marker_written => ingest_case(r#"["/bin/false"]"#);
+    fail_committed => ingest_case(r#"["/bin/false"]"#);
+    rollback_committed => rollback_case();
+    adopt_marker_written => adopt_case();
+    adopt_committed => adopt_case();
+    adopt_exchanged => adopt_case();
+    repair_objects_restored => repair_case();
+    repair_tree_built => repair_case();
+    repair_envelope_replaced => repair_case();
+    repair_exchanged => repair_case();
+    repair_fallback_committed => fallback_case();
+    repair_view_exchanged => view_case();
+    rebuild_written => repair_case();
+    rebuild_linked => repair_case();
+    gc_committed => gc_case();
+    gc_removed => gc_case();
+}
+
+/// A crash point added to the library without a test here fails this one.
+#[test]
+fn every_crash_point_has_a_test() {
+    let tested = tested_points();
+    let untested: Vec<&str> = POINTS
+        .iter()
+        .copied()
+        .filter(|point| !tested.iter().any(|name| name == point))
+        .collect();
+    assert_eq!(
+        tested, POINTS,
+        "crash points without a test: {untested:?} (or listed out of order)"
+    );
 }

@@ -29,16 +29,6 @@ fn node_with_two_generations() -> Node {
     node
 }
 
-fn manifest_of(node: &Node, generation: u64) -> String {
-    fs::read_to_string(
-        node.store
-            .join("generations")
-            .join(generation.to_string())
-            .join("polstore.manifest"),
-    )
-    .unwrap()
-}
-
 fn verify_json(node: &Node, args: &[&str]) -> (Out, Value) {
     let out = node.run(args);
     let json = serde_json::from_str(&out.stdout)
@@ -95,7 +85,7 @@ fn assert_repaired(node: &Node) -> Out {
     );
     let active = node.active_generation().expect("a generation is active");
     assert_eq!(node.view_target(), Some(node.generation_tree(active)));
-    assert_tree_matches_manifest(&node.view, &manifest_of(node, active));
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(active));
     out
 }
 
@@ -152,7 +142,7 @@ fn a_file_shared_by_generations_is_found_in_each() {
     assert_detected(&node, Some(1), "lib/common.cf: content does not match");
     assert_detected(&node, Some(2), "lib/common.cf: content does not match");
     assert_repaired(&node);
-    assert_tree_matches_manifest(&node.generation_tree(1), &manifest_of(&node, 1));
+    assert_tree_matches_manifest(&node.generation_tree(1), &node.generation_manifest(1));
 }
 
 #[test]
@@ -370,7 +360,7 @@ fn every_generation_damaged_is_repaired_from_a_fresh_fetch() {
         "force=1\n"
     );
     assert_eq!(node.active_generation(), Some(2));
-    assert_tree_matches_manifest(&node.generation_tree(1), &manifest_of(&node, 1));
+    assert_tree_matches_manifest(&node.generation_tree(1), &node.generation_manifest(1));
 }
 
 #[test]
@@ -390,12 +380,7 @@ fn a_generation_beyond_repair_is_removed_and_never_activated() {
         out.stdout.contains("ALARM    removed generation 1"),
         "{out:#?}"
     );
-    let generations: Vec<u64> = node
-        .list()
-        .iter()
-        .map(|generation| generation["generation"].as_u64().unwrap())
-        .collect();
-    assert_eq!(generations, [2]);
+    assert_eq!(node.generations(), [2]);
     node.run(&["verify"]).success();
 }
 
@@ -459,7 +444,7 @@ fn update_force_verifies_the_fresh_copy_and_repairs_the_store() {
         fs::read_to_string(node.root.join("fetch.log")).unwrap(),
         "force=0\nforce=1\n"
     );
-    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 1));
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(1));
     // A fresh copy that does not match its own signed manifest is refused.
     fs::write(
         node.drop.join("gen1/lib/common.cf"),
@@ -490,15 +475,7 @@ fn update_refusals_leave_the_active_generation() {
 }
 
 fn ingest_serial(node: &Node, name: &str, serial: u64) {
-    let tree = node.signed_tree(
-        name,
-        &[
-            ("promises.cf", POLICY),
-            ("lib/n.cf", &format!("# {serial}\n")),
-        ],
-        serial,
-    );
-    node.ingest(&tree).success();
+    node.ingest(&node.serial_tree(name, serial)).success();
 }
 
 fn set_keep(node: &Node, keep: u32) {
@@ -509,13 +486,6 @@ fn set_keep(node: &Node, keep: u32) {
         text.replace("\nkeep = 10\n", &format!("\nkeep = {keep}\n")),
     )
     .unwrap();
-}
-
-fn generations(node: &Node) -> Vec<u64> {
-    node.list()
-        .iter()
-        .map(|generation| generation["generation"].as_u64().unwrap())
-        .collect()
 }
 
 fn generation_dirs(node: &Node) -> Vec<u64> {
@@ -546,7 +516,7 @@ fn gc_keeps_the_newest_the_pinned_and_the_last_good_one() {
     for serial in 5..=10 {
         ingest_serial(&node, &format!("t{serial}"), serial);
     }
-    assert_eq!(generations(&node), [2, 8, 9, 10]);
+    assert_eq!(node.generations(), [2, 8, 9, 10]);
     assert_eq!(generation_dirs(&node), [2, 8, 9, 10]);
     assert_eq!(node.list()[0]["pinned"], true);
     // After a rollback to 8, gc keeps 8 (active), 2 (the last good one before it, even
@@ -556,7 +526,7 @@ fn gc_keeps_the_newest_the_pinned_and_the_last_good_one() {
     let out = node.run(&["gc", "--keep", "1", "--json"]).success();
     let json: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(json["removed"], serde_json::json!([9]));
-    assert_eq!(generations(&node), [2, 8, 10]);
+    assert_eq!(node.generations(), [2, 8, 10]);
     assert_eq!(generation_dirs(&node), [2, 8, 10]);
     node.run(&["verify"]).success();
     // Every object still referenced is there; the others are gone.
@@ -584,9 +554,9 @@ fn gc_keeps_a_generation_a_running_process_is_using() {
             .contains("kept generation(s) 1: a running process is using them"),
         "{out:#?}"
     );
-    assert_eq!(generations(&node), [1, 2, 3]);
+    assert_eq!(node.generations(), [1, 2, 3]);
     node.run(&["gc", "--keep", "1"]).success();
-    assert_eq!(generations(&node), [2, 3]);
+    assert_eq!(node.generations(), [2, 3]);
 }
 
 #[test]
@@ -611,7 +581,7 @@ fn the_database_does_not_grow_over_hundreds_of_ingests() {
         node.ingest(&tree).success();
         sizes.push(fs::metadata(&database).unwrap().len());
     }
-    assert_eq!(generations(&node).len(), 3);
+    assert_eq!(node.generations().len(), 3);
     // The file grows for a while when redb doubles an allocation, and compaction brings it
     // back: bounded, not growing with the number of ingests.
     let settled = sizes[20];
@@ -833,7 +803,7 @@ fn an_update_never_links_a_file_edited_in_the_active_generation() {
     );
     let out = node.ingest(&tree).success();
     assert!(out.stdout.contains("(2 written, 1 linked)"), "{out:#?}");
-    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 2));
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(2));
     // The edited generation is still reported, and repaired.
     assert_detected(&node, Some(1), "lib/common.cf: content does not match");
     assert_repaired(&node);
@@ -849,14 +819,14 @@ fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_
     node.sign_tree(&drop, 2);
     let out = node.ingest(&drop).success();
     assert!(out.stdout.contains("(1 written, 1 linked)"), "{out:#?}");
-    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 2));
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(2));
     // ...unless that copy was edited behind polstore's back: then the drop's file is read.
     fs::write(node.view.join("lib/common.cf"), "# COMMON\n").unwrap();
     fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 3")).unwrap();
     node.sign_tree(&drop, 3);
     let out = node.ingest(&drop).success();
     assert!(out.stdout.contains("(2 written, 0 linked)"), "{out:#?}");
-    assert_tree_matches_manifest(&node.view, &manifest_of(&node, 3));
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(3));
     // A drop file rewritten with other content (a new stamp) is read and checked again.
     fs::write(drop.join("lib/common.cf"), "# c0mmon\n").unwrap();
     assert_ingest_refused(

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use polstore::format::signify::{self, COMMENT_BYTES_MAX, PublicKey, SecretKey, Signature};
 use util::{Node, POLICY, assert_ingest_refused, s, set_mode, tree_content};
 
 const SIGNIFY: &str = "signify-openbsd";
@@ -216,4 +217,102 @@ fn manifest_made_by_the_shell_script_is_accepted() {
     expected.remove("polstore.manifest");
     expected.remove("polstore.manifest.sig");
     assert_eq!(tree_content(&node.view), expected);
+}
+
+/// The library against the real signify: the files signify writes are read and written
+/// back byte for byte, a signature polstore makes with signify's key is the one signify
+/// makes and signify verifies it, and neither accepts it over another message.
+#[test]
+fn signify_files_and_signatures_round_trip_through_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = signify_keygen(dir.path(), "key");
+    let message = dir.path().join("message");
+    let signify_signature = dir.path().join("signify.sig");
+    let polstore_signature = dir.path().join("polstore.sig");
+    fs::write(&message, b"policy bundle contents\n").unwrap();
+    assert!(signify(&[
+        "-S",
+        "-s",
+        s(&secret),
+        "-m",
+        s(&message),
+        "-x",
+        s(&signify_signature),
+    ]));
+
+    let public_text = fs::read_to_string(&public).unwrap();
+    let public_key = PublicKey::parse(public_text.as_bytes()).unwrap();
+    let secret_key = SecretKey::parse(&fs::read(&secret).unwrap()).unwrap();
+    assert_eq!(secret_key.public_key(), public_key);
+    assert_eq!(public_key.to_file_text("signify public key"), public_text);
+    let signature_text = fs::read_to_string(&signify_signature).unwrap();
+    let signature = Signature::parse(signature_text.as_bytes()).unwrap();
+    assert_eq!(signature.keynum(), public_key.keynum());
+    assert_eq!(
+        signature.to_file_text("verify with key.pub"),
+        signature_text
+    );
+    let message_bytes = fs::read(&message).unwrap();
+    assert_eq!(
+        signify::verify(
+            std::slice::from_ref(&public_key),
+            &message_bytes,
+            &signature
+        )
+        .unwrap(),
+        0
+    );
+
+    let own = secret_key
+        .sign(&message_bytes)
+        .to_file_text("verify with key.pub");
+    assert_eq!(own, signature_text, "Ed25519 signatures are deterministic");
+    fs::write(&polstore_signature, own).unwrap();
+    let verify_args = [
+        "-V",
+        "-q",
+        "-p",
+        s(&public),
+        "-m",
+        s(&message),
+        "-x",
+        s(&polstore_signature),
+    ];
+    assert!(signify(&verify_args));
+    // Over another message, signify refuses the signature, and so does polstore.
+    fs::write(&message, b"another message").unwrap();
+    assert!(!signify(&verify_args));
+    assert_eq!(
+        signify::verify(&[public_key], b"another message", &signature)
+            .unwrap_err()
+            .to_string(),
+        format!("signature does not verify with key {}", signature.keynum())
+    );
+}
+
+/// signify signs with secret key files whose comment polstore sanitized: the longest one
+/// it accepts, one with a line break, and the default for an empty one.
+#[test]
+fn signify_reads_secret_keys_with_sanitized_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.sec");
+    let message = dir.path().join("message");
+    fs::write(&message, b"policy bundle contents\n").unwrap();
+    let secret_key = SecretKey::generate().unwrap();
+    let longest = "a".repeat(2 * COMMENT_BYTES_MAX);
+    for comment in [longest.as_str(), "two\nlines", ""] {
+        fs::write(&key, secret_key.to_file_text(comment)).unwrap();
+        assert!(
+            signify(&[
+                "-S",
+                "-s",
+                s(&key),
+                "-m",
+                s(&message),
+                "-x",
+                s(&dir.path().join("message.sig")),
+            ]),
+            "signify refused the comment {comment:?}"
+        );
+    }
 }

@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs;
-use std::io::Write;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -76,6 +78,18 @@ impl Out {
         assert_eq!(self.code, 0, "polstore failed: {self:#?}");
         self
     }
+
+    /// How a finished `polstore` ended, its standard error read apart (or not at all).
+    fn of(output: Output, stderr: Option<String>) -> Out {
+        Out {
+            code: output
+                .status
+                .code()
+                .expect("polstore was killed by a signal"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: stderr.unwrap_or_else(|| String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    }
 }
 
 /// Turns a path into an argument; every temp path in these tests is UTF-8.
@@ -105,10 +119,8 @@ pub fn run_polstore<S: AsRef<OsStr>>(
     env: &[(&str, &str)],
     stdin: Option<&[u8]>,
 ) -> Out {
-    let mut command = Command::new(POLSTORE);
+    let mut command = polstore_command(store, args);
     command
-        .args(args)
-        .env("POLSTORE_STORE", store)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin.is_some() {
@@ -126,13 +138,177 @@ pub fn run_polstore<S: AsRef<OsStr>>(
         let _ = pipe.write_all(input);
     }
     let output = child.wait_with_output().expect("cannot wait for polstore");
-    Out {
-        code: output
-            .status
-            .code()
-            .expect("polstore was killed by a signal"),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    Out::of(output, None)
+}
+
+/// `polstore ARGS` on the store at `store` (POLSTORE_STORE), to be set up further and run.
+pub fn polstore_command<S: AsRef<OsStr>>(store: &Path, args: &[S]) -> Command {
+    let mut command = Command::new(POLSTORE);
+    command.args(args).env("POLSTORE_STORE", store);
+    command
+}
+
+/// How long a test waits for another process to reach a point before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A step of another process that blocks until the test lets it go, so that commands
+/// overlap for exactly as long as the test needs, whatever the machine's speed.
+///
+/// [`Gate::script`] is a shell script for a check or an agent command: it creates the
+/// gate's `started` marker, then reads the gate's FIFO to its end. The test holds the
+/// FIFO's only writer, so the script blocks until [`Gate::release`] closes it; the FIFO
+/// is then replaced by an empty file, so that the script, run again later, passes at
+/// once. A gate dropped without being released (a failing test) lets go the same way.
+pub struct Gate {
+    name: String,
+    started: PathBuf,
+    fifo: PathBuf,
+    /// Opened read and write, which does not wait for a reader; close-on-exec, like every
+    /// file std opens, so no process the tests start holds it open.
+    writer: Option<File>,
+}
+
+impl Gate {
+    /// A closed gate in `dir`: `dir/NAME.started` and the FIFO `dir/NAME.gate`.
+    pub fn new(dir: &Path, name: &str) -> Gate {
+        let fifo = dir.join(format!("{name}.gate"));
+        tool("mkfifo", &[&fifo]);
+        let writer = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap_or_else(|error| panic!("cannot open {}: {error}", fifo.display()));
+        Gate {
+            name: name.to_string(),
+            started: dir.join(format!("{name}.started")),
+            fifo,
+            writer: Some(writer),
+        }
+    }
+
+    /// The script: `touch STARTED; cat FIFO > /dev/null` (exits 0 once let go).
+    pub fn script(&self) -> String {
+        format!(
+            "touch {}; cat {} > /dev/null",
+            s(&self.started),
+            s(&self.fifo)
+        )
+    }
+
+    /// Waits until the script has started (polling for its marker), failing the test
+    /// after `within`.
+    pub fn wait_started(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.started.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the {} step never started: {} never appeared",
+                self.name,
+                self.started.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lets every script at the gate, now or later, go on.
+    pub fn release(mut self) {
+        self.open().expect("cannot open the gate");
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        // A script that comes later opens the empty file; one that opened the FIFO
+        // before reads its end once the writer is closed.
+        let replacement = self.fifo.with_extension("open");
+        let replaced =
+            fs::write(&replacement, "").and_then(|()| fs::rename(&replacement, &self.fifo));
+        drop(writer);
+        replaced
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.open();
+    }
+}
+
+/// A `polstore` command running in the background, whose standard error the test reads
+/// as it comes, to wait for a message.
+pub struct Background {
+    child: Child,
+    /// Standard error, line by line, from a thread that reads it to its end.
+    lines: Receiver<String>,
+    stderr: String,
+}
+
+impl Background {
+    /// Starts `polstore ARGS` on `node`'s store.
+    pub fn spawn(node: &Node, args: &[&str]) -> Background {
+        let mut child = node
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start polstore");
+        let mut pipe = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while pipe.read_line(&mut line).is_ok_and(|read| read > 0) {
+                if sender.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Background {
+            child,
+            lines,
+            stderr: String::new(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until a line of standard error contains `fragment`; fails the test if the
+    /// command ends first, or after [`PATIENCE`].
+    pub fn wait_for_stderr(&mut self, fragment: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.stderr.lines().any(|line| line.contains(fragment)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stderr.push_str(&line),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "polstore printed no {fragment:?} in {PATIENCE:?}; standard error: {:?}",
+                    self.stderr
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "polstore closed its standard error without {fragment:?}: {:?}",
+                    self.stderr
+                ),
+            }
+        }
+    }
+
+    /// Waits for the command to end.
+    pub fn finish(mut self) -> Out {
+        let output = self
+            .child
+            .wait_with_output()
+            .expect("cannot wait for polstore");
+        self.stderr.extend(self.lines.iter());
+        Out::of(output, Some(self.stderr))
+    }
+
+    /// Kills the command (SIGKILL) and waits for it to die.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 
@@ -374,6 +550,11 @@ impl Node {
         fs::write(self.config_path(), lines.join("\n") + "\n").unwrap();
     }
 
+    /// `polstore ARGS` on this node's store, to be set up further and run.
+    pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        polstore_command(&self.store, args)
+    }
+
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Out {
         run_polstore(&self.store, args, &[], None)
     }
@@ -429,6 +610,18 @@ impl Node {
         dir
     }
 
+    /// A signed tree `name` for `serial`: [`POLICY`] and `lib/n.cf` holding `# SERIAL`.
+    pub fn serial_tree(&self, name: &str, serial: u64) -> PathBuf {
+        self.signed_tree(
+            name,
+            &[
+                ("promises.cf", POLICY),
+                ("lib/n.cf", &format!("# {serial}\n")),
+            ],
+            serial,
+        )
+    }
+
     /// Puts an executable user check `name` with `script` (a shell script body) in the
     /// checks directory.
     pub fn add_check(&self, name: &str, script: &str) {
@@ -456,11 +649,26 @@ impl Node {
         self.status()["active"]["generation"].as_u64()
     }
 
+    /// `<store>/generations/N`: a generation's tree and the manifest it was made from.
+    pub fn generation_dir(&self, generation: u64) -> PathBuf {
+        self.store.join("generations").join(generation.to_string())
+    }
+
     pub fn generation_tree(&self, generation: u64) -> PathBuf {
-        self.store
-            .join("generations")
-            .join(generation.to_string())
-            .join("tree")
+        self.generation_dir(generation).join("tree")
+    }
+
+    /// The manifest the store keeps for `generation`.
+    pub fn generation_manifest(&self, generation: u64) -> String {
+        fs::read_to_string(self.generation_dir(generation).join("polstore.manifest")).unwrap()
+    }
+
+    /// The numbers of the generations `list --json` lists, in its order.
+    pub fn generations(&self) -> Vec<u64> {
+        self.list()
+            .iter()
+            .map(|generation| generation["generation"].as_u64().unwrap())
+            .collect()
     }
 
     pub fn view_target(&self) -> Option<PathBuf> {

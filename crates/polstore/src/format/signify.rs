@@ -533,11 +533,37 @@ impl<'blob> BlobReader<'blob> {
 mod tests {
     use super::*;
 
-    use std::path::Path;
-    use std::process::Command;
-
-    const SIGNIFY: &str = "/usr/bin/signify-openbsd";
     const MESSAGE: &[u8] = b"policy bundle contents\n";
+
+    // Test vectors, made once with signify-openbsd and `polstore keygen` (test keys, trusted
+    // nowhere); tests/interop.rs in polstore-cli runs the real signify-openbsd.
+
+    /// `signify-openbsd -G -n -p key.pub -s key.sec`: a key pair signify made.
+    const SIGNIFY_PUBLIC_KEY: &str = "untrusted comment: signify public key\n\
+        RWQ6NR/tVJjeYfGwyoMvQ9OVWOXUIBi4JTD5xMH9rkYZgbpnPqftdbE8\n";
+    const SIGNIFY_SECRET_KEY: &str = "untrusted comment: signify secret key\n\
+        RWRCSwAAAAAaPzht3S10j8ngQkBQ6o6l0ZlcdDQwAzc6NR/tVJjeYfv+FATQd8v6GISn9fwwBbktI2qx\
+        WUhQ6pVzZ0Wzna4n8bDKgy9D05VY5dQgGLglMPnEwf2uRhmBumc+p+11sTw=\n";
+    /// The key number of that key pair.
+    const SIGNIFY_KEYNUM: &str = "3a351fed5498de61";
+    /// `signify-openbsd -S -s key.sec -m message -x message.sig`, `message` holding
+    /// [`MESSAGE`].
+    const SIGNIFY_SIGNATURE: &str = "untrusted comment: verify with key.pub\n\
+        RWQ6NR/tVJjeYckg7Da/cs5CFMl278kyryIicOkXz2B6txN/8wbtMD1rO18KgCT0FoQ8taNpuZau6vEF\
+        eXEUvTG2v3q3/uTVZA0=\n";
+
+    /// `polstore keygen --public polstore.pub --secret polstore.sec`: a key pair polstore
+    /// made.
+    const POLSTORE_PUBLIC_KEY: &str = "untrusted comment: signify public key\n\
+        RWSTHaHaO2hvgFTTBx9gQ1rUNie+Cq05zoyJngrsQvViAG3aHRYeC6ml\n";
+    const POLSTORE_SECRET_KEY: &str = "untrusted comment: signify secret key\n\
+        RWRCSwAAAAAAAAAAAAAAAAAAAAAAAAAAxQw6IQleyY2THaHaO2hvgA+UH3oIXZnYeW6NA+A/ti25kBRJ\
+        5bfneKlygO0CxTnfVNMHH2BDWtQ2J74KrTnOjImeCuxC9WIAbdodFh4LqaU=\n";
+    /// `signify-openbsd -S -s polstore.sec -m message -x polstore-key.sig`: signify
+    /// signing [`MESSAGE`] with the key polstore made.
+    const SIGNIFY_SIGNATURE_WITH_POLSTORE_KEY: &str = "untrusted comment: verify with polstore.pub\n\
+        RWSTHaHaO2hvgCG8sts5jMshRqhK8Qf98VZUwTLef8G9UIfdJO4VQUvrUG3GVSWUZthuyBKenJd0llF8\
+        oL9fkCZ5/SmzidioiwQ=\n";
 
     fn error_text<T: fmt::Debug>(result: Result<T, SignifyError>) -> String {
         result.expect_err("expected a refusal").to_string()
@@ -551,33 +577,6 @@ mod tests {
     fn decode_blob(text: &str) -> Vec<u8> {
         let base64_line = text.lines().nth(1).expect("second line");
         BASE64.decode(base64_line).expect("valid base64")
-    }
-
-    fn signify_binary() -> &'static str {
-        assert!(
-            Path::new(SIGNIFY).exists(),
-            "{SIGNIFY} is missing: install the signify-openbsd package to run the interop tests"
-        );
-        SIGNIFY
-    }
-
-    /// Runs signify-openbsd in `directory` with these arguments and returns its output.
-    fn run_signify(directory: &Path, arguments: &[&str]) -> std::process::Output {
-        Command::new(signify_binary())
-            .current_dir(directory)
-            .args(arguments)
-            .output()
-            .expect("run signify-openbsd")
-    }
-
-    fn assert_success(output: &std::process::Output, what: &str) {
-        assert!(
-            output.status.success(),
-            "{what} failed: {}\nstdout: {}\nstderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
     }
 
     #[test]
@@ -1008,66 +1007,34 @@ mod tests {
     }
 
     #[test]
-    fn interop_signify_key_signs_with_polstore() {
-        let directory = tempfile::tempdir().expect("temp dir");
-        let path = |name: &str| directory.path().join(name);
-        let output = run_signify(
-            directory.path(),
-            &["-G", "-n", "-p", "key.pub", "-s", "key.sec"],
-        );
-        assert_success(&output, "signify-openbsd -G -n");
-
-        let public_text = std::fs::read(path("key.pub")).expect("read key.pub");
-        let secret_text = std::fs::read(path("key.sec")).expect("read key.sec");
-        let public_key = PublicKey::parse(&public_text).expect("parse signify public key");
-        let secret_key = SecretKey::parse(&secret_text).expect("parse signify secret key");
+    fn signify_key_pair_parses_and_is_written_back_byte_for_byte() {
+        let public_key =
+            PublicKey::parse(SIGNIFY_PUBLIC_KEY.as_bytes()).expect("parse signify public key");
+        let secret_key =
+            SecretKey::parse(SIGNIFY_SECRET_KEY.as_bytes()).expect("parse signify secret key");
         assert_eq!(secret_key.public_key(), public_key);
+        assert_eq!(public_key.keynum().to_string(), SIGNIFY_KEYNUM);
         // Writing the public key again gives the same file, byte for byte.
         assert_eq!(
-            public_key.to_file_text("signify public key").as_bytes(),
-            public_text.as_slice()
+            public_key.to_file_text("signify public key"),
+            SIGNIFY_PUBLIC_KEY
         );
-
-        std::fs::write(path("message"), MESSAGE).expect("write message");
-        let signature = secret_key.sign(MESSAGE);
-        std::fs::write(
-            path("message.sig"),
-            signature.to_file_text("verify with key.pub"),
-        )
-        .expect("write signature");
-        let verify_arguments = ["-V", "-p", "key.pub", "-m", "message", "-x", "message.sig"];
-        let output = run_signify(directory.path(), &verify_arguments);
-        assert_success(&output, "signify-openbsd -V of a polstore signature");
-
-        // The same signature over another message is refused by signify too.
-        std::fs::write(path("message"), b"another message").expect("write message");
-        let output = run_signify(directory.path(), &verify_arguments);
-        assert!(
-            !output.status.success(),
-            "signify-openbsd accepted a signature over another message"
-        );
+        // The secret key too, but for the salt: signify fills it with random bytes even
+        // with zero rounds, polstore writes zeros.
+        let written = secret_key.to_file_text("signify secret key");
+        let mut expected = decode_blob(SIGNIFY_SECRET_KEY);
+        let salt_start = 2 * ALGORITHM_BYTES + KDF_ROUNDS_BYTES;
+        expected[salt_start..salt_start + SALT_BYTES].fill(0);
+        assert_eq!(decode_blob(&written), expected);
+        assert_eq!(written.lines().next(), SIGNIFY_SECRET_KEY.lines().next());
     }
 
     #[test]
-    fn interop_signify_signature_verifies_with_polstore() {
-        let directory = tempfile::tempdir().expect("temp dir");
-        let path = |name: &str| directory.path().join(name);
-        let output = run_signify(
-            directory.path(),
-            &["-G", "-n", "-p", "key.pub", "-s", "key.sec"],
-        );
-        assert_success(&output, "signify-openbsd -G -n");
-        std::fs::write(path("message"), MESSAGE).expect("write message");
-        let output = run_signify(
-            directory.path(),
-            &["-S", "-s", "key.sec", "-m", "message", "-x", "message.sig"],
-        );
-        assert_success(&output, "signify-openbsd -S");
-
-        let public_text = std::fs::read(path("key.pub")).expect("read key.pub");
-        let public_key = PublicKey::parse(&public_text).expect("parse signify public key");
-        let signature_text = std::fs::read(path("message.sig")).expect("read signature");
-        let signature = Signature::parse(&signature_text).expect("parse signify signature");
+    fn signify_signature_verifies_and_is_written_back_byte_for_byte() {
+        let public_key =
+            PublicKey::parse(SIGNIFY_PUBLIC_KEY.as_bytes()).expect("parse signify public key");
+        let signature =
+            Signature::parse(SIGNIFY_SIGNATURE.as_bytes()).expect("parse signify signature");
         assert_eq!(signature.keynum(), public_key.keynum());
         assert_eq!(
             verify(std::slice::from_ref(&public_key), MESSAGE, &signature).expect("verify"),
@@ -1075,72 +1042,52 @@ mod tests {
         );
         assert_eq!(
             error_text(verify(&[public_key], b"another message", &signature)),
-            format!("signature does not verify with key {}", signature.keynum())
+            format!("signature does not verify with key {SIGNIFY_KEYNUM}")
         );
-        // Writing the signature again gives the same file, byte for byte.
         assert_eq!(
-            signature.to_file_text("verify with key.pub").as_bytes(),
-            signature_text.as_slice()
+            signature.to_file_text("verify with key.pub"),
+            SIGNIFY_SIGNATURE
         );
     }
 
     #[test]
-    fn interop_polstore_key_works_with_signify() {
-        let directory = tempfile::tempdir().expect("temp dir");
-        let path = |name: &str| directory.path().join(name);
-        let secret_key = SecretKey::generate().expect("generate");
-        let public_key = secret_key.public_key();
-        std::fs::write(
-            path("key.pub"),
-            public_key.to_file_text("signify public key"),
-        )
-        .expect("write key.pub");
-        std::fs::write(
-            path("key.sec"),
-            secret_key.to_file_text("signify secret key"),
-        )
-        .expect("write key.sec");
-        std::fs::write(path("message"), MESSAGE).expect("write message");
-
-        let output = run_signify(
-            directory.path(),
-            &["-S", "-s", "key.sec", "-m", "message", "-x", "signify.sig"],
+    fn signing_with_a_signify_key_gives_the_signature_signify_made() {
+        // Ed25519 signatures are deterministic: the same key and message give the same
+        // bytes, so what polstore signs with this key is what signify verified.
+        let secret_key =
+            SecretKey::parse(SIGNIFY_SECRET_KEY.as_bytes()).expect("parse signify secret key");
+        assert_eq!(
+            secret_key.sign(MESSAGE).to_file_text("verify with key.pub"),
+            SIGNIFY_SIGNATURE
         );
-        assert_success(&output, "signify-openbsd -S with a polstore secret key");
-        let signature_text = std::fs::read(path("signify.sig")).expect("read signature");
-        let signature = Signature::parse(&signature_text).expect("parse signify signature");
+    }
+
+    #[test]
+    fn a_polstore_key_pair_is_the_same_file_again_and_verifies_what_signify_signed_with_it() {
+        let secret_key =
+            SecretKey::parse(POLSTORE_SECRET_KEY.as_bytes()).expect("parse polstore secret key");
+        let public_key =
+            PublicKey::parse(POLSTORE_PUBLIC_KEY.as_bytes()).expect("parse polstore public key");
+        assert_eq!(secret_key.public_key(), public_key);
+        assert_eq!(
+            secret_key.to_file_text("signify secret key"),
+            POLSTORE_SECRET_KEY
+        );
+        assert_eq!(
+            public_key.to_file_text("signify public key"),
+            POLSTORE_PUBLIC_KEY
+        );
+        let signature = Signature::parse(SIGNIFY_SIGNATURE_WITH_POLSTORE_KEY.as_bytes())
+            .expect("parse signify signature");
         assert_eq!(
             verify(std::slice::from_ref(&public_key), MESSAGE, &signature).expect("verify"),
             0
         );
-
-        std::fs::write(
-            path("polstore.sig"),
-            secret_key.sign(MESSAGE).to_file_text("verify with key.pub"),
-        )
-        .expect("write signature");
-        let output = run_signify(
-            directory.path(),
-            &["-V", "-p", "key.pub", "-m", "message", "-x", "polstore.sig"],
+        assert_eq!(
+            secret_key
+                .sign(MESSAGE)
+                .to_file_text("verify with polstore.pub"),
+            SIGNIFY_SIGNATURE_WITH_POLSTORE_KEY
         );
-        assert_success(&output, "signify-openbsd -V with a polstore public key");
-    }
-
-    #[test]
-    fn interop_signify_reads_sanitized_comments() {
-        let directory = tempfile::tempdir().expect("temp dir");
-        let path = |name: &str| directory.path().join(name);
-        let secret_key = SecretKey::generate().expect("generate");
-        std::fs::write(path("message"), MESSAGE).expect("write message");
-        let longest = "a".repeat(2 * COMMENT_BYTES_MAX);
-        for comment in [longest.as_str(), "two\nlines", ""] {
-            std::fs::write(path("key.sec"), secret_key.to_file_text(comment))
-                .expect("write key.sec");
-            let output = run_signify(
-                directory.path(),
-                &["-S", "-s", "key.sec", "-m", "message", "-x", "message.sig"],
-            );
-            assert_success(&output, "signify-openbsd -S with a sanitized comment");
-        }
     }
 }
