@@ -770,11 +770,11 @@ fn a_closed_output_pipe_ends_every_command_quietly() {
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let output = Command::new(util::POLSTORE)
+        let output = std::process::Command::new(util::POLSTORE)
             .args(args)
             .env("POLSTORE_STORE", &node.store)
             .stdout(writer)
-            .stderr(Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");

@@ -33,10 +33,12 @@ fn crash(node: &Node, point: &str, args: &[&str]) {
     );
 }
 
-/// The invariants after a crash: recovery runs (any command that may take the lock does
-/// it), one of `allowed` is active, the view points at it and matches its manifest, and
-/// staging is empty. Returns the active generation.
+/// The invariants after a crash: recovery runs (the next writer's open does it; `gc` is
+/// the lightest writer, and readers never recover), one of `allowed` is active, the view
+/// points at it and matches its manifest, and staging is empty. Returns the active
+/// generation.
 fn recovered(node: &Node, allowed: &[u64]) -> u64 {
+    node.run(&["gc"]).success();
     let status = node.status();
     let active = status["active"]["generation"]
         .as_u64()

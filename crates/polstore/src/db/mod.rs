@@ -66,6 +66,12 @@ impl From<redb::Error> for DbError {
 }
 
 impl DbError {
+    /// The file was left by a writer that did not close it (a crash): redb recovers it at
+    /// the next writable open, and a read-only open refuses until then.
+    pub fn needs_recovery(&self) -> bool {
+        matches!(self, DbError::Redb(redb::Error::RepairAborted))
+    }
+
     /// What is wrong, without the "database" prefix (for verify's own report).
     pub fn reason(self) -> String {
         match self {

@@ -613,16 +613,17 @@ fn record_verdict(checks_done: &mut Vec<CheckRecord>, verdict: checks::Verdict) 
 
 /// Turns the staged candidate into generation `generation` and makes it active.
 ///
-/// Order, each step durable before the next (see `store-format.md` § Commit protocol):
-/// 1. tree directories synced (file contents were synced as written);
-/// 2. manifest and signature written beside the tree and synced, candidate dir synced;
-/// 3. new objects committed to the database (unreferenced until step 5; harmless if we
+/// Steps 3 to 7 of `store-format.md` § Commit protocol (1 is staging, 2 the checks, 8 the
+/// agent run), each durable before the next:
+/// 3. tree directories synced (file contents were synced as written); manifest and
+///    signature written beside the tree and synced; candidate dir synced;
+/// 4. new objects committed to the database (unreferenced until step 6; harmless if we
 ///    crash before it, and collected by gc);
-/// 4. `staging/candidate` renamed to `generations/N`, `generations/` synced;
+/// 5. `staging/candidate` renamed to `generations/N`, `generations/` synced;
 ///    a crash here leaves a directory the database does not know: recovery removes it;
-/// 5. one database commit: generation record, manifest, `active = N`, serial, attempt;
-///    this is the commit point;
-/// 6. the view switched to N; a crash before it is repaired by recovery, which points
+/// 6. one database commit ([`transition::commit_new`]): generation record, manifest,
+///    `active = N`, serial, attempt, stamps; this is the commit point;
+/// 7. the view switched to N; a crash before it is repaired by recovery, which points
 ///    the view at whatever the database says is active.
 fn commit_generation(
     store: &Store,
@@ -634,14 +635,13 @@ fn commit_generation(
     view_switch: ViewSwitch,
 ) -> Result<()> {
     let candidate = store.layout.candidate();
-    // 1.
+    // 3.
     staging.builder.sync()?;
     crashpoint::point("commit-tree-synced");
-    // 2.
     write_envelope(&candidate, manifest)?;
     durable::sync_directory(&candidate).map_err(Error::io("cannot sync", &candidate))?;
     crashpoint::point("commit-envelope-written");
-    // 3.
+    // 4.
     store_new_objects(
         store,
         staging.builder.tree(),
@@ -649,13 +649,13 @@ fn commit_generation(
         &staging.entries,
     )?;
     crashpoint::point("commit-objects-stored");
-    // 4.
+    // 5.
     let target = store.layout.generation_dir(generation);
     fs::rename(&candidate, &target).map_err(Error::io("cannot move candidate to", &target))?;
     let generations = store.layout.generations();
     durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
     crashpoint::point("commit-renamed");
-    // 5.
+    // 6.
     let stamps = staging.stamps.as_ref().map(|(root, files)| {
         (
             root.as_str(),
@@ -673,7 +673,7 @@ fn commit_generation(
         stamps.as_ref().map(|(root, record)| (*root, record)),
     )?;
     crashpoint::point("commit-committed");
-    // 6.
+    // 7.
     match view_switch {
         ViewSwitch::Now => {
             store.switch_view(generation)?;
@@ -865,7 +865,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         manifest: manifest.render().into_bytes(),
         signature: None,
     };
-    // Steps 1-5 of the commit protocol; step 6 cannot rename a symlink over a directory, so
+    // Steps 1 and 3-6 of the commit protocol; step 7 cannot rename a symlink over a directory, so
     // `replace_adopted_view` exchanges them instead. Recovery finishes that step too.
     // The marker, durable before the commit, tells recovery that a directory at the view
     // is the one being adopted and may be exchanged for the symlink.

@@ -191,9 +191,11 @@ impl Store {
 
 /// Read access for `status`, `list`, `log`, `show` and `diff`.
 ///
-/// **Invariant:** a reader never takes the writer lock and never changes anything: it
-/// opens the database read-only, alongside a writer if there is one. What an interrupted
-/// command left is for the next writer's recovery; a reader sees the state as it is.
+/// **Invariant:** a reader never changes the store: it opens the database read-only,
+/// alongside a writer if there is one, and never runs recovery. What an interrupted
+/// command left is for the next writer; a reader sees the state as it is. The one time it
+/// takes the lock (without waiting) is when a crashed writer left redb's own file needing
+/// redb's recovery, which only a writable open does; no record, tree or view changes.
 pub struct StoreReader {
     pub layout: Layout,
     pub config: Config,
@@ -205,7 +207,21 @@ impl StoreReader {
         let layout = Layout::new(root);
         check_format(&layout)?;
         let config = Config::load(&layout.config_file())?;
-        let db = DbReader::open(&layout.database())?;
+        let db = match DbReader::open(&layout.database()) {
+            Ok(db) => db,
+            Err(error) if error.needs_recovery() => {
+                // A writer crashed with the file open: redb recovers its own file only in a
+                // writable open. When no writer holds the lock, the reader opens it so once,
+                // under the lock, for redb alone: nothing of polstore's is reconciled.
+                let Some(lock) = StoreLock::try_acquire(root, "a reader")? else {
+                    return Err(error.into());
+                };
+                drop(Db::open(&layout.database())?);
+                drop(lock);
+                DbReader::open(&layout.database())?
+            }
+            Err(error) => return Err(error.into()),
+        };
         Ok(StoreReader { layout, config, db })
     }
 
