@@ -64,7 +64,7 @@ pub fn tar(data: &[u8]) {
 
 /// Every database record type: what decodes, encodes back to the same bytes.
 pub fn records(data: &[u8]) {
-    fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(data: &[u8]) {
+    fn round_trip<T: records::Record>(data: &[u8]) {
         if let Ok(record) = records::decode::<T>(data) {
             let again = records::encode(&record);
             let reparsed: T = records::decode(&again).expect("an encoded record decodes");

@@ -1,41 +1,89 @@
-//! The database's on-disk records. Each is encoded as one version byte followed by the
+//! The database's on-disk records. Each is encoded as its own version byte followed by the
 //! postcard encoding of the struct for that version; `store-format.md` lists the fields.
+//!
+//! Every record type implements [`Record`]: its name, the version this polstore writes
+//! ([`Record::VERSION`]), and [`Record::decode_version`], which turns the body of any
+//! version it still reads into today's struct. [`decode`] dispatches on the version byte;
+//! a version the record does not know is refused as [`RecordError::UnknownVersion`].
 //!
 //! These types carry a compatibility promise: never reorder or remove fields or enum
 //! variants of a version once released; a new field needs a new version. Enum variants
 //! may be appended: records written before still decode, and an older polstore refuses a
-//! record naming a variant it does not know, as undecodable.
+//! record naming a variant it does not know, as undecodable. A record's version covers the
+//! types nested in it ([`CheckRecord`] in [`AttemptRecord`], [`StampEntry`] and [`Stamp`]
+//! in [`StampsRecord`]): changing one of them is a new version of the record holding it.
+//!
+//! Adding version 2 of one record is local to that record: keep the version 1 struct as
+//! a private `...V1` type that deserializes the old body, give the public struct the new
+//! layout, raise its `VERSION` to 2, and override `decode_version` to decode version 1
+//! through the old struct and convert it. `tests::two_versions` shows it on a test-only
+//! record. The other records, and every caller of [`encode`] and [`decode`], are
+//! untouched. Never change a released version's layout, and never reuse its number.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-/// Version byte of every record defined here.
-pub const RECORD_VERSION: u8 = 1;
+/// A record stored in the database, with its own version.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The record's name, for errors.
+    const NAME: &'static str;
+    /// The version [`encode`] writes: the layout of the struct itself.
+    const VERSION: u8;
+
+    /// Decodes the body of a record of `version`. The default reads [`Record::VERSION`]
+    /// only; a record that has had several versions overrides it to read the older ones
+    /// too, each into today's struct, and refuses the rest with [`unknown_version`].
+    fn decode_version(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+        if version == Self::VERSION {
+            decode_body(body)
+        } else {
+            Err(unknown_version::<Self>(version))
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("empty record")]
     Empty,
     #[error(
-        "record version {0} is not understood by this polstore (it reads version {RECORD_VERSION})"
+        "{record} version {version} is not understood by this polstore (the newest it reads is version {newest})"
     )]
-    UnknownVersion(u8),
+    UnknownVersion {
+        record: &'static str,
+        version: u8,
+        newest: u8,
+    },
     #[error("undecodable record: {0}")]
     Decode(#[from] postcard::Error),
 }
 
-pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut bytes = vec![RECORD_VERSION];
+/// The refusal of a version `T` does not read.
+pub fn unknown_version<T: Record>(version: u8) -> RecordError {
+    RecordError::UnknownVersion {
+        record: T::NAME,
+        version,
+        newest: T::VERSION,
+    }
+}
+
+/// The postcard body of one version, decoded into `T` (today's struct, or an older
+/// version's, for [`Record::decode_version`]).
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, RecordError> {
+    Ok(postcard::from_bytes(body)?)
+}
+
+/// The record's version byte, then its postcard body.
+pub fn encode<T: Record>(record: &T) -> Vec<u8> {
+    let mut bytes = vec![T::VERSION];
     // Serializing these plain structs into a Vec cannot fail.
     bytes.extend(postcard::to_allocvec(record).expect("record encodes"));
     bytes
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+/// Reads the version byte and decodes the body of that version.
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, RecordError> {
     let (&version, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-    if version != RECORD_VERSION {
-        return Err(RecordError::UnknownVersion(version));
-    }
-    Ok(postcard::from_bytes(body)?)
+    T::decode_version(version, body)
 }
 
 /// The single row of the `state` table.
@@ -47,6 +95,11 @@ pub struct StateRecord {
     pub serial_max: u64,
     pub next_generation: u64,
     pub next_attempt: u64,
+}
+
+impl Record for StateRecord {
+    const NAME: &'static str = "StateRecord";
+    const VERSION: u8 = 1;
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,12 +141,22 @@ pub struct GenerationRecord {
     pub attempt: u64,
 }
 
+impl Record for GenerationRecord {
+    const NAME: &'static str = "GenerationRecord";
+    const VERSION: u8 = 1;
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ManifestRecord {
     /// The manifest's exact bytes, as signed.
     pub manifest: Vec<u8>,
     /// The signify signature file's exact bytes, when the candidate had one.
     pub signature: Option<Vec<u8>>,
+}
+
+impl Record for ManifestRecord {
+    const NAME: &'static str = "ManifestRecord";
+    const VERSION: u8 = 1;
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -145,6 +208,11 @@ pub struct StampsRecord {
     pub files: Vec<StampEntry>,
 }
 
+impl Record for StampsRecord {
+    const NAME: &'static str = "StampsRecord";
+    const VERSION: u8 = 1;
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StampEntry {
     pub path: String,
@@ -161,6 +229,11 @@ pub struct HealthRecord {
     pub outcome: HealthOutcome,
     /// One line for the operator.
     pub message: String,
+}
+
+impl Record for HealthRecord {
+    const NAME: &'static str = "HealthRecord";
+    const VERSION: u8 = 1;
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -206,9 +279,114 @@ pub struct AttemptRecord {
     pub checks: Vec<CheckRecord>,
 }
 
+impl Record for AttemptRecord {
+    const NAME: &'static str = "AttemptRecord";
+    const VERSION: u8 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// `bytes` (hex) decode to `record`, and `record` encodes to exactly `bytes`.
+    fn assert_golden<T: Record + PartialEq + std::fmt::Debug>(bytes: &str, record: T) {
+        assert_eq!(decode::<T>(&unhex(bytes)).unwrap(), record, "{}", T::NAME);
+        assert_eq!(hex(&encode(&record)), bytes, "{}", T::NAME);
+    }
+
+    /// Version 1 of every record, byte for byte as the first polstore wrote it: what the
+    /// stores on the nodes hold (`tests/fixtures/store-v1` holds a whole store of them).
+    #[test]
+    fn version_1_of_every_record_is_unchanged() {
+        assert_golden(
+            "010103ac02040c",
+            StateRecord {
+                active: Some(3),
+                serial_max: 300,
+                next_generation: 4,
+                next_attempt: 12,
+            },
+        );
+        assert_golden(
+            "010780c49fd50c010180c8ceb40d000201056167656e74028201022f640102616209",
+            GenerationRecord {
+                serial: 7,
+                created: 1_700_000_000,
+                manifest_created: -1,
+                expires: Some(1_800_000_000),
+                origin: Origin::Ingested,
+                state: GenerationState::Failed,
+                reason: Some("agent".into()),
+                files: 2,
+                bytes: 130,
+                source: "/d".into(),
+                signed_by: Some("ab".into()),
+                attempt: 9,
+            },
+        );
+        assert_golden(
+            "01026d0a00",
+            ManifestRecord {
+                manifest: b"m\n".to_vec(),
+                signature: None,
+            },
+        );
+        assert_golden(
+            "01141602017300030102026f6b01057061727365000164016fc801",
+            AttemptRecord {
+                started: 10,
+                finished: 11,
+                action: Action::Rollback,
+                source: "s".into(),
+                serial: None,
+                outcome: Outcome::Switched,
+                generation: Some(2),
+                message: "ok".into(),
+                checks: vec![CheckRecord {
+                    name: "parse".into(),
+                    passed: false,
+                    detail: "d".into(),
+                    output: "o".into(),
+                    duration_ms: 200,
+                }],
+            },
+        );
+        assert_golden(
+            "01010161010203080a0b0eaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            StampsRecord {
+                files: vec![StampEntry {
+                    path: "a".into(),
+                    stamp: Stamp {
+                        dev: 1,
+                        ino: 2,
+                        size: 3,
+                        mtime: (4, 5),
+                        ctime: (-6, 7),
+                    },
+                    hash: [0xaa; 32],
+                }],
+            },
+        );
+        assert_golden(
+            "010a04016d",
+            HealthRecord {
+                at: 5,
+                outcome: HealthOutcome::Updated,
+                message: "m".into(),
+            },
+        );
+    }
 
     #[test]
     fn records_round_trip_and_carry_their_version() {
@@ -219,7 +397,7 @@ mod tests {
             next_attempt: 12,
         };
         let bytes = encode(&state);
-        assert_eq!(bytes[0], RECORD_VERSION);
+        assert_eq!(bytes[0], StateRecord::VERSION);
         assert_eq!(decode::<StateRecord>(&bytes).unwrap(), state);
     }
 
@@ -231,10 +409,34 @@ mod tests {
             next_generation: 1,
             next_attempt: 1,
         });
-        bytes[0] = 2;
+        for version in [0, 2, 255] {
+            bytes[0] = version;
+            let error = decode::<StateRecord>(&bytes).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    RecordError::UnknownVersion {
+                        record: "StateRecord",
+                        version: found,
+                        newest: 1,
+                    } if found == version
+                ),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "StateRecord version {version} is not understood by this polstore (the newest it reads is version 1)"
+                )
+            );
+        }
         assert!(matches!(
-            decode::<StateRecord>(&bytes),
-            Err(RecordError::UnknownVersion(2))
+            decode::<GenerationRecord>(&[2]),
+            Err(RecordError::UnknownVersion {
+                record: "GenerationRecord",
+                version: 2,
+                ..
+            })
         ));
         assert!(matches!(
             decode::<StateRecord>(&[]),
@@ -244,5 +446,101 @@ mod tests {
             decode::<GenerationRecord>(&[1, 0xff]),
             Err(RecordError::Decode(_))
         ));
+    }
+
+    /// How a record gets a version 2, on a test-only record: version 1 had `name` and
+    /// `count`; version 2 added `label`. Stores hold both; both decode.
+    mod two_versions {
+        use super::*;
+
+        /// Version 1's layout, exactly as released. Only decoded now (and encoded here,
+        /// to make the bytes an older polstore wrote).
+        #[derive(Debug, Serialize, Deserialize)]
+        struct ExampleV1 {
+            name: String,
+            count: u64,
+        }
+
+        impl Record for ExampleV1 {
+            const NAME: &'static str = "Example";
+            const VERSION: u8 = 1;
+        }
+
+        /// Today's layout: version 2.
+        #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+        struct Example {
+            name: String,
+            count: u64,
+            label: Option<String>,
+        }
+
+        impl From<ExampleV1> for Example {
+            fn from(old: ExampleV1) -> Example {
+                Example {
+                    name: old.name,
+                    count: old.count,
+                    label: None,
+                }
+            }
+        }
+
+        impl Record for Example {
+            const NAME: &'static str = "Example";
+            const VERSION: u8 = 2;
+
+            fn decode_version(version: u8, body: &[u8]) -> Result<Self, RecordError> {
+                match version {
+                    1 => Ok(decode_body::<ExampleV1>(body)?.into()),
+                    2 => decode_body(body),
+                    _ => Err(unknown_version::<Self>(version)),
+                }
+            }
+        }
+
+        #[test]
+        fn a_version_1_body_still_decodes_after_version_2_exists() {
+            let old = encode(&ExampleV1 {
+                name: "n".into(),
+                count: 7,
+            });
+            assert_eq!(old, [1, 1, b'n', 7]);
+            assert_eq!(
+                decode::<Example>(&old).unwrap(),
+                Example {
+                    name: "n".into(),
+                    count: 7,
+                    label: None,
+                }
+            );
+            // Today's struct is written as version 2 and read back.
+            let new = Example {
+                name: "n".into(),
+                count: 7,
+                label: Some("l".into()),
+            };
+            let bytes = encode(&new);
+            assert_eq!(bytes, [2, 1, b'n', 7, 1, 1, b'l']);
+            assert_eq!(decode::<Example>(&bytes).unwrap(), new);
+            // The polstore that knew only version 1 refuses version 2, by name.
+            assert!(matches!(
+                decode::<ExampleV1>(&bytes),
+                Err(RecordError::UnknownVersion {
+                    record: "Example",
+                    version: 2,
+                    newest: 1,
+                })
+            ));
+            // A version 3 nobody wrote yet is refused.
+            let mut future = bytes.clone();
+            future[0] = 3;
+            assert!(matches!(
+                decode::<Example>(&future),
+                Err(RecordError::UnknownVersion {
+                    record: "Example",
+                    version: 3,
+                    newest: 2,
+                })
+            ));
+        }
     }
 }
