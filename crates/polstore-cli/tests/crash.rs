@@ -72,6 +72,8 @@ fn pseudo_random(seed: u64) -> u64 {
 /// staging empty; no generation directory the store does not list. Returns the active
 /// generation.
 fn assert_consistent(node: &Node, allowed: &[(u64, u64)]) -> u64 {
+    // The next writer's open recovers (readers never do); `gc` is the lightest writer.
+    node.run(&["gc"]).success();
     let status = node.status();
     let active = status["active"]["generation"]
         .as_u64()
