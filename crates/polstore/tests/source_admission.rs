@@ -709,30 +709,33 @@ fn an_empty_source_is_refused() {
 }
 
 #[test]
-fn a_directory_named_like_the_manifest_is_refused_from_a_directory_but_not_from_a_tar() {
+fn a_directory_named_like_the_manifest_is_refused_from_a_directory_and_from_a_tar() {
     let (_temporary, root) = directory(&[
         ("promises.cf", b"p", 0o644),
         ("polstore.manifest/notes.cf", b"n", 0o644),
     ]);
-    // FIXME: two bugs. (1) The directory source calls a directory "a special file":
-    // `describe_type` has no case for directories. (2) The same tree is refused from a
-    // directory (the top-level name polstore.manifest must be a regular file) but
-    // accepted from a tar, where `polstore.manifest/` is taken for an ordinary directory
-    // and its files for policy files: the two kinds of source disagree on the same files.
-    // This asserts today's behaviour of both.
     assert_refused(
         &directory_refusal(&root, &limits()),
         "polstore.manifest",
-        "is a special file; expected a regular file",
+        "is a directory; expected a regular file",
     );
-    let (_temporary, source) = archive(&tar_bytes(&[
-        file("promises.cf", b"p", 0o644),
-        special("polstore.manifest/", EntryType::Directory),
-        file("polstore.manifest/notes.cf", b"n", 0o644),
-    ]));
-    let (items, _) = read(&source, &limits()).unwrap();
-    assert_eq!(
-        describe(&items),
-        "promises.cf (1 bytes), polstore.manifest/notes.cf (1 bytes)"
+    // The same tree from a tar: with the directory entry, and without it (implied by a
+    // file below it).
+    let with_entry = tar_refusal(
+        &[
+            file("promises.cf", b"p", 0o644),
+            special("polstore.manifest/", EntryType::Directory),
+            file("polstore.manifest/notes.cf", b"n", 0o644),
+        ],
+        &limits(),
     );
+    assert_refused(&with_entry, "polstore.manifest", "must be a regular file");
+    let implied = tar_refusal(
+        &[
+            file("promises.cf", b"p", 0o644),
+            file("polstore.manifest.sig/notes.cf", b"n", 0o644),
+        ],
+        &limits(),
+    );
+    assert_refused(&implied, "polstore.manifest.sig", "must be a regular file");
 }

@@ -198,7 +198,11 @@ fn files_and_directories_not_in_the_manifest_are_extra_findings() {
                 Kind::Extra,
                 "file not in the manifest"
             ),
-            finding(Some("link"), Kind::Extra, "symlink not in the manifest"),
+            finding(
+                Some("link"),
+                Kind::Extra,
+                "symbolic link not in the manifest"
+            ),
             finding(Some("new"), Kind::Extra, "directory not in the manifest"),
             finding(
                 Some("new/deeper"),
@@ -244,13 +248,13 @@ fn something_other_than_a_file_where_the_manifest_has_one_is_a_type_finding() {
             finding(
                 Some("promises.cf"),
                 Kind::Type,
-                "is a symlink, the manifest has a file"
+                "is a symbolic link, the manifest has a file"
             ),
         ]
     );
     assert_eq!(
         found[1].to_string(),
-        "generation 2: promises.cf: is a symlink, the manifest has a file"
+        "generation 2: promises.cf: is a symbolic link, the manifest has a file"
     );
     assert_eq!(intact_found, intact(&["lib/run.sh"]));
 }

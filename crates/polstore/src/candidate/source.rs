@@ -100,6 +100,12 @@ impl<'a> Admission<'a> {
             .map_err(|_| reject(Some(&shown), "name is not valid UTF-8"))?;
         policy_path::validate(path, self.limits.path_limits())
             .map_err(|error| reject(Some(&shown), error.to_string()))?;
+        // The envelope's names are files at the top, whatever the kind of source: nothing
+        // may live below them.
+        let top = path.split('/').next().unwrap_or(path);
+        if top != path && (top == MANIFEST_NAME || top == SIGNATURE_NAME) {
+            return Err(reject(Some(top), "must be a regular file"));
+        }
         Ok(path.to_string())
     }
 
@@ -336,7 +342,7 @@ fn read_directory(
                     Some(&path),
                     format!(
                         "is a {}; only regular files and directories are accepted",
-                        describe_type(&metadata)
+                        crate::fs::type_name(metadata.file_type())
                     ),
                 ));
             }
@@ -459,29 +465,16 @@ fn read_file_at(
     Ok((mode, content, stamp_of(&metadata)))
 }
 
-fn describe_type(metadata: &fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = metadata.file_type();
-    if kind.is_symlink() {
-        "symbolic link"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "device node"
-    } else if kind.is_fifo() {
-        "fifo"
-    } else if kind.is_socket() {
-        "socket"
-    } else {
-        "special file"
-    }
-}
-
 /// Reads a regular file that `lstat` showed as `expected`, refusing it if it was swapped
 /// for something else in between (opened with O_NOFOLLOW, checked again with fstat).
 fn read_regular(path: &Path, expected: &fs::Metadata, limit: u64, shown: &str) -> Result<Vec<u8>> {
     if !expected.file_type().is_file() {
         return Err(reject(
             Some(shown),
-            format!("is a {}; expected a regular file", describe_type(expected)),
+            format!(
+                "is a {}; expected a regular file",
+                crate::fs::type_name(expected.file_type())
+            ),
         ));
     }
     if expected.len() > limit {
@@ -643,6 +636,10 @@ fn read_archive(
             let name = name.strip_suffix(b"/").unwrap_or(name);
             if name.is_empty() || name == b"." {
                 continue;
+            }
+            if name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes() {
+                let shown = String::from_utf8_lossy(name);
+                return Err(reject(Some(&shown), "must be a regular file"));
             }
             let path = admission.path(name)?;
             admission.directory(path)?;

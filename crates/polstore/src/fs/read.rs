@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Why a bounded read gave nothing.
@@ -45,24 +45,14 @@ pub fn open_regular(path: &Path, limit: usize) -> Result<File, ReadError> {
             io::ErrorKind::NotFound => ReadError::NotFound,
             // ELOOP: the last component is a symlink.
             _ if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                ReadError::NotRegular("symlink")
+                ReadError::NotRegular("symbolic link")
             }
             _ => ReadError::Io(error),
         })?;
     let metadata = file.metadata().map_err(ReadError::Io)?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
-        return Err(ReadError::NotRegular(if file_type.is_dir() {
-            "directory"
-        } else if file_type.is_fifo() {
-            "fifo"
-        } else if file_type.is_socket() {
-            "socket"
-        } else if file_type.is_block_device() || file_type.is_char_device() {
-            "device"
-        } else {
-            "special file"
-        }));
+        return Err(ReadError::NotRegular(super::type_name(file_type)));
     }
     if metadata.len() > limit as u64 {
         return Err(ReadError::TooLarge { limit });
@@ -107,7 +97,7 @@ mod tests {
         std::os::unix::fs::symlink(&file, &link).unwrap();
         assert!(matches!(
             read_regular(&link, 5),
-            Err(ReadError::NotRegular("symlink"))
+            Err(ReadError::NotRegular("symbolic link"))
         ));
         assert!(matches!(
             read_regular(directory.path(), 5),

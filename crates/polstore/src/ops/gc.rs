@@ -123,6 +123,13 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
     Ok(report)
 }
 
+/// The collection after a successful ingest or update, when `keep` is set (`None` when it
+/// is not): only what the new generation pushed out, and the objects of those generations.
+pub fn after_ingest(store: &mut Store) -> Option<Result<GcReport>> {
+    let keep = store.config.keep?;
+    Some(gc(store, keep, Sweep::Removed))
+}
+
 /// Removes `doomed` generations and the objects no remaining manifest references: of
 /// the removed generations only, or of the whole table with [`Sweep::All`]. Returns the
 /// objects removed and their bytes.

@@ -209,7 +209,10 @@ pub fn check_tree(
             problem(
                 Some(&entry.path),
                 Kind::Type,
-                format!("is a {}, the manifest has a file", type_name(metadata)),
+                format!(
+                    "is a {}, the manifest has a file",
+                    crate::fs::type_name(metadata.file_type())
+                ),
             );
             continue;
         }
@@ -287,24 +290,14 @@ pub fn check_tree(
             problem(
                 Some(path),
                 Kind::Extra,
-                format!("{} not in the manifest", type_name(metadata)),
+                format!(
+                    "{} not in the manifest",
+                    crate::fs::type_name(metadata.file_type())
+                ),
             );
         }
     }
     intact
-}
-
-pub(crate) fn type_name(metadata: &fs::Metadata) -> &'static str {
-    let file_type = metadata.file_type();
-    if file_type.is_dir() {
-        "directory"
-    } else if file_type.is_symlink() {
-        "symlink"
-    } else if file_type.is_file() {
-        "file"
-    } else {
-        "special file"
-    }
 }
 
 /// The first 12 hex digits of a hash, enough to tell objects apart in a message.
@@ -390,7 +383,7 @@ mod tests {
         let (findings, intact) = look(&tree, &manifest);
         for expected in [
             "generation 7: content.cf: content does not match the manifest's hash",
-            "generation 7: link.cf: is a symlink, the manifest has a file",
+            "generation 7: link.cf: is a symbolic link, the manifest has a file",
             "generation 7: missing.cf: is missing",
             "generation 7: mode.cf: has mode 0664, the manifest says 0644",
             "generation 7: open/x.cf: is missing",

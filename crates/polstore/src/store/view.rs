@@ -70,7 +70,7 @@ pub fn view_problem(store: &Store, active: u64) -> Option<String> {
         Ok(metadata) => Some(format!(
             "the view {} is a {}, not polstore's symlink to generation {active}",
             view.display(),
-            crate::store::tree::type_name(&metadata)
+            crate::fs::type_name(metadata.file_type())
         )),
         Err(_) => Some(format!("the view {} is missing", view.display())),
     }

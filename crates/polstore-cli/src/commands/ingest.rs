@@ -1,0 +1,148 @@
+//! `ingest` and `update`, and the gc after them.
+
+use super::verify::print_verify_report;
+use super::*;
+use polstore::candidate::source::Source;
+use polstore::ops::gc;
+use polstore::ops::ingest::{self, AgentRun, IngestRequest};
+use polstore::store::Store;
+use polstore::update::{self, UpdateOutcome};
+
+pub(super) fn ingest_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    args: crate::args::IngestArgs,
+) -> Result<()> {
+    let source_path = if args.source == Path::new("-") {
+        args.source.clone()
+    } else {
+        absolute(&args.source)?
+    };
+    let source = Source::from_argument(&source_path);
+    let mut store = open_writer(store_root, "ingest", lock_timeout)?;
+    let before = store.state()?.active;
+    let mut progress = ProgressLine::new();
+    let request = IngestRequest {
+        source,
+        manifest_file: args.manifest,
+        signature_file: args.signature,
+        trust_stamps: true,
+        progress: &mut |event| progress.update(event),
+    };
+    let result = ingest::ingest(&store, request);
+    progress.clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            let rolled_back = matches!(&error, polstore::error::Error::Rejected(rejection) if rejection.check == polstore::error::Check::Agent);
+            let active = ingest::active_after_failure(store);
+            let stays = match active {
+                _ if rolled_back => String::new(),
+                Some(active) if Some(active) == before => {
+                    format!("; generation {active} stays active")
+                }
+                Some(active) => format!("; generation {active} is active"),
+                None => String::new(),
+            };
+            return Err(Failure::from_library(&error, &stays).into());
+        }
+    };
+    print_ingest_report(&report, args.json)?;
+    auto_gc(&mut store);
+    Ok(())
+}
+
+pub(super) fn print_ingest_report(report: &ingest::IngestReport, json: bool) -> Result<()> {
+    if json {
+        let json = serde_json::json!({
+            "generation": report.generation,
+            "serial": report.serial,
+            "files": report.files,
+            "files_written": report.files_written,
+            "bytes": report.bytes,
+            "agent": match &report.agent {
+                AgentRun::NotConfigured => "not-configured".to_string(),
+                AgentRun::Succeeded => "succeeded".to_string(),
+                AgentRun::FailedUnconfirmed(reason) => format!("failed (confirm off): {reason}"),
+            },
+        });
+        outln!("{json}");
+        return Ok(());
+    }
+    let agent = match &report.agent {
+        AgentRun::NotConfigured => "no agent run configured".to_string(),
+        AgentRun::Succeeded => "agent run succeeded".to_string(),
+        AgentRun::FailedUnconfirmed(reason) => {
+            format!("agent run FAILED but confirm is off, so it stays: {reason}")
+        }
+    };
+    outln!(
+        "generation {} active: serial {}, {} files ({} written, {} linked), {agent}",
+        report.generation,
+        report.serial,
+        report.files,
+        report.files_written,
+        report.files - report.files_written.min(report.files),
+    );
+    Ok(())
+}
+
+/// Garbage collection after a successful ingest, when `keep` is set. Its failure does not
+/// undo the ingest; it is reported on standard error.
+pub(super) fn auto_gc(store: &mut Store) {
+    match gc::after_ingest(store) {
+        Some(Ok(report)) if !report.removed.is_empty() => errln!(
+            "polstore: gc: removed generation(s) {}",
+            gc::list(&report.removed)
+        ),
+        Some(Err(error)) => errln!("polstore: gc after ingest failed: {error}"),
+        _ => {}
+    }
+}
+
+pub(super) fn update_command(
+    store_root: &Path,
+    lock_timeout: Duration,
+    args: crate::args::UpdateArgs,
+) -> Result<()> {
+    let mut store = open_writer(store_root, "update", lock_timeout)?;
+    let before = store.state()?.active;
+    let mut progress = ProgressLine::new();
+    let mut verify_line = ProgressLine::new();
+    let result = update::update(
+        &store,
+        args.force,
+        &mut |event| progress.update(event),
+        &mut |text, throttle| verify_line.show(text, throttle),
+    );
+    progress.clear();
+    verify_line.clear();
+    match result {
+        Ok(UpdateOutcome::Unchanged { generation, serial }) => {
+            if args.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"outcome": "unchanged", "generation": generation, "serial": serial})
+                );
+            } else {
+                outln!("unchanged: the drop holds serial {serial}, generation {generation}");
+            }
+            Ok(())
+        }
+        Ok(UpdateOutcome::Ingested(report)) => {
+            print_ingest_report(&report, args.json)?;
+            auto_gc(&mut store);
+            Ok(())
+        }
+        Ok(UpdateOutcome::Verified(report)) => print_verify_report(&report, args.json),
+        Err(error) => {
+            let stays = match store.state().ok().and_then(|state| state.active) {
+                Some(active) if Some(active) == before => {
+                    format!("; generation {active} stays active")
+                }
+                _ => String::new(),
+            };
+            Err(Failure::from_library(&error, &stays).into())
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `init [--adopt]`.
+
+use super::*;
+use polstore::ops::init::{self, InitRequest};
+
+pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
+    let view = absolute(&args.view)?;
+    let keys = args
+        .trust
+        .iter()
+        .map(|key| absolute(key))
+        .collect::<Result<Vec<_>>>()?;
+    let mut progress = ProgressLine::new();
+    let report = init::init(InitRequest {
+        root: store_root,
+        view: &view,
+        keys: &keys,
+        adopt: args.adopt,
+        progress: &mut |event| progress.update(event),
+    });
+    progress.clear();
+    let report = report?;
+    if report.restarted {
+        errln!(
+            "polstore: {} held an adoption that was interrupted before it took effect; started over",
+            store_root.display()
+        );
+    }
+    outln!("initialized store {}", store_root.display());
+    if keys.is_empty() {
+        outln!(
+            "no trusted key given: unsigned policy will be accepted (trust.require_signature = false)"
+        );
+    }
+    if let (Some((directory, generation)), Some(target)) = (&report.adopted, &report.view_target) {
+        outln!(
+            "adopted {} as generation {generation} (unsigned, not checked); it is now a symlink to {}",
+            directory.display(),
+            target.display()
+        );
+    }
+    Ok(())
+}

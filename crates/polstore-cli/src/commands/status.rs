@@ -1,0 +1,208 @@
+//! `status`, `list`, `log`: readers.
+
+use super::*;
+use polstore::ops::status::{self, Warning};
+
+pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
+    let reader = open_reader(store_root)?;
+    let found = status::status(&reader)?;
+    let status = StatusJson {
+        store: store_root.display().to_string(),
+        view: found.view.display().to_string(),
+        view_target: found
+            .view_target
+            .as_ref()
+            .map(|target| target.display().to_string()),
+        active: found.active.as_ref().map(|(number, record, tree, pinned)| {
+            GenerationJson::new(*number, record, tree.display().to_string(), true, *pinned)
+        }),
+        serial_max: found.serial_max,
+        generations: found.generations,
+        last_attempt: found
+            .last_attempt
+            .as_ref()
+            .map(|(number, record)| AttemptJson::new(*number, record)),
+        last_verify: found.last_verify.as_ref().map(HealthJson::new),
+        last_update: found.last_update.as_ref().map(HealthJson::new),
+        warnings: found.warnings.iter().map(warning_text).collect(),
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    outln!("store        {}", status.store);
+    outln!(
+        "view         {} -> {}",
+        status.view,
+        status.view_target.as_deref().unwrap_or("(missing)")
+    );
+    match &status.active {
+        Some(active) => outln!(
+            "active       generation {}, serial {}, {}, {} files, made {}{}",
+            active.generation,
+            active.serial,
+            active.state,
+            active.files,
+            active.created,
+            active
+                .signed_by
+                .as_ref()
+                .map(|key| format!(", signed by key {key}"))
+                .unwrap_or_default()
+        ),
+        None => outln!("active       none yet: ingest a policy"),
+    }
+    if let Some(expires) = status
+        .active
+        .as_ref()
+        .and_then(|active| active.expires.as_ref())
+    {
+        outln!("expires      {expires}");
+    }
+    outln!("serial max   {}", status.serial_max);
+    outln!("generations  {} kept", status.generations);
+    if let Some(attempt) = &status.last_attempt {
+        outln!(
+            "last attempt #{} {} {} {}: {}",
+            attempt.attempt,
+            attempt.finished,
+            attempt.action,
+            attempt.outcome,
+            attempt.message
+        );
+    }
+    for (label, record) in [
+        ("last verify ", &status.last_verify),
+        ("last update ", &status.last_update),
+    ] {
+        match record {
+            Some(record) => outln!(
+                "{label} {} {}: {}",
+                record.at,
+                record.outcome,
+                record.message
+            ),
+            None => outln!("{label} never"),
+        }
+    }
+    for warning in &status.warnings {
+        outln!("WARNING      {warning}");
+    }
+    Ok(())
+}
+
+pub(super) fn warning_text(warning: &Warning) -> String {
+    match warning {
+        Warning::ViewElsewhere { view } => format!(
+            "the view {} does not point at the active generation",
+            view.display()
+        ),
+        Warning::Expired { at } => format!("the active manifest expired at {}", time(*at)),
+        Warning::ExpiresSoon { at } => {
+            format!("the active manifest expires soon, at {}", time(*at))
+        }
+        Warning::ActiveNotGood { state } => {
+            format!("the active generation is {}", state_name(*state))
+        }
+        Warning::LastVerifyDamaged { record } => format!(
+            "the last verify, at {}, found damage: {}",
+            time(record.at),
+            record.message
+        ),
+        Warning::LastUpdateFailed { record } => format!(
+            "the last update, at {}, did not succeed: {}",
+            time(record.at),
+            record.message
+        ),
+    }
+}
+
+pub(super) fn list(store_root: &Path, json: bool) -> Result<()> {
+    let reader = open_reader(store_root)?;
+    let read = reader.read()?;
+    let active = read.state()?.active;
+    let generations: Vec<GenerationJson> = read
+        .generations()?
+        .iter()
+        .map(|(number, record)| {
+            GenerationJson::new(
+                *number,
+                record,
+                reader.layout.generation_tree(*number).display().to_string(),
+                Some(*number) == active,
+                reader.layout.pin_marker(*number).exists(),
+            )
+        })
+        .collect();
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&generations)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "  {:>5} {:>12}  {:<10}  {:<20}  {:>6}  SOURCE",
+        "GEN", "SERIAL", "STATE", "CREATED", "FILES"
+    )?;
+    for generation in &generations {
+        let marker = if generation.active { '*' } else { ' ' };
+        let mut note = generation.source.clone();
+        if generation.origin == "adopted" {
+            note.push_str(" (adopted)");
+        }
+        if generation.pinned {
+            note.push_str(" (pinned)");
+        }
+        if let Some(reason) = &generation.reason {
+            note.push_str(&format!(" - {reason}"));
+        }
+        writeln!(
+            out,
+            "{marker} {:>5} {:>12}  {:<10}  {:<20}  {:>6}  {note}",
+            generation.generation,
+            generation.serial,
+            generation.state,
+            generation.created,
+            generation.files
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
+    let reader = open_reader(store_root)?;
+    let attempts: Vec<AttemptJson> = reader
+        .read()?
+        .attempts(args.count)?
+        .iter()
+        .map(|(number, record)| AttemptJson::new(*number, record))
+        .collect();
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&attempts)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for attempt in &attempts {
+        writeln!(
+            out,
+            "#{} {} {} {}: {}",
+            attempt.attempt, attempt.finished, attempt.action, attempt.outcome, attempt.message
+        )?;
+        if args.verbose {
+            for check in &attempt.checks {
+                let verdict = if check.passed { "pass" } else { "FAIL" };
+                writeln!(
+                    out,
+                    "    {verdict} {} ({} ms): {}",
+                    check.name, check.duration_ms, check.detail
+                )?;
+                if !check.passed && !check.output.is_empty() {
+                    for line in check.output.lines().take(20) {
+                        writeln!(out, "        | {line}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
