@@ -787,3 +787,44 @@ fn a_closed_output_pipe_ends_every_command_quietly() {
     // Nothing changed: the store is still sound.
     node.run(&["verify"]).success();
 }
+
+#[test]
+fn readers_on_an_overwritten_database_say_it_is_damaged_in_one_line() {
+    let node = Node::with_generation();
+    let database = node.store.join("polstore.redb");
+    // A third of the file overwritten, as a careless `dd` would.
+    let mut bytes = fs::read(&database).unwrap();
+    let third = bytes.len() / 3;
+    bytes[third..2 * third].fill(0xa5);
+    fs::write(&database, &bytes).unwrap();
+    let view_before = node.view_target();
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["log"],
+        &["show", "1", "promises.cf"],
+        &["diff", "1", "1"],
+    ] {
+        // What reads only intact pages may still answer; what meets damage says so in one
+        // line, never as a panic ("internal failure", exit 101).
+        let out = node.run(args);
+        match out.code {
+            0 => assert_eq!(out.stderr, "", "{args:?}"),
+            1 => {
+                assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out:#?}");
+                assert!(
+                    out.stderr.starts_with("polstore: database")
+                        && out.stderr.contains("'polstore verify"),
+                    "{args:?}: {}",
+                    out.stderr
+                );
+            }
+            _ => panic!("{args:?}: {out:#?}"),
+        }
+    }
+    // `status` reads every kind of record: it meets the damage.
+    assert_eq!(node.run(&["status"]).code, 1);
+    // Readers changed nothing: the damaged bytes and the view are as they were.
+    assert_eq!(fs::read(&database).unwrap(), bytes);
+    assert_eq!(node.view_target(), view_before);
+}

@@ -22,14 +22,14 @@ pub(super) fn rollback_command(
 
 pub(super) fn show(store_root: &Path, generation: u64, path: &str) -> Result<()> {
     let reader = open_reader(store_root)?;
-    let content = query::show(&reader.read()?, generation, path)?;
+    let content = reader.query(|read| query::show(read, generation, path))?;
     std::io::stdout().lock().write_all(&content)?;
     Ok(())
 }
 
 pub(super) fn diff(store_root: &Path, old: u64, new: u64) -> Result<()> {
     let reader = open_reader(store_root)?;
-    let changes = query::diff(&reader.read()?, old, new)?;
+    let changes = reader.query(|read| query::diff(read, old, new))?;
     let mut out = std::io::stdout().lock();
     for change in &changes {
         match change {

@@ -119,10 +119,8 @@ pub(super) fn warning_text(warning: &Warning) -> String {
 
 pub(super) fn list(store_root: &Path, json: bool) -> Result<()> {
     let reader = open_reader(store_root)?;
-    let read = reader.read()?;
-    let active = read.state()?.active;
-    let generations: Vec<GenerationJson> = read
-        .generations()?
+    let (active, records) = reader.query(|read| Ok((read.state()?.active, read.generations()?)))?;
+    let generations: Vec<GenerationJson> = records
         .iter()
         .map(|(number, record)| {
             GenerationJson::new(
@@ -172,8 +170,7 @@ pub(super) fn list(store_root: &Path, json: bool) -> Result<()> {
 pub(super) fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
     let reader = open_reader(store_root)?;
     let attempts: Vec<AttemptJson> = reader
-        .read()?
-        .attempts(args.count)?
+        .query(|read| Ok(read.attempts(args.count)?))?
         .iter()
         .map(|(number, record)| AttemptJson::new(*number, record))
         .collect();

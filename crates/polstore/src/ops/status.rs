@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::PathBuf;
 
+use crate::db::ReadTxn;
 use crate::db::{LAST_UPDATE_KEY, LAST_VERIFY_KEY};
 use crate::error::Result;
 use crate::format::records::{
@@ -47,7 +48,10 @@ pub struct Status {
 }
 
 pub fn status(reader: &StoreReader) -> Result<Status> {
-    let read = reader.read()?;
+    reader.query(|read| status_of(reader, read))
+}
+
+fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     let state = read.state()?;
     let generations = read.generations()?;
     let view = reader.config.view.clone();

@@ -222,11 +222,20 @@ impl StoreReader {
             }
             Err(error) => return Err(error.into()),
         };
-        Ok(StoreReader { layout, config, db })
+        let reader = StoreReader { layout, config, db };
+        // A damaged file can make redb panic at the first read: say so as damage, here.
+        reader.query(|read| Ok(read.state()?))?;
+        Ok(reader)
     }
 
     pub fn read(&self) -> Result<ReadTxn> {
         Ok(self.db.read()?)
+    }
+
+    /// Runs `body` on one read transaction; a panic inside redb, which it raises on some
+    /// damaged pages, becomes [`DbError::Corrupt`] instead of ending the process.
+    pub fn query<T>(&self, body: impl FnOnce(&ReadTxn) -> Result<T>) -> Result<T> {
+        crate::db::without_panics(|| body(&self.read()?))?
     }
 }
 
