@@ -38,7 +38,7 @@ pub struct Config {
 }
 
 /// How `polstore update` gets new policy, and where `verify --repair` finds a fresh copy.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetchConfig {
     /// Run by `update` (and by `verify --repair` when it needs a fresh copy); it leaves the
@@ -51,6 +51,16 @@ pub struct FetchConfig {
     pub drop: Option<PathBuf>,
     #[serde(default = "defaults::fetch_timeout_secs")]
     pub timeout_secs: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            command: Vec::new(),
+            drop: None,
+            timeout_secs: defaults::fetch_timeout_secs(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -85,8 +95,21 @@ pub struct ChecksConfig {
     pub timeout_secs: u64,
     #[serde(default = "defaults::cf_promises")]
     pub cf_promises: Vec<String>,
-    #[serde(default = "defaults::checks_dir")]
-    pub dir: PathBuf,
+    /// The user checks' directory. Left out: [`defaults::CHECKS_DIR`], which may be
+    /// missing (no user checks). Given: it must exist, or every ingest is refused, so that
+    /// a typo never turns the checks off.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+impl ChecksConfig {
+    /// The checks directory, and whether the configuration names it.
+    pub fn directory(&self) -> (PathBuf, bool) {
+        match &self.dir {
+            Some(dir) => (dir.clone(), true),
+            None => (PathBuf::from(defaults::CHECKS_DIR), false),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -116,8 +139,7 @@ pub struct LimitsConfig {
     pub path_bytes_max: usize,
 }
 
-mod defaults {
-    use std::path::PathBuf;
+pub mod defaults {
 
     pub fn fetch_timeout_secs() -> u64 {
         600
@@ -144,9 +166,7 @@ mod defaults {
             .map(String::from)
             .to_vec()
     }
-    pub fn checks_dir() -> PathBuf {
-        PathBuf::from("/etc/polstore/checks.d")
-    }
+    pub const CHECKS_DIR: &str = "/etc/polstore/checks.d";
     pub fn files_max() -> usize {
         100_000
     }
@@ -179,7 +199,7 @@ impl Default for ChecksConfig {
         ChecksConfig {
             timeout_secs: defaults::check_timeout_secs(),
             cf_promises: defaults::cf_promises(),
-            dir: defaults::checks_dir(),
+            dir: None,
         }
     }
 }
@@ -275,6 +295,24 @@ impl Config {
                 return Err(format!("trust key {key:?} must be an absolute path"));
             }
         }
+        if let Some(dir) = &self.checks.dir
+            && !dir.is_absolute()
+        {
+            return Err(format!("checks.dir {dir:?} must be an absolute path"));
+        }
+        for (name, command) in [
+            ("checks.cf_promises", &self.checks.cf_promises),
+            ("agent.command", &self.agent.command),
+            ("fetch.command", &self.fetch.command),
+        ] {
+            if let Some(program) = command.first()
+                && !Path::new(program).is_absolute()
+            {
+                return Err(format!(
+                    "{name}: the program {program:?} must be an absolute path"
+                ));
+            }
+        }
         let limits = &self.limits;
         let positive = [
             ("limits.files_max", limits.files_max as u64),
@@ -349,9 +387,12 @@ max_clock_skew_secs = 300
 timeout_secs = 300
 # The parse check. {{tree}} is the candidate's directory. [] turns it off.
 cf_promises = ["/usr/bin/cf-promises", "-f", "{{tree}}/promises.cf"]
-# Every executable file here runs against each candidate, in name order, with
-# POLSTORE_TREE, POLSTORE_SERIAL and POLSTORE_GENERATION set. Non-zero rejects.
-dir = "/etc/polstore/checks.d"
+# Every executable file in `dir` runs against each candidate, in name order, with
+# POLSTORE_TREE, POLSTORE_SERIAL and POLSTORE_GENERATION set. Non-zero rejects. The
+# directory and each check must belong to root (or polstore's user) and be writable by
+# no one else. Left out, it is /etc/polstore/checks.d, which may be missing (no user
+# checks); a directory named here must exist.
+# dir = "/etc/polstore/checks.d"
 
 [agent]
 # Run once on each new generation, pinned to its directory. [] turns it off.

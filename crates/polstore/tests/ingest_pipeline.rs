@@ -340,7 +340,6 @@ fn a_candidate_refused_by_a_user_check_changes_nothing() {
     let test = TestStore::new();
     let store = test.open();
     test.ingest_files(&store, "first", &[("promises.cf", PROMISES)]);
-    fs::create_dir(&test.checks_dir).unwrap();
     common::write_file(
         &test.checks_dir.join("10-deny"),
         b"#!/bin/sh\necho \"policy $POLSTORE_SERIAL says no\"\nexit 3\n",

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::candidate::source::{self, Item, Source};
 use crate::config::LimitsConfig;
-use crate::error::Result;
-use crate::format::manifest::{Entry, Hash, Manifest};
+use crate::error::{Error, Result};
+use crate::format::manifest::{Entry, Hash, Manifest, SERIAL_MAX};
 use crate::format::timestamp::Timestamp;
 
 /// The manifest of the tree at `directory`, leaving out a top-level `polstore.manifest`
@@ -19,6 +19,11 @@ pub fn manifest_of_directory(
     origin: Option<String>,
     limits: &LimitsConfig,
 ) -> Result<Manifest> {
+    if serial > SERIAL_MAX {
+        return Err(Error::Refused(format!(
+            "serial {serial} is above {SERIAL_MAX}: a serial that high would leave no room for the next update"
+        )));
+    }
     let mut entries = Vec::new();
     source::read(
         &Source::Directory(directory.to_path_buf()),

@@ -3,8 +3,7 @@
 //! candidate.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -343,27 +342,91 @@ fn program_name(argv: &[String]) -> String {
         .unwrap_or_default()
 }
 
-/// The executables in the checks directory, in name order. A missing directory has none.
-pub fn user_checks(directory: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(directory) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(Error::io("cannot read checks directory", directory)(error)),
+/// The user checks: the executable regular files of the checks directory, in name order.
+///
+/// They run as polstore's user (root), so who could have written them matters (OpenSSH's
+/// `safe_path`): the directory is opened without following a symlink, and it and every
+/// check must belong to root or polstore's user and be writable by no one else; anything
+/// else refuses every ingest rather than run or silently skip a check. A directory left
+/// out of the configuration may be missing (no user checks); one named there must exist.
+pub fn user_checks(config: &config::ChecksConfig) -> Result<Vec<PathBuf>> {
+    use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+    let (directory, named) = config.directory();
+    let refuse = |what: String| Error::Refused(format!("user checks: {what}"));
+    let opened = rustix::fs::open(
+        &directory,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) if !named => return Ok(Vec::new()),
+        Err(rustix::io::Errno::NOENT) => {
+            return Err(refuse(format!(
+                "the checks directory {} named in the configuration does not exist",
+                directory.display()
+            )));
+        }
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+            return Err(refuse(format!(
+                "{} is not a directory (a symbolic link is not followed)",
+                directory.display()
+            )));
+        }
+        Err(error) => {
+            return Err(Error::io("cannot open checks directory", &directory)(
+                error.into(),
+            ));
+        }
     };
+    let owner = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32, mode: u32| (uid == 0 || uid == owner) && mode & 0o022 == 0;
+    let stat = rustix::fs::fstat(&fd)
+        .map_err(|error| Error::io("cannot read checks directory", &directory)(error.into()))?;
+    if !trusted(stat.st_uid, stat.st_mode) {
+        return Err(refuse(format!(
+            "the checks directory {} must belong to root and be writable by no one else (owner {}, mode {:04o})",
+            directory.display(),
+            stat.st_uid,
+            stat.st_mode & 0o7777
+        )));
+    }
     let mut checks = Vec::new();
+    let entries = Dir::read_from(&fd)
+        .map_err(|error| Error::io("cannot read checks directory", &directory)(error.into()))?;
     for entry in entries {
-        let entry = entry.map_err(Error::io("cannot read checks directory", directory))?;
-        let name = entry.file_name();
-        if name.as_encoded_bytes().starts_with(b".") {
+        let entry = entry
+            .map_err(|error| Error::io("cannot read checks directory", &directory)(error.into()))?;
+        let name = entry.file_name().to_bytes();
+        if name.starts_with(b".") {
             continue;
         }
-        let path = entry.path();
-        let Ok(metadata) = fs::metadata(&path) else {
+        let name = std::ffi::OsStr::from_bytes(name);
+        let path = directory.join(name);
+        let stat = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|error| Error::io("cannot read", &path)(error.into()))?;
+        let file_type = FileType::from_raw_mode(stat.st_mode);
+        if file_type == FileType::Directory {
             continue;
-        };
-        if metadata.is_file() && metadata.permissions().mode() & 0o111 != 0 {
-            checks.push(path);
         }
+        if file_type != FileType::RegularFile {
+            return Err(refuse(format!(
+                "{} is not a regular file; a check must be one",
+                path.display()
+            )));
+        }
+        if stat.st_mode & 0o111 == 0 {
+            continue;
+        }
+        if !trusted(stat.st_uid, stat.st_mode) {
+            return Err(refuse(format!(
+                "{} must belong to root and be writable by no one else (owner {}, mode {:04o})",
+                path.display(),
+                stat.st_uid,
+                stat.st_mode & 0o7777
+            )));
+        }
+        checks.push(path);
     }
     checks.sort();
     Ok(checks)

@@ -24,6 +24,9 @@ pub const FORMAT_VERSION: u32 = 1;
 const MAGIC: &str = "polstore-manifest";
 /// A manifest larger than this is refused before it is parsed.
 pub const MANIFEST_BYTES_MAX: usize = 32 << 20;
+/// The highest serial a manifest may carry (2^63 - 1). Serials only go up, and one at
+/// `u64::MAX` would block every later update; time-derived serials stay far below.
+pub const SERIAL_MAX: u64 = (1 << 63) - 1;
 /// Longest `source` header value.
 pub const SOURCE_BYTES_MAX: usize = 256;
 /// Permission bits a policy file may carry: no setuid, setgid or sticky bit, no group or
@@ -200,11 +203,21 @@ impl Manifest {
                 line,
                 expected: "serial N",
             })?;
-        let serial = parse_decimal(serial).map_err(|reason| ManifestError::BadField {
-            line,
-            field: "serial",
-            reason,
-        })?;
+        let serial = parse_decimal(serial)
+            .and_then(|serial| {
+                if serial > SERIAL_MAX {
+                    Err(format!(
+                        "{serial} is above {SERIAL_MAX}: a serial that high would leave no room for the next update"
+                    ))
+                } else {
+                    Ok(serial)
+                }
+            })
+            .map_err(|reason| ManifestError::BadField {
+                line,
+                field: "serial",
+                reason,
+            })?;
 
         let (line, created_line) = lines.next().unwrap_or((3, ""));
         let created = created_line
@@ -529,6 +542,14 @@ mod tests {
             (
                 good.replace("serial 7", "serial 99999999999999999999999"),
                 "number out of range",
+            ),
+            (
+                good.replace("serial 7", "serial 18446744073709551615"),
+                "line 2: serial: 18446744073709551615 is above 9223372036854775807",
+            ),
+            (
+                good.replace("serial 7", "serial 9223372036854775808"),
+                "is above 9223372036854775807",
             ),
             (
                 good.replace("serial 7", "serial -1"),

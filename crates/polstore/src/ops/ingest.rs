@@ -484,7 +484,7 @@ fn ingest_inner(
     if let Some(verdict) = checks::parse(config, &context) {
         record_verdict(checks_done, verdict)?;
     }
-    for check in checks::user_checks(&config.checks.dir)? {
+    for check in checks::user_checks(&config.checks)? {
         let name = check
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())

@@ -31,7 +31,7 @@ pub struct TestStore {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub view: PathBuf,
-    /// The user checks directory the configuration names; absent until a test makes it.
+    /// The user checks directory the configuration names; empty until a test adds a check.
     pub checks_dir: PathBuf,
     sources: PathBuf,
 }
@@ -45,6 +45,9 @@ impl TestStore {
         let root = dir.path().join("store");
         let view = dir.path().join("inputs");
         let checks_dir = dir.path().join("checks.d");
+        fs::create_dir(&checks_dir).unwrap();
+        // Whatever the umask: a checks directory others can write is refused.
+        fs::set_permissions(&checks_dir, fs::Permissions::from_mode(0o755)).unwrap();
         let sources = dir.path().join("sources");
         fs::create_dir(&sources).unwrap();
         init::init(InitRequest {
@@ -68,7 +71,7 @@ impl TestStore {
                 "command = []".to_string(),
             ),
             (
-                r#"dir = "/etc/polstore/checks.d""#.to_string(),
+                r#"# dir = "/etc/polstore/checks.d""#.to_string(),
                 format!("dir = \"{}\"", checks_dir.display()),
             ),
         ] {
