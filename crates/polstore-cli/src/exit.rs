@@ -61,6 +61,9 @@ pub fn line_of(error: &Error) -> String {
         Error::NoSuchGeneration(_) => " (see 'polstore list')",
         Error::NotAStore { .. } => "; create one with 'polstore init'",
         Error::NotEnoughSpace { .. } => "; 'polstore gc' may free some",
+        Error::UnsafePath(_) => {
+            "; 'polstore verify --repair' moves it aside or takes the others' rights away"
+        }
         _ => "",
     };
     format!("{error}{advice}")

@@ -191,3 +191,174 @@ fn a_signed_serial_above_2_63_is_refused_and_blocks_nothing() {
     node.ingest(&candidate(&node, 2)).success();
     assert_eq!(node.active_generation(), Some(2));
 }
+
+// ---------------------------------------------------------------- modes whatever the umask
+
+/// Runs polstore under umask 000, as a careless admin's shell would.
+fn run_under_umask_000(node: &Node, args: &[&str]) -> Out {
+    let mut command = std::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(POLSTORE)
+        .args(args)
+        .env("POLSTORE_STORE", &node.store);
+    let output = command.output().unwrap();
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn under_umask_000_the_store_is_writable_by_no_one_else_and_the_database_readable_by_no_one_else() {
+    let node = Node::new();
+    run_under_umask_000(&node, &["init", "--view", s(&node.view)]).success();
+    node.configure_for_tests();
+    let tree = node.tree("first", &[("promises.cf", POLICY), ("lib/a.cf", "# a\n")]);
+    run_under_umask_000(&node, &["ingest", s(&tree)]).success();
+    for (path, mode) in [
+        (node.store.clone(), 0o755),
+        (node.store.join("staging"), 0o700),
+        (node.store.join("generations"), 0o755),
+        (node.store.join("polstore.redb"), 0o600),
+        (node.store.join("lock"), 0o600),
+        (node.store.join("polstore.toml"), 0o644),
+        (node.store.join("format"), 0o644),
+        (node.generation_dir(1), 0o755),
+        (node.generation_tree(1), 0o755),
+        (node.generation_tree(1).join("lib"), 0o755),
+    ] {
+        assert_eq!(mode_of(&path), mode, "{}", path.display());
+    }
+    run_under_umask_000(&node, &["verify"]).success();
+}
+
+#[test]
+fn another_user_cannot_read_the_database() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to run a command as the user nobody");
+        return;
+    }
+    let node = Node::with_generation();
+    let output = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "cat"])
+        .arg(node.store.join("polstore.redb"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("Permission denied"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn a_database_left_readable_by_a_store_made_before_is_made_private_by_the_next_writer() {
+    let node = Node::with_generation();
+    let database = node.store.join("polstore.redb");
+    set_mode(&database, 0o644);
+    let out = node.run(&["gc"]).success();
+    assert!(
+        out.stderr.contains("readable by root only (it was 0644)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(mode_of(&database), 0o600);
+}
+
+// ---------------------------------------------------------------- things that are not what they seem
+
+#[test]
+fn a_symlink_planted_at_staging_is_never_followed_and_verify_repair_moves_it_aside() {
+    let node = Node::with_generation();
+    // What the symlink points at: someone else's files, which must survive.
+    let victim = node.root.join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("precious"), "keep me\n").unwrap();
+    let staging = node.store.join("staging");
+    fs::remove_dir(&staging).unwrap();
+    symlink(&victim, &staging).unwrap();
+    let tree = candidate(&node, 2);
+    for args in [&["ingest", s(&tree)][..], &["gc"], &["rollback"]] {
+        let out = node.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "store is not safe to use: {} is a symbolic link, not what polstore made there",
+                staging.display()
+            )),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1);
+    }
+    // Readers read; verify reports it and touches nothing through it.
+    node.run(&["status"]).success();
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout
+            .contains("is a symbolic link, not what polstore made there")
+    );
+    assert_eq!(
+        fs::read_to_string(victim.join("precious")).unwrap(),
+        "keep me\n"
+    );
+    assert_eq!(node.active_generation(), Some(1));
+    let out = node.run(&["verify", "--repair"]).success();
+    assert!(
+        out.stdout.contains("moved the symbolic link found at"),
+        "{}",
+        out.stdout
+    );
+    assert!(fs::symlink_metadata(&staging).unwrap().is_dir());
+    assert_eq!(mode_of(&staging), 0o700);
+    assert_eq!(
+        fs::read_to_string(victim.join("precious")).unwrap(),
+        "keep me\n"
+    );
+    node.ingest(&tree).success();
+    assert_eq!(node.active_generation(), Some(2));
+}
+
+#[test]
+fn an_unknown_directory_in_generations_is_reported_and_moved_aside_never_deleted() {
+    let node = Node::with_generation();
+    let planted = node.store.join("generations").join("7");
+    fs::create_dir(&planted).unwrap();
+    fs::write(planted.join("notes"), "someone's\n").unwrap();
+    let stranger = node.store.join("generations").join("notes-dir");
+    fs::create_dir(&stranger).unwrap();
+    // A writer leaves both and says so.
+    let out = node.run(&["gc"]).success();
+    assert!(
+        out.stderr
+            .contains("is not a generation polstore knows; left alone"),
+        "{}",
+        out.stderr
+    );
+    assert!(planted.join("notes").exists() && stranger.exists());
+    // verify names them; --repair moves them into untrusted/.
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4);
+    assert!(out.stdout.contains("not a generation the database knows"));
+    let out = node.run(&["verify", "--repair"]).success();
+    assert!(
+        out.stdout.contains("not a generation polstore knows, to"),
+        "{}",
+        out.stdout
+    );
+    assert!(!planted.exists() && !stranger.exists());
+    let untrusted: Vec<String> = fs::read_dir(node.store.join("untrusted"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(untrusted.len(), 2, "{untrusted:?}");
+    assert!(untrusted.iter().any(|name| {
+        fs::read_to_string(node.store.join("untrusted").join(name).join("notes"))
+            .is_ok_and(|text| text == "someone's\n")
+    }));
+    node.run(&["verify"]).success();
+}

@@ -231,6 +231,7 @@ crash_point_tests! {
     repair_view_exchanged => view_case();
     rebuild_written => repair_case();
     rebuild_linked => repair_case();
+    gc_intent_written => gc_case();
     gc_committed => gc_case();
     gc_removed => gc_case();
 }

@@ -18,7 +18,15 @@ impl Mount {
     fn tmpfs(path: &Path, size: &str) -> Option<Mount> {
         fs::create_dir_all(path).unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            // mode=0755: a tmpfs is world-writable (1777) by default, and polstore refuses a
+            // store others can write.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(path)
             .status()
             .ok()?;

@@ -32,6 +32,7 @@ pub const POINTS: &[&str] = &[
     "repair-view-exchanged",
     "rebuild-written",
     "rebuild-linked",
+    "gc-intent-written",
     "gc-committed",
     "gc-removed",
 ];

@@ -96,6 +96,9 @@ pub enum Error {
         view.display()
     )]
     ViewDisplaced { view: PathBuf },
+    /// One of the store's own paths is not what polstore made, or others could change it.
+    #[error("store is not safe to use: {0}")]
+    UnsafePath(crate::store::PathProblem),
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The operator asked for something the store's state does not allow.

@@ -32,6 +32,9 @@ const STATE_KEY: &str = "state";
 pub const LAST_VERIFY_KEY: &str = "last-verify";
 pub const LAST_UPDATE_KEY: &str = "last-update";
 
+/// The database holds every file's content: root's alone, whatever the umask.
+pub const DATABASE_FILE_MODE: u32 = 0o600;
+
 /// The page cache redb may use. Small on purpose: objects are read once per use, and
 /// polstore must stay light on the nodes it runs on.
 const CACHE_BYTES: usize = 8 << 20;
@@ -142,6 +145,9 @@ pub struct DbReader {
 impl Db {
     /// Creates the database with all tables and the initial state, durably.
     pub fn create(path: &Path) -> Result<Db, DbError> {
+        // The file is made first, 0600 whatever the umask (it holds every file's content),
+        // and never through a symlink; redb then initializes the empty file.
+        create_private_file(path).map_err(|error| DbError::from(redb::Error::Io(error)))?;
         let database = builder().create(path)?;
         let db = Db { database };
         db.write(|txn| {
@@ -221,6 +227,19 @@ impl Db {
             }
         }
     }
+}
+
+/// Creates `path` empty with mode [`DATABASE_FILE_MODE`], refusing anything already there.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DATABASE_FILE_MODE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(DATABASE_FILE_MODE))?;
+    file.sync_all()
 }
 
 impl DbReader {

@@ -29,6 +29,20 @@ pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<
     file.sync_all()
 }
 
+/// Creates directory `path` (its parent must exist) with exactly `mode`, whatever the
+/// umask; a symlink or anything else already at `path` is an error, never followed.
+/// Creating does not sync; the caller syncs the parent.
+pub fn create_directory(path: &Path, mode: u32) -> io::Result<()> {
+    rustix::fs::mkdir(path, rustix::fs::Mode::from_raw_mode(mode))?;
+    let directory = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::fchmod(&directory, rustix::fs::Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
 /// Creates directory `path` (and missing parents) with mode 0755 whatever the umask, the
 /// mode `verify` expects of every directory in a tree: readable by the agent, writable by
 /// root only. Creating does not sync; the caller syncs the parent.

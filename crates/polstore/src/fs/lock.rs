@@ -6,15 +6,18 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, OFlags};
 
 use crate::error::{Error, Result};
 use crate::format::timestamp::Timestamp;
 
 const HOLDER_BYTES_MAX: u64 = 512;
+/// The lock file is root's alone: it names the holder's pid and command.
+pub const LOCK_FILE_MODE: u32 = 0o600;
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct StoreLock {
@@ -31,13 +34,31 @@ impl StoreLock {
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<StoreLock> {
         let path = store.join("lock");
+        // Never followed: a symlink planted here must not make root truncate another file.
         let mut file = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(LOCK_FILE_MODE)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
             .open(&path)
             .map_err(Error::io("cannot open the store lock", &path))?;
+        let metadata = file
+            .metadata()
+            .map_err(Error::io("cannot open the store lock", &path))?;
+        if !metadata.is_file() {
+            return Err(Error::Corrupt(format!(
+                "the store lock {} is a {}, not a regular file; remove it (polstore never follows it)",
+                path.display(),
+                crate::fs::type_name(metadata.file_type())
+            )));
+        }
+        // Stores made before left it to the umask: root's alone from now on.
+        if metadata.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(LOCK_FILE_MODE))
+                .map_err(Error::io("cannot set the mode of", &path))?;
+        }
         let started = Instant::now();
         let mut announced = false;
         loop {

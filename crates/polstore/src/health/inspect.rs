@@ -295,7 +295,22 @@ pub fn parse_failure(
 }
 
 fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
+    let problems = store.layout.own_path_problems();
+    for problem in &problems {
+        inspection
+            .findings
+            .push(Finding::new(None, None, Kind::Store, problem.to_string()));
+    }
     let staging = store.layout.staging();
+    // Never read through something planted in place of staging/ or generations/.
+    let foreign = |path: &std::path::Path| {
+        problems.iter().any(|problem| {
+            problem.path == path && matches!(problem.kind, store::PathProblemKind::Foreign(_))
+        })
+    };
+    if foreign(&staging) || foreign(&store.layout.generations()) {
+        return Ok(());
+    }
     for entry in fs::read_dir(&staging).map_err(Error::io("cannot read", &staging))? {
         let entry = entry.map_err(Error::io("cannot read", &staging))?;
         inspection.findings.push(Finding::new(
@@ -310,7 +325,7 @@ fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
             None,
             Some(&path.display().to_string()),
             Kind::Leftover,
-            "not a generation the database knows (left by an interrupted command)".into(),
+            "not a generation the database knows".into(),
         ));
     }
     Ok(())

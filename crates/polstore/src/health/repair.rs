@@ -219,10 +219,27 @@ fn repair_store(
     report: &mut VerifyReport,
     progress: ProgressFn,
 ) -> Result<()> {
+    // 0. The store's own paths: what was planted is moved aside, rights others should
+    //    not have are taken away.
+    repair_own_paths(store, report)?;
     // 1. Leftovers, an interrupted confirmation, a view symlink pointing elsewhere.
     progress("cleaning up after interrupted commands", false);
     let recovery = store.reconcile()?;
-    report.changes.extend(recovery.notes);
+    report.changes.extend(
+        recovery
+            .notes
+            .into_iter()
+            .filter(|note| !note.contains("is not a generation polstore knows")),
+    );
+    // What recovery left in generations/ is not polstore's: moved aside, never deleted.
+    for path in store.unknown_generation_dirs()? {
+        let aside = move_aside(store, &path)?;
+        report.changes.push(format!(
+            "moved {}, not a generation polstore knows, to {}",
+            path.display(),
+            aside.display()
+        ));
+    }
     inspection.active = store.state()?.active;
 
     // 2. Objects.
@@ -358,6 +375,93 @@ fn repair_store(
         report.changes.push(change);
     }
     Ok(())
+}
+
+/// Puts the store's own paths right: something planted in place of `staging/` or
+/// `generations/` is moved into `untrusted/` (never followed, never deleted) and the
+/// directory made anew; a path owned by another user is given back to polstore's user;
+/// group and other rights are taken away (the database's read rights too). What polstore
+/// cannot make anew (the database, the configuration, the format file) is left for the
+/// operator, and stays a finding.
+fn repair_own_paths(store: &Store, report: &mut VerifyReport) -> Result<()> {
+    use crate::store::{PathProblemKind, STAGING_MODE, STORE_DIRECTORY_MODE};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let layout = &store.layout;
+    for problem in layout.own_path_problems() {
+        let path = &problem.path;
+        match problem.kind {
+            PathProblemKind::Foreign(found) => {
+                let mode = if *path == layout.staging() {
+                    STAGING_MODE
+                } else if *path == layout.generations() {
+                    STORE_DIRECTORY_MODE
+                } else {
+                    continue;
+                };
+                let aside = move_aside(store, path)?;
+                durable::create_directory(path, mode).map_err(Error::io("cannot create", path))?;
+                durable::sync_directory(&layout.root)
+                    .map_err(Error::io("cannot sync", &layout.root))?;
+                report.changes.push(format!(
+                    "moved the {found} found at {} to {} and made the directory anew",
+                    path.display(),
+                    aside.display()
+                ));
+            }
+            PathProblemKind::Owner(uid) => {
+                let owner = rustix::process::geteuid();
+                std::os::unix::fs::lchown(path, Some(owner.as_raw()), None)
+                    .map_err(Error::io("cannot change the owner of", path))?;
+                report.changes.push(format!(
+                    "gave {} back to polstore's user (it belonged to user {uid})",
+                    path.display()
+                ));
+            }
+            PathProblemKind::Mode(mode) => {
+                let private = *path == layout.database() || *path == layout.lock_file();
+                let fixed = if private { mode & 0o700 } else { mode & !0o022 };
+                let current = fs::symlink_metadata(path)
+                    .map_err(Error::io("cannot read", path))?
+                    .mode();
+                if current & 0o7777 != mode {
+                    continue;
+                }
+                fs::set_permissions(path, fs::Permissions::from_mode(fixed))
+                    .map_err(Error::io("cannot set the mode of", path))?;
+                report.changes.push(format!(
+                    "set the mode of {} to {fixed:04o} (it was {mode:04o})",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves `path` into `untrusted/` under its name and the time, durably; returns where.
+pub fn move_aside(store: &Store, path: &Path) -> Result<std::path::PathBuf> {
+    let untrusted = store.layout.untrusted();
+    match durable::create_directory(&untrusted, crate::store::STAGING_MODE) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(Error::io("cannot create", &untrusted)(error)),
+    }
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stamp = Timestamp::now().unix_secs();
+    let mut target = untrusted.join(format!("{name}-{stamp}"));
+    let mut attempt = 1;
+    while fs::symlink_metadata(&target).is_ok() {
+        target = untrusted.join(format!("{name}-{stamp}-{attempt}"));
+        attempt += 1;
+    }
+    fs::rename(path, &target).map_err(Error::io("cannot move aside", path))?;
+    durable::sync_directory(&untrusted).map_err(Error::io("cannot sync", &untrusted))?;
+    let parent = durable::parent_of(path).map_err(Error::io("cannot sync", path))?;
+    durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+    Ok(target)
 }
 
 /// Copies each needed object from a generation file that still hashes right.

@@ -134,9 +134,10 @@ pub fn after_ingest(store: &mut Store) -> Option<Result<GcReport>> {
 /// the removed generations only, or of the whole table with [`Sweep::All`]. Returns the
 /// objects removed and their bytes.
 ///
-/// Order: one database commit drops the records, manifests and objects (the commit
-/// point); then the directories are removed and `generations/` synced. A crash in between
-/// leaves directories the database does not know, which the next open removes.
+/// Order: `STORE/removing` lists the doomed numbers (synced); one database commit drops
+/// the records, manifests and objects (the commit point); the directories are removed and
+/// `generations/` synced; `removing` is removed. A crash in between leaves directories the
+/// database does not know, listed in `removing`, which the next open removes.
 pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result<(u64, u64)> {
     let doomed_set: HashSet<u64> = doomed.iter().copied().collect();
     let read = store.db.read()?;
@@ -152,6 +153,10 @@ pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result
         }
     }
     drop(read);
+    if !doomed.is_empty() {
+        write_removal_intent(store, doomed)?;
+        crate::crashpoint::point("gc-intent-written");
+    }
     let removed = store.db.write(|txn| {
         for &generation in doomed {
             txn.remove_generation(generation)?;
@@ -182,8 +187,22 @@ pub fn remove_generations(store: &Store, doomed: &[u64], sweep: Sweep) -> Result
         let generations = store.layout.generations();
         durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
         crate::crashpoint::point("gc-removed");
+        store.clear_removal_intent()?;
     }
     Ok(removed)
+}
+
+/// Writes `STORE/removing` with the numbers of `doomed`, durably (file, then the store
+/// directory), before the commit that drops their records: recovery then knows that
+/// directories of those numbers are polstore's to remove.
+fn write_removal_intent(store: &Store, doomed: &[u64]) -> Result<()> {
+    let path = store.layout.removal_intent();
+    let text: String = doomed.iter().map(|number| format!("{number}\n")).collect();
+    durable::remove_tree_if_exists(&path).map_err(Error::io("cannot remove", &path))?;
+    durable::create_file_synced(&path, text.as_bytes(), 0o600)
+        .map_err(Error::io("cannot write", &path))?;
+    let root = &store.layout.root;
+    durable::sync_directory(root).map_err(Error::io("cannot sync", root))
 }
 
 /// Pins or unpins `generation`: a pinned one is never collected.

@@ -11,6 +11,17 @@ use crate::error::{Error, Result};
 /// to touch the store.
 pub const STORE_FORMAT: &str = "polstore-store 1";
 
+/// Modes of what polstore creates in a store, set explicitly whatever the umask.
+///
+/// The store, `generations/` and each generation directory are 0755: the view's target
+/// must be readable by the agent's user. `staging/` is 0700: nothing half-built is for
+/// anyone else. The database holds every file's content, so it is 0600 like the lock;
+/// the configuration and the format file are 0644 (they hold no secret).
+pub const STORE_DIRECTORY_MODE: u32 = 0o755;
+pub const STAGING_MODE: u32 = 0o700;
+pub const DATABASE_MODE: u32 = 0o600;
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
+
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub root: PathBuf,
@@ -66,6 +77,13 @@ impl Layout {
     pub fn repair_dir(&self) -> PathBuf {
         self.staging().join("repair")
     }
+    /// Present only while gc or repair removes generation directories: their numbers,
+    /// one a line, written before the commit that drops their records. Recovery removes
+    /// an unknown directory of `generations/` only if it is listed here or is the one a
+    /// crashed ingest left (`state.next_generation`); anything else is not polstore's.
+    pub fn removal_intent(&self) -> PathBuf {
+        self.root.join("removing")
+    }
     /// Generation directories a database rebuild could not trust, moved aside.
     pub fn untrusted(&self) -> PathBuf {
         self.root.join("untrusted")
@@ -101,4 +119,101 @@ pub(crate) fn check_format(layout: &Layout) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What is wrong with one of the store's own paths (the store, `staging/`, `generations/`,
+/// the database, the configuration, the format file, the lock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathProblem {
+    pub path: PathBuf,
+    pub kind: PathProblemKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathProblemKind {
+    /// Something other than what polstore made is there (a symbolic link, a file where a
+    /// directory belongs, ...): its type in words. Never followed, never deleted.
+    Foreign(&'static str),
+    /// Owned by another user.
+    Owner(u32),
+    /// Writable by group or others, or (the database) readable by them: the mode found.
+    Mode(u32),
+}
+
+impl std::fmt::Display for PathProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match self.kind {
+            PathProblemKind::Foreign(found) => write!(
+                f,
+                "{path} is a {found}, not what polstore made there; polstore follows and deletes nothing it did not make"
+            ),
+            PathProblemKind::Owner(uid) => {
+                write!(f, "{path} belongs to user {uid}, not to polstore's user")
+            }
+            PathProblemKind::Mode(mode) => write!(
+                f,
+                "{path} has mode {mode:04o}: others than polstore's user could change{} it",
+                if mode & 0o044 != 0 && mode & 0o022 == 0 {
+                    " or read"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+impl Layout {
+    /// The lock file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    /// The store's own paths, each looked at without following a symlink: the right type,
+    /// owned by polstore's user, writable by no one else (and the database readable by no
+    /// one else). A path that does not exist is not a problem here (recovery or `init`
+    /// makes it; the database's absence is verify's finding).
+    pub fn own_path_problems(&self) -> Vec<PathProblem> {
+        use std::os::unix::fs::MetadataExt;
+        let owner = rustix::process::geteuid().as_raw();
+        let mut problems = Vec::new();
+        let paths = [
+            (self.root.clone(), true, 0o022),
+            (self.staging(), true, 0o022),
+            (self.generations(), true, 0o022),
+            (self.database(), false, 0o077),
+            (self.config_file(), false, 0o022),
+            (self.format_file(), false, 0o022),
+            (self.lock_file(), false, 0o077),
+        ];
+        for (path, directory, forbidden) in paths {
+            // The store's own path is the operator's to choose, a symlink included.
+            let metadata = if path == self.root {
+                fs::metadata(&path)
+            } else {
+                fs::symlink_metadata(&path)
+            };
+            let Ok(metadata) = metadata else {
+                continue;
+            };
+            let file_type = metadata.file_type();
+            let right_type = if directory {
+                file_type.is_dir()
+            } else {
+                file_type.is_file()
+            };
+            let kind = if !right_type {
+                PathProblemKind::Foreign(crate::fs::type_name(file_type))
+            } else if metadata.uid() != owner {
+                PathProblemKind::Owner(metadata.uid())
+            } else if metadata.mode() & forbidden != 0 {
+                PathProblemKind::Mode(metadata.mode() & 0o7777)
+            } else {
+                continue;
+            };
+            problems.push(PathProblem { path, kind });
+        }
+        problems
+    }
 }

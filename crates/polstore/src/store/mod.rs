@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,7 +26,10 @@ pub mod transition;
 pub mod tree;
 pub mod view;
 
-pub use layout::{Layout, STORE_FORMAT};
+pub use layout::{
+    Layout, PUBLIC_FILE_MODE, PathProblem, PathProblemKind, STAGING_MODE, STORE_DIRECTORY_MODE,
+    STORE_FORMAT,
+};
 pub use recovery::Recovery;
 
 use layout::check_format;
@@ -58,6 +62,7 @@ impl LockedStore {
         let layout = Layout::new(root);
         check_format(&layout)?;
         let lock = StoreLock::acquire(root, wait.command, wait.timeout, wait.on_wait)?;
+        make_database_private(&layout)?;
         let config = Config::load(&layout.config_file())?;
         Ok(LockedStore {
             layout,
@@ -93,6 +98,10 @@ impl Store {
     }
 
     fn open_locked(layout: Layout, lock: StoreLock) -> Result<(Store, Recovery)> {
+        let notes = make_database_private(&layout)?;
+        if let Some(problem) = layout.own_path_problems().into_iter().next() {
+            return Err(Error::UnsafePath(problem));
+        }
         let config = Config::load(&layout.config_file())?;
         let db = Db::open(&layout.database())?;
         let store = Store {
@@ -101,7 +110,8 @@ impl Store {
             db,
             _lock: lock,
         };
-        let recovery = store.reconcile()?;
+        let mut recovery = store.reconcile()?;
+        recovery.notes.splice(0..0, notes);
         Ok((store, recovery))
     }
 
@@ -124,6 +134,8 @@ impl Store {
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(root).map_err(Error::io("cannot create store", root))?;
+                fs::set_permissions(root, fs::Permissions::from_mode(STORE_DIRECTORY_MODE))
+                    .map_err(Error::io("cannot set the mode of", root))?;
                 durable::sync_directory(
                     durable::parent_of(root).map_err(Error::io("cannot sync", root))?,
                 )
@@ -135,16 +147,20 @@ impl Store {
         // Fails here rather than at the first ingest if the view or keys are unusable.
         Config::parse(&text).map_err(Error::Refused)?;
         let lock = StoreLock::acquire(root, "init", Duration::ZERO, &mut |_| {})?;
-        for directory in [layout.staging(), layout.generations()] {
-            fs::create_dir(&directory).map_err(Error::io("cannot create", &directory))?;
+        for (directory, mode) in [
+            (layout.staging(), STAGING_MODE),
+            (layout.generations(), STORE_DIRECTORY_MODE),
+        ] {
+            durable::create_directory(&directory, mode)
+                .map_err(Error::io("cannot create", &directory))?;
         }
-        durable::create_file_synced(&layout.config_file(), text.as_bytes(), 0o644)
+        durable::create_file_synced(&layout.config_file(), text.as_bytes(), PUBLIC_FILE_MODE)
             .map_err(Error::io("cannot write", layout.config_file()))?;
         Db::create(&layout.database())?;
         // The format file is written last and synced with the directory: a store without
         // it is an interrupted init, which `init` may be run again on after removing it.
         let format = format!("{STORE_FORMAT}\n");
-        durable::create_file_synced(&layout.format_file(), format.as_bytes(), 0o644)
+        durable::create_file_synced(&layout.format_file(), format.as_bytes(), PUBLIC_FILE_MODE)
             .map_err(Error::io("cannot write", layout.format_file()))?;
         durable::sync_directory(root).map_err(Error::io("cannot sync", root))?;
         let (store, _) = Store::open_locked(layout, lock)?;
@@ -187,6 +203,28 @@ impl Store {
     pub fn state(&self) -> Result<StateRecord> {
         Ok(self.db.read()?.state()?)
     }
+}
+
+/// A database file readable by others is how stores made before were left by the umask:
+/// the lock holder makes it root's alone. Returns a note for the operator when it did.
+fn make_database_private(layout: &Layout) -> Result<Vec<String>> {
+    let path = layout.database();
+    let Ok(metadata) = fs::symlink_metadata(&path) else {
+        return Ok(Vec::new());
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    if !metadata.is_file() || mode & 0o077 == 0 {
+        return Ok(Vec::new());
+    }
+    fs::set_permissions(
+        &path,
+        fs::Permissions::from_mode(crate::db::DATABASE_FILE_MODE),
+    )
+    .map_err(Error::io("cannot set the mode of", &path))?;
+    Ok(vec![format!(
+        "made the database {} readable by root only (it was {mode:04o})",
+        path.display()
+    )])
 }
 
 /// Read access for `status`, `list`, `log`, `show` and `diff`.

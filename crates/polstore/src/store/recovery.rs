@@ -39,20 +39,38 @@ impl Store {
         }
         let state = self.db.read()?.state()?;
         // 2. A generation directory the database does not know was renamed into place by
-        //    an ingest that crashed before its commit.
-        let unknown = self.unknown_generation_dirs()?;
-        for path in &unknown {
-            durable::remove_tree_if_exists(path).map_err(Error::io("cannot remove", path))?;
-            recovery.notes.push(format!(
-                "removed {} left by an interrupted ingest",
-                path.display()
-            ));
+        //    an ingest that crashed before its commit (the number it was allocating), or
+        //    is one that gc or repair was removing (listed in `removing`). Anything else
+        //    there is not polstore's: it is left, for `verify --repair` to move aside.
+        let mut removable = self.removal_intent_numbers()?;
+        removable.insert(state.next_generation);
+        let mut removed = false;
+        for path in self.unknown_generation_dirs()? {
+            let number = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.parse::<u64>().ok());
+            let is_directory = fs::symlink_metadata(&path).is_ok_and(|metadata| metadata.is_dir());
+            if is_directory && number.is_some_and(|number| removable.contains(&number)) {
+                durable::remove_tree_if_exists(&path).map_err(Error::io("cannot remove", &path))?;
+                recovery.notes.push(format!(
+                    "removed {} left by an interrupted command",
+                    path.display()
+                ));
+                removed = true;
+            } else {
+                recovery.notes.push(format!(
+                    "{} is not a generation polstore knows; left alone ('polstore verify --repair' moves it aside)",
+                    path.display()
+                ));
+            }
         }
         let generations = self.layout.generations();
-        if !unknown.is_empty() {
+        if removed {
             durable::sync_directory(&generations)
                 .map_err(Error::io("cannot sync", &generations))?;
         }
+        self.clear_removal_intent()?;
         // 3. An agent run that never reported back did not confirm its generation.
         if let Some(active) = state.active {
             let record = self.db.read()?.generation(active)?;
@@ -101,6 +119,33 @@ impl Store {
         durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
         let marker = self.layout.adoption_marker();
         durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
+        let root = &self.layout.root;
+        durable::sync_directory(root).map_err(Error::io("cannot sync", root))
+    }
+
+    /// The generation numbers `STORE/removing` lists (empty when it is absent).
+    fn removal_intent_numbers(&self) -> Result<std::collections::BTreeSet<u64>> {
+        let path = self.layout.removal_intent();
+        let text = match crate::fs::read::read_regular(&path, 1 << 20) {
+            Ok(text) => text,
+            Err(crate::fs::read::ReadError::NotFound) => return Ok(Default::default()),
+            Err(error) => {
+                return Err(Error::Corrupt(format!("{}: {error}", path.display())));
+            }
+        };
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|line| line.parse().ok())
+            .collect())
+    }
+
+    /// Removes `STORE/removing` once what it lists is gone, and syncs the store directory.
+    pub(crate) fn clear_removal_intent(&self) -> Result<()> {
+        let path = self.layout.removal_intent();
+        if fs::symlink_metadata(&path).is_err() {
+            return Ok(());
+        }
+        durable::remove_tree_if_exists(&path).map_err(Error::io("cannot remove", &path))?;
         let root = &self.layout.root;
         durable::sync_directory(root).map_err(Error::io("cannot sync", root))
     }

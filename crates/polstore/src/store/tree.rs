@@ -33,8 +33,10 @@ pub enum Kind {
     State,
     /// The parse check no longer accepts the active generation.
     Parse,
-    /// Left in the store by an interrupted command.
+    /// Left in the store by an interrupted command, or found there and not polstore's.
     Leftover,
+    /// One of the store's own paths: not what polstore made, or others could change it.
+    Store,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::State => "state",
             Kind::Parse => "parse",
             Kind::Leftover => "leftover",
+            Kind::Store => "store",
         }
     }
 }
