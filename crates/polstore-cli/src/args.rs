@@ -1,5 +1,5 @@
 //! Command-line arguments, as clap parses them. Resolved into library calls in
-//! `commands.rs`; nothing here touches the store.
+//! `commands/`; nothing here touches the store.
 
 use std::path::PathBuf;
 

@@ -107,7 +107,7 @@ fn adopt_case(point: &str) {
     );
     let args = ["init", "--view", s(&node.view), "--adopt"];
     crash(&node, point, &args);
-    if point == "adopt-marker-written" {
+    if point == "adopt-staged" {
         // Nothing was committed: the view is still the directory, and init starts over.
         assert!(fs::symlink_metadata(&node.view).unwrap().is_dir());
         node.run(&args).success();
@@ -220,7 +220,7 @@ crash_point_tests! {
     fail_marker_written => ingest_case(r#"["/bin/false"]"#);
     fail_committed => ingest_case(r#"["/bin/false"]"#);
     rollback_committed => rollback_case();
-    adopt_marker_written => adopt_case();
+    adopt_staged => adopt_case();
     adopt_committed => adopt_case();
     adopt_exchanged => adopt_case();
     repair_objects_restored => repair_case();

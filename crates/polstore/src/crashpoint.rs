@@ -21,7 +21,7 @@ pub const POINTS: &[&str] = &[
     "fail-marker-written",
     "fail-committed",
     "rollback-committed",
-    "adopt-marker-written",
+    "adopt-staged",
     "adopt-committed",
     "adopt-exchanged",
     "repair-objects-restored",

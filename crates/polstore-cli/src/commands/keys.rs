@@ -4,7 +4,7 @@ use super::*;
 use polstore::candidate::authoring;
 use polstore::config::LimitsConfig;
 use polstore::format::manifest;
-use polstore::format::signify::SecretKey;
+use polstore::format::signify::{SecretKey, SignifyError};
 use polstore::format::timestamp::Timestamp;
 
 pub(super) fn keygen(args: crate::args::KeygenArgs) -> Result<()> {
@@ -83,8 +83,13 @@ pub(super) fn manifest_command(args: crate::args::ManifestArgs) -> Result<()> {
 pub(super) fn sign(args: crate::args::SignArgs) -> Result<()> {
     let key_text =
         fs::read(&args.key).with_context(|| format!("cannot read {}", args.key.display()))?;
-    let key = SecretKey::parse(&key_text)
-        .map_err(|error| anyhow::anyhow!("secret key {}: {error}", args.key.display()))?;
+    let key = SecretKey::parse(&key_text).map_err(|error| {
+        let advice = match error {
+            SignifyError::EncryptedSecretKey => " or with 'polstore keygen'",
+            _ => "",
+        };
+        anyhow::anyhow!("secret key {}: {error}{advice}", args.key.display())
+    })?;
     let metadata = fs::metadata(&args.manifest)
         .with_context(|| format!("cannot read {}", args.manifest.display()))?;
     if metadata.len() > manifest::MANIFEST_BYTES_MAX as u64 {

@@ -123,7 +123,7 @@ pub enum SignifyError {
     UnsupportedKdf(String),
     /// The secret key is encrypted with a passphrase.
     #[error(
-        "encrypted secret keys are not supported: make the key with 'signify-openbsd -G -n' or 'polstore keygen'"
+        "encrypted secret keys are not supported: make the key without a passphrase ('signify-openbsd -G -n')"
     )]
     EncryptedSecretKey,
     /// The checksum of the secret key does not match its secret bytes.
@@ -830,7 +830,7 @@ mod tests {
         assert_eq!(
             error_text(SecretKey::parse(&file_from_blob(&blob))),
             "encrypted secret keys are not supported: \
-             make the key with 'signify-openbsd -G -n' or 'polstore keygen'"
+             make the key without a passphrase ('signify-openbsd -G -n')"
         );
     }
 

@@ -1,7 +1,6 @@
 //! File system primitives: durable writes, the writer lock, bounded reads.
 
 pub mod durable;
-pub mod lock;
 pub mod read;
 
 use std::fs::FileType;

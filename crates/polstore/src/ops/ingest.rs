@@ -804,6 +804,12 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
             "the store already has generations; adopt works only on a new store".into(),
         ));
     }
+    let marker = store.layout.adoption_marker();
+    if crate::fs::read::read_regular(&marker, 4096).is_err() {
+        return Err(Error::Refused(
+            "the store was not made for an adoption (no adoption marker); adopt works only on a store 'init --adopt' makes".into(),
+        ));
+    }
     let mut staging = Staging::new(store.layout.candidate().join("tree"), Linkable::default())?;
     let mut files = 0;
     source::read(
@@ -865,16 +871,13 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         manifest: manifest.render().into_bytes(),
         signature: None,
     };
-    // Steps 1 and 3-6 of the commit protocol; step 7 cannot rename a symlink over a directory, so
-    // `replace_adopted_view` exchanges them instead. Recovery finishes that step too.
-    // The marker, durable before the commit, tells recovery that a directory at the view
-    // is the one being adopted and may be exchanged for the symlink.
-    let marker = store.layout.adoption_marker();
-    durable::create_file_synced(&marker, directory.as_os_str().as_encoded_bytes(), 0o644)
-        .map_err(Error::io("cannot write", &marker))?;
-    let root = &store.layout.root;
-    durable::sync_directory(root).map_err(Error::io("cannot sync", root))?;
-    crashpoint::point("adopt-marker-written");
+    // Steps 1 and 3-6 of the commit protocol; step 7 cannot rename a symlink over a
+    // directory, so `replace_adopted_view` exchanges them instead. Recovery finishes that
+    // step too. The marker, written by `Store::create` before the store's format file,
+    // tells recovery that a directory at the view is the one being adopted and may be
+    // exchanged for the symlink, and tells `init` that an adoption that left no
+    // generation may start over.
+    crashpoint::point("adopt-staged");
     commit_generation(
         store,
         &staging,

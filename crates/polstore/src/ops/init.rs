@@ -116,7 +116,7 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         .into());
     }
     let existed = root.exists();
-    let store = Store::create(root, view, request.keys)?;
+    let store = Store::create(root, view, request.keys, adopt_directory.is_some())?;
     let mut report = InitReport {
         restarted,
         adopted: None,
@@ -129,6 +129,11 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
                 report.adopted = Some((directory, generation));
             }
             Err(error) => {
+                // Committed already (the exchange failed after): generation 1 holds the
+                // adopted policy, and the next writer's recovery finishes the exchange.
+                if store.state().is_ok_and(|state| state.active.is_some()) {
+                    return Err(error.into());
+                }
                 // The store is new and holds nothing yet: take it away again.
                 drop(store);
                 remove_new_store(root, existed);

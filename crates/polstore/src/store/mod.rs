@@ -17,9 +17,10 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, ManifestLimits};
 use crate::format::records::{GenerationState, StateRecord};
 use crate::fs::durable;
-use crate::fs::lock::StoreLock;
+use crate::store::lock::StoreLock;
 
 pub mod layout;
+pub mod lock;
 pub mod materialize;
 pub mod recovery;
 pub mod transition;
@@ -115,8 +116,11 @@ impl Store {
         Ok((store, recovery))
     }
 
-    /// Creates a new, empty store at `root`. The caller then adopts or ingests.
-    pub fn create(root: &Path, view: &Path, keys: &[PathBuf]) -> Result<Store> {
+    /// Creates a new, empty store at `root`. The caller then adopts or ingests. With
+    /// `adopting`, the adoption marker is written (and synced) before the format file, so
+    /// that an `init --adopt` interrupted at any point before its commit leaves a store
+    /// `init` recognizes and starts over.
+    pub fn create(root: &Path, view: &Path, keys: &[PathBuf], adopting: bool) -> Result<Store> {
         let layout = Layout::new(root);
         match fs::read_dir(root) {
             Ok(mut entries) => {
@@ -157,6 +161,11 @@ impl Store {
         durable::create_file_synced(&layout.config_file(), text.as_bytes(), PUBLIC_FILE_MODE)
             .map_err(Error::io("cannot write", layout.config_file()))?;
         Db::create(&layout.database())?;
+        if adopting {
+            let marker = layout.adoption_marker();
+            durable::create_file_synced(&marker, view.as_os_str().as_encoded_bytes(), 0o600)
+                .map_err(Error::io("cannot write", &marker))?;
+        }
         // The format file is written last and synced with the directory: a store without
         // it is an interrupted init, which `init` may be run again on after removing it.
         let format = format!("{STORE_FORMAT}\n");

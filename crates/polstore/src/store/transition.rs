@@ -5,8 +5,9 @@
 //! [`activate`] (a kept generation becomes active again), [`fail`] (a generation fails;
 //! if it was active, the newest earlier good generation that verifies takes its place),
 //! [`confirm`] (the agent run confirmed it), [`record`] (an attempt that changed no
-//! state), and [`rebuilt`] (the records of a database rebuilt from the directories).
-//! All of them commit through [`commit`], once each.
+//! state), [`mark_failed`] (a generation that is not active fails), and [`rebuilt`] (the
+//! records of a database rebuilt from the directories). `commit_new` and `rebuilt` write
+//! their own transaction; the others commit through [`commit`], once each.
 //!
 //! **Invariant:** a generation is made active only after its tree was compared with its
 //! manifest, byte for byte ([`verified`]); a new generation's tree was built and checked
@@ -155,7 +156,7 @@ pub fn verified(store: &Store, generation: u64) -> Result<std::result::Result<()
     })
 }
 
-/// Step 5 of the commit protocol (`store-format.md` § Commit protocol): one commit makes
+/// Step 6 of the commit protocol (`store-format.md` § Commit protocol): one commit makes
 /// the new generation `generation` active, with its record, its manifest, the raised
 /// replay floor, the attempt and the source's stamps. The caller built and checked the
 /// tree and renamed it into `generations/N`; it switches the view after.

@@ -1,5 +1,6 @@
 //! The view: the symlink the agent reads through, pointed at the active generation's tree.
-//! Only this module and [`crate::store::recovery`] write at the view path and its siblings.
+//! Only this module, [`crate::store::recovery`] and `verify --repair`
+//! (`health::repair::restore_view`) write at the view path and its siblings.
 
 use std::fs;
 use std::io;
