@@ -362,3 +362,141 @@ fn an_unknown_directory_in_generations_is_reported_and_moved_aside_never_deleted
     }));
     node.run(&["verify"]).success();
 }
+
+// ---------------------------------------------------------------- memory before trust
+
+/// Writes a `.tar.gz` whose first entry is an extension header of type `kind` (`L`: GNU
+/// long name, `x`: PAX) claiming `size` bytes, all present (zeros compress to almost
+/// nothing), followed by an ordinary file.
+fn archive_with_huge_extension_header(path: &std::path::Path, kind: char, size: u64) {
+    let script = r#"
+import gzip, sys, tarfile
+path, kind, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+header = tarfile.TarInfo("././@LongLink")
+header.type = kind.encode()
+header.size = size
+with gzip.open(path, "wb", compresslevel=1) as out:
+    out.write(header.tobuf(format=tarfile.GNU_FORMAT))
+    chunk = b"\0" * (1 << 20)
+    left = size
+    while left > 0:
+        out.write(chunk[: min(left, len(chunk))])
+        left -= min(left, len(chunk))
+    out.write(b"\0" * ((512 - size % 512) % 512))
+    info = tarfile.TarInfo("promises.cf")
+    body = b"bundle agent main {}\n"
+    info.size = len(body)
+    out.write(info.tobuf(format=tarfile.GNU_FORMAT))
+    out.write(body + b"\0" * ((512 - len(body) % 512) % 512))
+    out.write(b"\0" * 1024)
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(kind.to_string())
+        .arg(size.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_gigabyte_extension_header_is_refused_within_a_small_memory_bound() {
+    let node = Node::with_generation();
+    for (kind, fragment) in [
+        ('L', "a GNU long name: is larger than 1025 bytes"),
+        ('x', "a PAX header: is larger than 65536 bytes"),
+    ] {
+        let archive = node.root.join(format!("huge-{kind}.tar.gz"));
+        archive_with_huge_extension_header(&archive, kind, 1 << 30);
+        assert!(fs::metadata(&archive).unwrap().len() < 8 << 20);
+        // With 256 MiB of address space, reading the header whole (as the tar reader
+        // would) fails; reading it with a bound refuses it in one line.
+        let before = node.snapshot();
+        let output = std::process::Command::new("prlimit")
+            .arg(format!("--as={}", 256u64 << 20))
+            .arg(POLSTORE)
+            .args(["ingest", s(&archive)])
+            .env("POLSTORE_STORE", &node.store)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{kind}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "polstore: rejected by the source check: {fragment}; generation 1 stays active\n"
+            )
+        );
+        assert_eq!(node.snapshot(), before);
+    }
+}
+
+#[test]
+fn sparse_entries_and_pax_sizes_are_refused_not_turned_into_other_paths() {
+    let node = Node::unsigned();
+    let script = r#"
+import io, sys, tarfile
+path, case = sys.argv[1], sys.argv[2]
+with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+    body = b"bundle agent main {}\n"
+    info = tarfile.TarInfo("promises.cf")
+    info.size = len(body)
+    if case == "pax-sparse":
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                            "GNU.sparse.name": "promises.cf", "GNU.sparse.realsize": "21"}
+    elif case == "pax-size":
+        info.pax_headers = {"size": str(len(body))}
+    elif case == "gnu-sparse":
+        info.type = tarfile.GNUTYPE_SPARSE
+    archive.addfile(info, io.BytesIO(body))
+"#;
+    for (case, fragment) in [
+        (
+            "pax-sparse",
+            "sparse files are not accepted (a PAX GNU.sparse record)",
+        ),
+        ("pax-size", "a PAX size record is not accepted"),
+        ("gnu-sparse", "sparse files are not accepted"),
+    ] {
+        let archive = node.root.join(format!("{case}.tar"));
+        let status = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&archive)
+            .arg(case)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_refused(
+            &node,
+            &["ingest", s(&archive)],
+            3,
+            &format!("rejected by the source check: {fragment}"),
+        );
+    }
+    assert_eq!(node.active_generation(), None);
+    // A long path in a PAX header is read as the path it names.
+    let long = format!("lib/{}/x.cf", "d".repeat(200));
+    let archive = node.root.join("pax-path.tar");
+    let script = r##"
+import io, sys, tarfile
+path, name = sys.argv[1], sys.argv[2]
+with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+    for member, body in (("promises.cf", b"bundle agent main {}\n"), (name, b"# deep\n")):
+        info = tarfile.TarInfo(member)
+        info.size = len(body)
+        archive.addfile(info, io.BytesIO(body))
+"##;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&archive)
+        .arg(&long)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    node.ingest(&archive).success();
+    assert_eq!(
+        fs::read_to_string(node.generation_tree(1).join(&long)).unwrap(),
+        "# deep\n"
+    );
+}

@@ -624,10 +624,21 @@ fn read_archive(
         }
     };
     let mut seen_top_level = HashSet::new();
-    for entry in archive.entries().map_err(archive_error)? {
+    // Raw entries: the extension headers (GNU long names, PAX records) come to us as
+    // entries of their own, read here with a bound, instead of being read whole by the
+    // tar reader before any limit applies.
+    let mut extension = Extension::default();
+    for entry in archive.entries().map_err(archive_error)?.raw(true) {
         let mut entry = entry.map_err(archive_error)?;
         let header_type = entry.header().entry_type();
-        let raw_path = entry.path_bytes().into_owned();
+        if extension.absorb(&mut entry, header_type, limits, &archive_error)? {
+            continue;
+        }
+        let long_name = std::mem::take(&mut extension).name;
+        let raw_path = match long_name {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
         let mut name: &[u8] = &raw_path;
         while let Some(rest) = name.strip_prefix(b"./") {
             name = rest;
@@ -643,10 +654,6 @@ fn read_archive(
             }
             let path = admission.path(name)?;
             admission.directory(path)?;
-            continue;
-        }
-        if header_type.is_pax_global_extensions() {
-            // `git archive` writes one with the commit id; it names no file.
             continue;
         }
         if name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes() {
@@ -705,7 +712,85 @@ fn read_archive(
             stamp: None,
         })?;
     }
+    if extension.name.is_some() {
+        return Err(reject(
+            None,
+            "the archive ends with an extension header that describes no entry",
+        ));
+    }
     Ok(())
+}
+
+/// What the extension headers before an entry said about it.
+#[derive(Default)]
+struct Extension {
+    /// The entry's name, from a GNU long-name header or a PAX `path` record.
+    name: Option<Vec<u8>>,
+}
+
+/// A PAX extension header is read up to this size: a path, times and ids take far less.
+const PAX_HEADER_BYTES_MAX: u64 = 64 << 10;
+
+impl Extension {
+    /// Takes in `entry` if it is an extension header; returns whether it was one. Refuses
+    /// what polstore does not read correctly rather than turn it into other paths: sparse
+    /// files (GNU `S` entries and PAX `GNU.sparse.*` records), PAX sizes, and an
+    /// extension header that is not followed by the entry it describes.
+    fn absorb(
+        &mut self,
+        entry: &mut tar::Entry<impl Read>,
+        header_type: tar::EntryType,
+        limits: &LimitsConfig,
+        archive_error: &dyn Fn(io::Error) -> Error,
+    ) -> Result<bool> {
+        let name_limit = limits.path_bytes_max as u64 + 1;
+        match header_type {
+            tar::EntryType::GNULongName => {
+                let bytes = read_entry(entry, name_limit, "a GNU long name", archive_error)?;
+                let name = bytes.strip_suffix(b"\0").unwrap_or(&bytes).to_vec();
+                self.name = Some(name);
+                Ok(true)
+            }
+            tar::EntryType::GNULongLink => {
+                // Only links have a link name, and links are refused; read it bounded.
+                read_entry(entry, name_limit, "a GNU long link name", archive_error)?;
+                Ok(true)
+            }
+            tar::EntryType::XGlobalHeader => {
+                // `git archive` writes one with the commit id; it names no file.
+                read_entry(
+                    entry,
+                    PAX_HEADER_BYTES_MAX,
+                    "a PAX global header",
+                    archive_error,
+                )?;
+                Ok(true)
+            }
+            tar::EntryType::XHeader => {
+                let bytes = read_entry(entry, PAX_HEADER_BYTES_MAX, "a PAX header", archive_error)?;
+                for record in tar::PaxExtensions::new(&bytes) {
+                    let record = record.map_err(|_| reject(None, "a PAX header is malformed"))?;
+                    let key = record.key_bytes();
+                    if key == b"path" {
+                        self.name = Some(record.value_bytes().to_vec());
+                    } else if key.starts_with(b"GNU.sparse.") {
+                        return Err(reject(
+                            None,
+                            "sparse files are not accepted (a PAX GNU.sparse record)",
+                        ));
+                    } else if key == b"size" {
+                        return Err(reject(
+                            None,
+                            "a PAX size record is not accepted (no policy file needs one)",
+                        ));
+                    }
+                }
+                Ok(true)
+            }
+            tar::EntryType::GNUSparse => Err(reject(None, "sparse files are not accepted")),
+            _ => Ok(false),
+        }
+    }
 }
 
 fn read_entry(
