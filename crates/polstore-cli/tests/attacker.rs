@@ -500,3 +500,56 @@ with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
         "# deep\n"
     );
 }
+
+#[test]
+fn a_fifo_planted_at_the_drop_or_its_manifest_is_refused_at_once() {
+    let node = Node::with_generation();
+    let drop = node.root.join("drop.tar.gz");
+    node.set_config("fetch", "drop", &toml_string(s(&drop)));
+    let make_fifo = |path: &std::path::Path| {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    make_fifo(&drop);
+    // `timeout` only keeps a regression from hanging the suite: polstore must answer at
+    // once, without anyone writing to the FIFO.
+    let before = node.snapshot();
+    let output = std::process::Command::new("timeout")
+        .args(["60", POLSTORE, "update"])
+        .env("POLSTORE_STORE", &node.store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "polstore: rejected by the source check: {}: is a fifo, not a regular file; generation 1 stays active\n",
+            drop.display()
+        )
+    );
+    assert_eq!(node.snapshot(), before);
+    // A drop directory whose manifest is a FIFO.
+    fs::remove_file(&drop).unwrap();
+    let directory = node.root.join("drop-dir");
+    fs::create_dir(&directory).unwrap();
+    fs::write(directory.join("promises.cf"), POLICY).unwrap();
+    make_fifo(&directory.join("polstore.manifest"));
+    node.set_config("fetch", "drop", &toml_string(s(&directory)));
+    let output = std::process::Command::new("timeout")
+        .args(["60", POLSTORE, "update"])
+        .env("POLSTORE_STORE", &node.store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.starts_with("polstore: rejected by the source check: polstore.manifest: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+    assert_eq!(node.snapshot(), before);
+}

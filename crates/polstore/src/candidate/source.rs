@@ -19,6 +19,7 @@ use crate::format::manifest::{self, MANIFEST_BYTES_MAX};
 use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::Stamp;
 use crate::format::signify::KEY_FILE_BYTES_MAX;
+use crate::fs::read;
 
 /// Where a candidate comes from.
 #[derive(Clone, Debug)]
@@ -213,7 +214,16 @@ pub fn read_with(
     match source {
         Source::Directory(root) => read_directory(root, &mut admission, known, sink),
         Source::Archive(path) => {
-            let file = File::open(path).map_err(Error::io("cannot open source", path))?;
+            // Opened once, without following a symlink or blocking on a FIFO, and checked
+            // to be a regular file on the open descriptor: a FIFO planted at the drop must
+            // not hold the store lock forever.
+            let file = read::open_regular(path, usize::MAX).map_err(|error| match error {
+                read::ReadError::Io(error) => Error::io("cannot open source", path)(error),
+                read::ReadError::NotFound => {
+                    Error::io("cannot open source", path)(io::ErrorKind::NotFound.into())
+                }
+                refusal => reject(None, format!("{}: {refusal}", path.display())),
+            })?;
             read_archive(BufReader::new(file), &mut admission, sink)
         }
         Source::Stdin => read_archive(BufReader::new(io::stdin().lock()), &mut admission, sink),
@@ -249,14 +259,35 @@ fn read_directory(
             .open(&directory)
             .map_err(Error::io("cannot read source directory", &directory))?;
         let mut names = Vec::new();
-        for entry in fs::read_dir(&directory)
-            .map_err(Error::io("cannot read source directory", &directory))?
-        {
-            let entry = entry.map_err(Error::io("cannot read source directory", &directory))?;
+        // Listed through the descriptor just opened, not the path again.
+        let listing = rustix::fs::Dir::read_from(&handle)
+            .map_err(|error| Error::io("cannot read source directory", &directory)(error.into()))?;
+        for entry in listing {
+            let entry = entry.map_err(|error| {
+                Error::io("cannot read source directory", &directory)(error.into())
+            })?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
             // The type from the directory entry needs no stat; it only picks the way
             // in, and what is opened is checked again with fstat.
-            let is_file = entry.file_type().is_ok_and(|kind| kind.is_file());
-            names.push((entry.file_name(), is_file));
+            // Some file systems do not fill it in: then one lstat of the entry.
+            let file_type = match entry.file_type() {
+                rustix::fs::FileType::Unknown => rustix::fs::statat(
+                    &handle,
+                    entry.file_name(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode))
+                .unwrap_or(rustix::fs::FileType::Unknown),
+                known => known,
+            };
+            let is_file = file_type == rustix::fs::FileType::RegularFile;
+            names.push((
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name).to_os_string(),
+                is_file,
+            ));
         }
         names.sort();
         let mut subdirectories = Vec::new();
