@@ -553,3 +553,88 @@ fn a_fifo_planted_at_the_drop_or_its_manifest_is_refused_at_once() {
     assert_eq!(stderr.lines().count(), 1);
     assert_eq!(node.snapshot(), before);
 }
+
+// ---------------------------------------------------------------- damage that is not damage
+
+#[test]
+fn a_database_held_by_another_process_is_not_damage_and_nothing_is_rebuilt() {
+    let node = Node::with_generation();
+    let database = node.store.join("polstore.redb");
+    let history_before = node.log().len();
+    // Another process holds redb's lock on the file, as a stuck polstore or a backup
+    // tool might: `flock` keeps it until the gate lets go.
+    let gate = Gate::new(&node.root, "holder");
+    let mut holder = std::process::Command::new("flock")
+        .arg("--exclusive")
+        .arg(&database)
+        .args(["/bin/sh", "-c", &gate.script()])
+        .spawn()
+        .unwrap();
+    gate.wait_started(PATIENCE);
+    for args in [&["verify"][..], &["verify", "--repair"], &["gc"]] {
+        let out = node.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
+        assert_eq!(
+            out.stderr, "polstore: database: in use by another process, which holds its lock\n",
+            "{args:?}"
+        );
+    }
+    gate.release();
+    assert!(holder.wait().unwrap().success());
+    assert!(!node.store.join("polstore.redb.damaged").exists());
+    // Nothing was rebuilt: the history is all there.
+    assert_eq!(node.log().len(), history_before);
+    node.run(&["verify"]).success();
+}
+
+#[test]
+fn a_lost_database_is_rebuilt_without_claiming_a_copy_was_kept() {
+    let node = Node::with_generation();
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    let out = node.run(&["verify", "--repair"]).success();
+    assert!(
+        out.stdout.contains("(there was no database file to keep)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("was kept as"), "{}", out.stdout);
+    assert!(!node.store.join("polstore.redb.damaged").exists());
+    assert_eq!(node.active_generation(), Some(1));
+}
+
+#[test]
+fn an_immutable_database_is_not_damage_and_nothing_is_rebuilt() {
+    if !running_as_root() {
+        eprintln!("skipped: chattr +i needs root");
+        return;
+    }
+    let node = Node::with_generation();
+    let database = node.store.join("polstore.redb");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&database)
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipped: the file system of the test directory does not support chattr +i");
+        return;
+    }
+    let history_before = node.log().len();
+    for args in [&["verify", "--repair"][..], &["gc"]] {
+        let out = node.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
+        assert!(
+            out.stderr.starts_with("polstore: database: ")
+                && out.stderr.contains("Operation not permitted")
+                && !out.stderr.contains("verify"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(chattr("-i"));
+    assert!(!node.store.join("polstore.redb.damaged").exists());
+    assert_eq!(node.log().len(), history_before);
+    node.run(&["verify"]).success();
+}

@@ -56,14 +56,35 @@ pub enum DbError {
     /// A record or object contradicts the database's own rules.
     #[error("database is corrupt: {0}")]
     Corrupt(String),
+    /// Another process has the database file open (it holds redb's lock on it).
+    #[error("database: in use by another process, which holds its lock")]
+    InUse,
+    /// The file system refuses access (permissions, a read-only mount, an immutable file):
+    /// the bytes may be fine.
+    #[error("database: {0}")]
+    Inaccessible(std::io::Error),
 }
 
 impl From<redb::Error> for DbError {
     fn from(error: redb::Error) -> DbError {
         let no_space = rustix::io::Errno::NOSPC.raw_os_error();
-        match &error {
+        let refused = [
+            rustix::io::Errno::ACCESS,
+            rustix::io::Errno::PERM,
+            rustix::io::Errno::ROFS,
+        ]
+        .map(|errno| errno.raw_os_error());
+        match error {
             redb::Error::Io(io) if io.raw_os_error() == Some(no_space) => DbError::NoSpace,
-            _ => DbError::Redb(error),
+            redb::Error::Io(io)
+                if io
+                    .raw_os_error()
+                    .is_some_and(|code| refused.contains(&code)) =>
+            {
+                DbError::Inaccessible(io)
+            }
+            redb::Error::DatabaseAlreadyOpen => DbError::InUse,
+            error => DbError::Redb(error),
         }
     }
 }
@@ -75,12 +96,20 @@ impl DbError {
         matches!(self, DbError::Redb(redb::Error::RepairAborted))
     }
 
+    /// The database cannot be used now for a reason that is not its bytes: a full disk,
+    /// another process holding it, the file system refusing access. Nothing to rebuild.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, DbError::Redb(_) | DbError::Corrupt(_))
+    }
+
     /// What is wrong, without the "database" prefix (for verify's own report).
     pub fn reason(self) -> String {
         match self {
             DbError::NoSpace => "no space left on device".to_string(),
             DbError::Redb(error) => error.to_string(),
             DbError::Corrupt(reason) => reason,
+            DbError::InUse => "in use by another process, which holds its lock".to_string(),
+            DbError::Inaccessible(error) => error.to_string(),
         }
     }
 }

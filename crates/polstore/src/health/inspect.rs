@@ -59,37 +59,58 @@ impl Inspection {
     }
 }
 
-/// Opens the database and checks it: redb's checksums over every page, then every record
-/// decoded. Returns the reason it cannot be trusted instead of a database.
-pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, String> {
-    let reason = |error: crate::db::DbError| error.reason();
+/// Why [`open_checked_db`] gave no database.
+pub enum DbOpenFailure {
+    /// The bytes cannot be trusted: for `verify --repair` to rebuild.
+    Damaged(String),
+    /// It cannot be used now for another reason (another process holds it, the file
+    /// system refuses access, the disk is full): nothing is rebuilt.
+    Unusable(crate::db::DbError),
+}
+
+/// Opens the database and checks it: redb's checksums over every page, then the state,
+/// every generation and manifest record and every attempt decoded. Tells damage from a
+/// database that cannot be used for another reason.
+pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, DbOpenFailure> {
+    let judge = |error: crate::db::DbError| {
+        if error.is_damage() {
+            DbOpenFailure::Damaged(error.reason())
+        } else {
+            DbOpenFailure::Unusable(error)
+        }
+    };
     let path = layout.database();
     if !path.exists() {
-        return Err(format!("{} is missing", path.display()));
+        return Err(DbOpenFailure::Damaged(format!(
+            "{} is missing",
+            path.display()
+        )));
     }
-    let checked = quietly(|| -> std::result::Result<Db, String> {
-        let mut db = Db::open_for_scan(&path).map_err(reason)?;
+    let checked = quietly(|| -> std::result::Result<Db, DbOpenFailure> {
+        let mut db = Db::open_for_scan(&path).map_err(judge)?;
         match db.check_integrity() {
             Ok(true) => {}
             Ok(false) => {
-                return Err(
+                return Err(DbOpenFailure::Damaged(
                     "its last commit failed redb's checksums and was rolled back".to_string(),
-                );
+                ));
             }
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(judge(error)),
         }
-        let read = db.read().map_err(reason)?;
-        read.state().map_err(reason)?;
-        for (generation, _) in read.generations().map_err(reason)? {
-            read.manifest(generation).map_err(reason)?;
+        let read = db.read().map_err(judge)?;
+        read.state().map_err(judge)?;
+        for (generation, _) in read.generations().map_err(judge)? {
+            read.manifest(generation).map_err(judge)?;
         }
-        read.attempts(usize::MAX).map_err(reason)?;
+        read.attempts(usize::MAX).map_err(judge)?;
         drop(read);
         Ok(db)
     });
     match checked {
         Some(result) => result,
-        None => Err("reading it failed inside redb (damaged pages)".to_string()),
+        None => Err(DbOpenFailure::Damaged(
+            "reading it failed inside redb (damaged pages)".to_string(),
+        )),
     }
 }
 

@@ -314,7 +314,8 @@ pub fn rebuild(
     // renamed over it, so that `polstore.redb` exists at every moment.
     let database = layout.database();
     let damaged = layout.damaged_database();
-    if database.exists() {
+    let kept = fs::symlink_metadata(&database).is_ok_and(|metadata| metadata.is_file());
+    if kept {
         durable::remove_tree_if_exists(&damaged).map_err(Error::io("cannot remove", &damaged))?;
         fs::hard_link(&database, &damaged)
             .map_err(Error::io("cannot keep a copy of", &database))?;
@@ -323,9 +324,13 @@ pub fn rebuild(
     fs::rename(&temporary, &database).map_err(Error::io("cannot move into place", &temporary))?;
     durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
     let db = Db::open(&database)?;
-    let changes = vec![format!(
-        "{message} (the damaged database was kept as {})",
-        damaged.display()
-    )];
+    let changes = vec![if kept {
+        format!(
+            "{message} (the damaged database was kept as {})",
+            damaged.display()
+        )
+    } else {
+        format!("{message} (there was no database file to keep)")
+    }];
     Ok((db, changes, alarms))
 }

@@ -30,7 +30,7 @@ use crate::format::records::{
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
 use crate::fs::read;
-use crate::health::inspect::{self, Finding, Inspection, Kind, ProgressFn};
+use crate::health::inspect::{self, DbOpenFailure, Finding, Inspection, Kind, ProgressFn};
 use crate::health::rebuild;
 use crate::ops::ingest::{self, IngestRequest};
 use crate::store::materialize::TreeBuilder;
@@ -107,7 +107,9 @@ pub fn verify_store(
     progress("opening the database", false);
     let db = match inspect::open_checked_db(&locked.layout) {
         Ok(db) => db,
-        Err(reason) => {
+        // Not the bytes: nothing to rebuild, and nothing is.
+        Err(DbOpenFailure::Unusable(error)) => return Err(error.into()),
+        Err(DbOpenFailure::Damaged(reason)) => {
             report.findings.push(Finding {
                 generation: None,
                 path: Some(locked.layout.database().display().to_string()),
