@@ -638,3 +638,85 @@ fn an_immutable_database_is_not_damage_and_nothing_is_rebuilt() {
     assert_eq!(node.log().len(), history_before);
     node.run(&["verify"]).success();
 }
+
+// ---------------------------------------------------------------- trust that a rebuild gives away
+
+#[test]
+fn a_rebuild_does_not_take_back_a_planted_generation_that_calls_itself_adopted() {
+    let node = Node::with_generation();
+    // Planted: an unsigned generation whose manifest says it was adopted, serial 0.
+    let planted = node.store.join("generations").join("9");
+    let tree = planted.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("promises.cf"), POLICY).unwrap();
+    let out = node.run(&[
+        "manifest",
+        s(&tree),
+        "--serial",
+        "0",
+        "--source",
+        "adopted",
+        "--output",
+        s(&planted.join("polstore.manifest")),
+    ]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    // Point the view at it, as an attacker would, and lose the database.
+    fs::remove_file(&node.view).unwrap();
+    symlink(&tree, &node.view).unwrap();
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    let out = node.run(&["verify", "--repair"]);
+    assert!(
+        out.stdout.contains("generation 9") && out.stdout.contains("moved its directory to"),
+        "{out:#?}"
+    );
+    assert_eq!(node.active_generation(), Some(1));
+    assert_eq!(node.view_target(), Some(node.generation_tree(1)));
+    let generations: Vec<u64> = node
+        .list()
+        .iter()
+        .map(|g| g["generation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(generations, [1]);
+}
+
+#[test]
+fn a_store_that_adopted_keeps_its_adopted_generation_through_a_rebuild() {
+    let node = Node::new();
+    write_tree(&node.view, &[("promises.cf", POLICY)]);
+    node.run(&["init", "--view", s(&node.view), "--adopt"])
+        .success();
+    node.configure_for_tests();
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    node.run(&["verify", "--repair"]).success();
+    let list = node.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["origin"], "adopted");
+    assert_eq!(node.active_generation(), Some(1));
+}
+
+#[test]
+fn the_replay_floor_survives_a_rebuild_after_gc_removed_the_generation_that_held_it() {
+    let node = Node::with_generation();
+    let high = node.serial_tree("high", 9);
+    node.ingest(&high).success();
+    node.run(&["rollback", "1"]).success();
+    node.run(&["gc", "--keep", "0"]).success();
+    let serials: Vec<u64> = node
+        .list()
+        .iter()
+        .map(|g| g["serial"].as_u64().unwrap())
+        .collect();
+    assert_eq!(serials, [1], "the generation of serial 9 is gone");
+    // The database is lost; no directory holds serial 9 any more.
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    node.run(&["verify", "--repair"]).success();
+    assert_eq!(node.status()["serial_max"], 9);
+    // An old signed serial below the floor is a replay.
+    let old = node.serial_tree("old", 5);
+    assert_refused(
+        &node,
+        &["ingest", s(&old)],
+        3,
+        "rejected by the freshness check: serial 5",
+    );
+}

@@ -213,6 +213,7 @@ crash_point_tests! {
     commit_envelope_written => ingest_case("[]");
     commit_objects_stored => ingest_case("[]");
     commit_renamed => ingest_case("[]");
+    commit_floor_raised => ingest_case("[]");
     commit_committed => ingest_case("[]");
     view_temporary_created => ingest_case("[]");
     commit_view_switched => ingest_case("[]");

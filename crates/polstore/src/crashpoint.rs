@@ -14,6 +14,7 @@ pub const POINTS: &[&str] = &[
     "commit-envelope-written",
     "commit-objects-stored",
     "commit-renamed",
+    "commit-floor-raised",
     "commit-committed",
     "view-temporary-created",
     "commit-view-switched",

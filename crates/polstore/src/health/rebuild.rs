@@ -76,9 +76,10 @@ fn catalog(locked: &LockedStore) -> Result<(Vec<Found>, Vec<Finding>)> {
                 continue;
             }
         };
-        let adopted = manifest.serial == 0
-            && manifest.source.as_deref() == Some("adopted")
-            && signature.is_none();
+        // Only the adoption the store itself recorded: a manifest that calls itself
+        // "adopted" proves nothing.
+        let adopted = signature.is_none()
+            && crate::store::trust::adopted(&locked.layout, generation, &manifest_bytes)?;
         // Only the signature is checked here: the files are checked one by one below.
         let entries: BTreeMap<String, crate::format::manifest::Entry> = manifest
             .entries
@@ -298,6 +299,7 @@ pub fn rebuild(
             .iter()
             .map(|generation| generation.manifest.serial)
             .chain(salvaged_serial_max)
+            .chain(crate::store::trust::serial_floor(layout).ok().flatten())
             .max()
             .unwrap_or(0),
         next_generation: found

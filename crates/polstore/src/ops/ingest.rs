@@ -878,6 +878,9 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
     // exchanged for the symlink, and tells `init` that an adoption that left no
     // generation may start over.
     crashpoint::point("adopt-staged");
+    // Recorded outside the database before its commit: a rebuild takes back an unsigned
+    // generation only if the store itself adopted it.
+    crate::store::trust::record_adoption(&store.layout, generation, &manifest_record.manifest)?;
     commit_generation(
         store,
         &staging,

@@ -25,6 +25,7 @@ pub mod materialize;
 pub mod recovery;
 pub mod transition;
 pub mod tree;
+pub mod trust;
 pub mod view;
 
 pub use layout::{

@@ -71,6 +71,20 @@ impl Store {
                 .map_err(Error::io("cannot sync", &generations))?;
         }
         self.clear_removal_intent()?;
+        // What the store keeps outside its database for a rebuild is brought up to what
+        // the database knows (stores made before kept neither).
+        crate::store::trust::raise_serial_floor(&self.layout, state.serial_max)?;
+        if fs::symlink_metadata(self.layout.adoption_record()).is_err() {
+            let read = self.db.read()?;
+            if let Some((generation, _)) = read
+                .generations()?
+                .into_iter()
+                .find(|(_, record)| record.origin == Origin::Adopted)
+            {
+                let manifest = read.manifest(generation)?.manifest;
+                crate::store::trust::record_adoption(&self.layout, generation, &manifest)?;
+            }
+        }
         // 3. An agent run that never reported back did not confirm its generation.
         if let Some(active) = state.active {
             let record = self.db.read()?.generation(active)?;

@@ -168,6 +168,11 @@ pub fn commit_new(
     attempt: Attempt,
     stamps: Option<(&str, &StampsRecord)>,
 ) -> Result<()> {
+    // The replay floor is recorded outside the database first, so that a database
+    // rebuilt after a crash anywhere from here on never goes below it.
+    let floor = store.state()?.serial_max.max(record.serial);
+    crate::store::trust::raise_serial_floor(&store.layout, floor)?;
+    crate::crashpoint::point("commit-floor-raised");
     store.db.write(|txn| {
         let mut state = txn.state()?;
         assert_eq!(
