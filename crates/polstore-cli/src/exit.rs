@@ -122,7 +122,11 @@ fn one_line(error: &anyhow::Error) -> String {
     line
 }
 
-/// One line, whatever the message holds: newlines become spaces.
+/// The longest error line, in characters: enough for any message of polstore's own.
+const LINE_CHARS_MAX: usize = 2000;
+
+/// One line, whatever the message holds: newlines become spaces, every other control
+/// character is escaped, and the line is cut at [`LINE_CHARS_MAX`].
 fn bounded(line: &str) -> String {
-    line.replace('\n', " ")
+    polstore::format::text::one_line(&line.replace('\n', " "), LINE_CHARS_MAX)
 }

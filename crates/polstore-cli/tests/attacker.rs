@@ -720,3 +720,34 @@ fn the_replay_floor_survives_a_rebuild_after_gc_removed_the_generation_that_held
         "rejected by the freshness check: serial 5",
     );
 }
+
+// ---------------------------------------------------------------- messages
+
+#[test]
+fn a_check_s_hostile_output_becomes_one_bounded_line_with_control_characters_escaped() {
+    let node = Node::with_generation();
+    // A last line of 8 KB with an escape sequence and a carriage return in it.
+    node.add_check(
+        "10-noisy",
+        "printf 'first\\n'; printf '\\033[31mred\\rover'; head -c 8192 /dev/zero | tr '\\0' A; printf '\\n'; exit 1",
+    );
+    let tree = candidate(&node, 2);
+    let out = assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        3,
+        "rejected by the user check 10-noisy: exited with status 1: \\e[31mred\\rover",
+    );
+    let line = out.stderr.trim_end_matches('\n');
+    assert!(!line.contains('\x1b') && !line.contains('\r'), "{line:?}");
+    assert!(
+        line.chars().count() < 1000,
+        "{} characters",
+        line.chars().count()
+    );
+    assert!(line.contains("AAA…"), "{line}");
+    // The history keeps the same bounded line.
+    let log = node.log();
+    let message = log.last().unwrap()["message"].as_str().unwrap().to_string();
+    assert!(!message.contains('\x1b') && message.chars().count() < 1000);
+}

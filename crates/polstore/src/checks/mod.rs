@@ -12,6 +12,7 @@ use crate::error::{Check, Error, Rejection, Result};
 use crate::format::manifest::{Entry, Manifest};
 use crate::format::records::CheckRecord;
 use crate::format::signify::{self, PublicKey, Signature};
+use crate::format::text::{QUOTED_CHARS_MAX, one_line};
 use crate::format::timestamp::Timestamp;
 use crate::fs::read;
 use crate::process::{self, RunOutcome};
@@ -309,7 +310,7 @@ pub fn parse_conclusively(config: &Config, context: &CommandContext) -> Option<(
         .lines()
         .find(|line| line.contains("error:"))
         .or_else(|| outcome.last_line())
-        .map(|line| line.trim().replace(&tree_prefix, ""));
+        .map(|line| one_line(&line.trim().replace(&tree_prefix, ""), QUOTED_CHARS_MAX));
     let reason = match first_error {
         Some(line) => format!(
             "{} {}: {line}",
@@ -443,7 +444,11 @@ pub fn user_check(check: &Path, context: &CommandContext) -> Verdict {
         return passed(&format!("user check {name}"), "passed", started);
     }
     let reason = match outcome.last_line() {
-        Some(line) => format!("{}: {}", outcome.describe(context.timeout), line),
+        Some(line) => format!(
+            "{}: {}",
+            outcome.describe(context.timeout),
+            one_line(line, QUOTED_CHARS_MAX)
+        ),
         None => outcome.describe(context.timeout),
     };
     refused(

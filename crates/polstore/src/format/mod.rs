@@ -6,4 +6,5 @@ pub mod manifest;
 pub mod policy_path;
 pub mod records;
 pub mod signify;
+pub mod text;
 pub mod timestamp;

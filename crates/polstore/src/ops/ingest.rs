@@ -785,7 +785,10 @@ fn confirm_with_agent(
         .find(|line| line.contains("aborted"));
     if let Some(line) = telling_line.or_else(|| outcome.last_line()) {
         reason.push_str(": ");
-        reason.push_str(&line.chars().take(300).collect::<String>());
+        reason.push_str(&crate::format::text::one_line(
+            line,
+            crate::format::text::QUOTED_CHARS_MAX,
+        ));
     }
     if !config.agent.confirm {
         return Ok(AgentRun::FailedUnconfirmed(reason));

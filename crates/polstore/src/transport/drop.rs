@@ -87,7 +87,10 @@ impl<'a> DropPlace<'a> {
         );
         if let Some(line) = outcome.last_line() {
             reason.push_str(": ");
-            reason.push_str(&line.chars().take(300).collect::<String>());
+            reason.push_str(&crate::format::text::one_line(
+                line,
+                crate::format::text::QUOTED_CHARS_MAX,
+            ));
         }
         Err(Error::Refused(reason))
     }
