@@ -751,3 +751,27 @@ fn a_check_s_hostile_output_becomes_one_bounded_line_with_control_characters_esc
     let message = log.last().unwrap()["message"].as_str().unwrap().to_string();
     assert!(!message.contains('\x1b') && message.chars().count() < 1000);
 }
+
+#[test]
+fn a_directory_at_the_view_s_temporary_name_wedges_nothing_and_is_left_alone() {
+    let node = Node::with_generation();
+    let temporary = node.view.with_file_name(".inputs.polstore-new");
+    fs::create_dir(&temporary).unwrap();
+    fs::write(temporary.join("someone's"), "keep\n").unwrap();
+    node.ingest(&candidate(&node, 2)).success();
+    assert_eq!(node.view_target(), Some(node.generation_tree(2)));
+    node.run(&["rollback"]).success();
+    assert_eq!(node.view_target(), Some(node.generation_tree(1)));
+    assert_eq!(
+        fs::read_to_string(temporary.join("someone's")).unwrap(),
+        "keep\n"
+    );
+    // Nothing else was left beside the view.
+    let mut siblings: Vec<String> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("polstore"))
+        .collect();
+    siblings.sort();
+    assert_eq!(siblings, [".inputs.polstore-new"]);
+}

@@ -60,19 +60,50 @@ pub fn create_tree_directory(path: &Path) -> io::Result<()> {
 ///
 /// Order: create a symlink under a temporary name beside `link`, rename(2) it over `link`,
 /// fsync the directory. A crash before the rename leaves the old link and a temporary
-/// name that [`switch_symlink`] itself removes on its next call.
+/// symlink that [`switch_symlink`] itself removes on its next call. Something else at
+/// the temporary name (a directory someone made there) is never removed or followed: the
+/// next free name `.NAME.polstore-new-K` is used instead.
 pub fn switch_symlink(link: &Path, target: &Path) -> io::Result<()> {
     let directory = parent_of(link)?;
-    let temporary = temporary_sibling(link, "new")?;
-    match fs::remove_file(&temporary) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    std::os::unix::fs::symlink(target, &temporary)?;
+    let temporary = create_temporary_symlink(link, target)?;
     crate::crashpoint::point("view-temporary-created");
     fs::rename(&temporary, link)?;
     sync_directory(directory)
+}
+
+/// How many temporary names beside a path are tried before giving up.
+const TEMPORARY_NAMES_MAX: usize = 100;
+
+/// Creates a symlink to `target` under a free temporary name beside `link` and returns
+/// it. A symlink already at a name is a leftover of polstore's own and is replaced;
+/// anything else there is left alone and the next name is tried.
+fn create_temporary_symlink(link: &Path, target: &Path) -> io::Result<std::path::PathBuf> {
+    for attempt in 0..TEMPORARY_NAMES_MAX {
+        let tag = if attempt == 0 {
+            "new".to_string()
+        } else {
+            format!("new-{attempt}")
+        };
+        let temporary = temporary_sibling(link, &tag)?;
+        match std::os::unix::fs::symlink(target, &temporary) {
+            Ok(()) => return Ok(temporary),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                if fs::symlink_metadata(&temporary)?.file_type().is_symlink() {
+                    fs::remove_file(&temporary)?;
+                    std::os::unix::fs::symlink(target, &temporary)?;
+                    return Ok(temporary);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "no free temporary name beside {} ({TEMPORARY_NAMES_MAX} are taken)",
+            link.display()
+        ),
+    ))
 }
 
 /// The name `.<name>.polstore-<tag>` beside `path`, used for switching it atomically.

@@ -208,8 +208,21 @@ impl Store {
         let view = &self.config.view;
         let temporary =
             durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
-        durable::remove_tree_if_exists(&temporary)
-            .map_err(Error::io("cannot remove", &temporary))?;
+        // A symlink there is polstore's own leftover; anything else is someone's, and the
+        // adopted directory will land at this name after the exchange: refuse.
+        match fs::symlink_metadata(&temporary) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                fs::remove_file(&temporary).map_err(Error::io("cannot remove", &temporary))?;
+            }
+            Ok(metadata) => {
+                return Err(Error::Refused(format!(
+                    "{} is a {} polstore did not make; move it away, then adopt again",
+                    temporary.display(),
+                    crate::fs::type_name(metadata.file_type())
+                )));
+            }
+            Err(_) => {}
+        }
         std::os::unix::fs::symlink(self.layout.generation_tree(generation), &temporary)
             .map_err(Error::io("cannot create", &temporary))?;
         durable::exchange(&temporary, view)
