@@ -775,3 +775,42 @@ fn a_directory_at_the_view_s_temporary_name_wedges_nothing_and_is_left_alone() {
     siblings.sort();
     assert_eq!(siblings, [".inputs.polstore-new"]);
 }
+
+#[test]
+fn a_rebuild_keeps_the_history_it_can_still_read() {
+    let node = Node::with_generation();
+    node.ingest(&candidate(&node, 2)).success();
+    // An object's bytes overwritten inside the database file: its checksums fail, but the
+    // attempts can still be read.
+    let database = node.store.join("polstore.redb");
+    let mut bytes = fs::read(&database).unwrap();
+    let marker = b"# next\n";
+    let mut overwritten = 0;
+    for start in 0..bytes.len() - marker.len() {
+        if &bytes[start..start + marker.len()] == marker {
+            bytes[start..start + marker.len()].fill(0xa5);
+            overwritten += 1;
+        }
+    }
+    assert!(overwritten > 0);
+    fs::write(&database, bytes).unwrap();
+    let out = node.run(&["verify", "--repair"]);
+    assert!(out.stdout.contains("rebuilt the database"), "{out:#?}");
+    let messages: Vec<String> = node
+        .log()
+        .iter()
+        .map(|attempt| attempt["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|message| message == "generation 1 (serial 1) activated"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|message| message == "generation 2 (serial 2) activated"),
+        "{messages:#?}"
+    );
+}

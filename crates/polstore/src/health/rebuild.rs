@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{Hash, MANIFEST_BYTES_MAX, Manifest};
 use crate::format::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{
-    Action, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome, StateRecord,
+    Action, AttemptRecord, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome,
+    StateRecord,
 };
 use crate::format::signify::KEY_FILE_BYTES_MAX;
 use crate::format::timestamp::Timestamp;
@@ -198,7 +199,9 @@ pub fn rebuild(
         let generations = layout.generations();
         durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
     }
-    // The replay floor: the damaged database may still say it, if it can be read at all.
+    // The replay floor and the history: the damaged database may still say them, if it
+    // can be read at all (each part that decodes is kept; a panic inside redb on damaged
+    // pages loses only that part).
     let salvaged_serial_max = crate::db::without_panics(|| -> Option<u64> {
         Some(
             Db::open(&layout.database())
@@ -212,6 +215,17 @@ pub fn rebuild(
     })
     .ok()
     .flatten();
+    let salvaged_history: Vec<AttemptRecord> = crate::db::without_panics(|| {
+        let db = Db::open(&layout.database()).ok()?;
+        let read = db.read().ok()?;
+        read.attempts(crate::db::ATTEMPTS_KEPT_MAX as usize).ok()
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+    .into_iter()
+    .map(|(_, record)| record)
+    .collect();
     let temporary = layout.root.join("polstore.redb.rebuild");
     durable::remove_tree_if_exists(&temporary).map_err(Error::io("cannot remove", &temporary))?;
     let db = Db::create(&temporary)?;
@@ -309,7 +323,7 @@ pub fn rebuild(
     };
     let attempt =
         Attempt::new(Action::Repair, Outcome::Repaired, message.clone()).generation(active);
-    transition::rebuilt(&db, &records, &state, attempt)?;
+    transition::rebuilt(&db, &records, &state, &salvaged_history, attempt)?;
     drop(db);
     crate::crashpoint::point("rebuild-written");
     // The damaged file is kept under a second name (a hard link), then the rebuilt one is

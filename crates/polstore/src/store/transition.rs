@@ -353,11 +353,13 @@ pub fn record(db: &Db, attempt: Attempt) -> Result<()> {
 }
 
 /// The records of a database rebuilt from the generation directories, in one commit: each
-/// generation's record and manifest, the state, and the attempt that says so.
+/// generation's record and manifest, the state, the history salvaged from the lost database
+/// and the attempt that says so.
 pub fn rebuilt(
     db: &Db,
     generations: &[(u64, GenerationRecord, ManifestRecord)],
     state: &StateRecord,
+    history: &[AttemptRecord],
     attempt: Attempt,
 ) -> Result<()> {
     db.write(|txn| {
@@ -366,6 +368,10 @@ pub fn rebuilt(
             txn.put_generation(*generation, record)?;
         }
         txn.put_state(state)?;
+        // What could be read of the lost database's history, renumbered from 1.
+        for record in history {
+            txn.add_attempt(record)?;
+        }
         txn.add_attempt(&attempt.record)?;
         Ok(())
     })?;
