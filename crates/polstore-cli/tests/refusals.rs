@@ -248,10 +248,10 @@ fn malformed_manifests() {
                 name: "unknown-version",
                 spoil: |node, dir| {
                     edit_manifest(node, dir, |text| {
-                        text.replacen("polstore-manifest 1\n", "polstore-manifest 2\n", 1)
+                        text.replacen("polstore-manifest 1\n", "polstore-manifest 3\n", 1)
                     })
                 },
-                fragment: "unsupported manifest version \"2\"",
+                fragment: "unsupported manifest version \"3\"",
             },
             Case {
                 name: "trailing-garbage",

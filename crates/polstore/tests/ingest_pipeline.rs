@@ -390,6 +390,7 @@ fn manifest_for(serial: u64, files: &[(&str, &[u8])]) -> Vec<u8> {
         expires: None,
         source: None,
         entries,
+        directories: Vec::new(),
     }
     .render()
     .into_bytes()

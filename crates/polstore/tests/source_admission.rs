@@ -24,6 +24,7 @@ enum Seen {
     },
     Manifest(Vec<u8>),
     Signature(Vec<u8>),
+    EmptyDirectory(String),
 }
 
 /// Reads `source` through the gate; returns what the sink got, and whether every file
@@ -49,6 +50,7 @@ fn read(source: &Source, limits: &LimitsConfig) -> Result<(Vec<Seen>, bool)> {
             Item::Known { path, .. } => panic!("{path}: no oracle was given"),
             Item::Manifest(bytes) => Seen::Manifest(bytes),
             Item::Signature(bytes) => Seen::Signature(bytes),
+            Item::EmptyDirectory(path) => Seen::EmptyDirectory(path),
         });
         Ok(())
     })?;
@@ -75,6 +77,7 @@ fn describe(items: &[Seen]) -> String {
             Seen::File { path, content, .. } => format!("{path} ({} bytes)", content.len()),
             Seen::Manifest(_) => "the manifest".to_string(),
             Seen::Signature(_) => "the signature".to_string(),
+            Seen::EmptyDirectory(path) => format!("{path}/ (empty)"),
         })
         .collect();
     names.join(", ")

@@ -25,23 +25,25 @@ pub fn manifest_of_directory(
         )));
     }
     let mut entries = Vec::new();
+    let mut directories = Vec::new();
     source::read(
         &Source::Directory(directory.to_path_buf()),
         limits,
         &mut |item| {
-            if let Item::File {
-                path,
-                mode,
-                content,
-                ..
-            } = item
-            {
-                entries.push(Entry {
+            match item {
+                Item::File {
+                    path,
+                    mode,
+                    content,
+                    ..
+                } => entries.push(Entry {
                     path,
                     mode,
                     size: content.len() as u64,
                     hash: Hash::of(&content),
-                });
+                }),
+                Item::EmptyDirectory(path) => directories.push(path),
+                _ => {}
             }
             Ok(())
         },
@@ -53,5 +55,6 @@ pub fn manifest_of_directory(
         expires,
         source: origin,
         entries,
+        directories,
     })
 }

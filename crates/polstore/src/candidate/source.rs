@@ -67,6 +67,8 @@ pub enum Item {
         mode: u32,
         stamp: Stamp,
     },
+    /// A directory with nothing in it, given after every file (sorted): the tree has it.
+    EmptyDirectory(String),
     Manifest(Vec<u8>),
     Signature(Vec<u8>),
 }
@@ -108,6 +110,32 @@ impl<'a> Admission<'a> {
             return Err(reject(Some(top), "must be a regular file"));
         }
         Ok(path.to_string())
+    }
+
+    /// The admitted directories with nothing below them, sorted; they count against
+    /// `files_max` like files.
+    fn empty_directories(&self) -> Result<Vec<String>> {
+        let mut holding: HashSet<&str> = HashSet::new();
+        for path in self.files.iter().chain(self.directories.iter()) {
+            holding.extend(policy_path::ancestors(path));
+        }
+        let mut empty: Vec<String> = self
+            .directories
+            .iter()
+            .filter(|directory| !holding.contains(directory.as_str()))
+            .cloned()
+            .collect();
+        empty.sort_by(|first, second| first.as_bytes().cmp(second.as_bytes()));
+        if self.files.len() + empty.len() > self.limits.files_max {
+            return Err(reject(
+                None,
+                format!(
+                    "more than {} files and empty directories",
+                    self.limits.files_max
+                ),
+            ));
+        }
+        Ok(empty)
     }
 
     fn directory(&mut self, path: String) -> Result<()> {
@@ -230,6 +258,9 @@ pub fn read_with(
     }?;
     if admission.files.is_empty() {
         return Err(reject(None, "the source holds no policy files"));
+    }
+    for directory in admission.empty_directories()? {
+        sink(Item::EmptyDirectory(directory))?;
     }
     Ok(())
 }

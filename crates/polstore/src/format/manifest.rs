@@ -20,7 +20,14 @@ use std::fmt::Write as _;
 use crate::format::policy_path::{self, PathLimits};
 use crate::format::timestamp::Timestamp;
 
+/// Version 1 lists files; version 2 also lists the tree's empty directories. A manifest is
+/// written as version 1 when the tree has none, so that what servers made before stays
+/// byte for byte what polstore writes, and both versions are read.
 pub const FORMAT_VERSION: u32 = 1;
+/// The version of a manifest that lists empty directories.
+pub const FORMAT_VERSION_DIRECTORIES: u32 = 2;
+/// The line of an empty directory, in version 2: `directory PATH`.
+const DIRECTORY_PREFIX: &str = "directory ";
 const MAGIC: &str = "polstore-manifest";
 /// A manifest larger than this is refused before it is parsed.
 pub const MANIFEST_BYTES_MAX: usize = 32 << 20;
@@ -81,6 +88,9 @@ pub struct Manifest {
     pub source: Option<String>,
     /// Sorted by the bytes of `path`, no duplicates, no path that is also a directory.
     pub entries: Vec<Entry>,
+    /// The tree's empty directories (mode 0755, like every directory of a tree): sorted,
+    /// none a file, none holding a file or another listed directory. Version 2 only.
+    pub directories: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -96,7 +106,7 @@ pub enum ManifestError {
     #[error("manifest line 1: not a polstore manifest (expected '{MAGIC} {FORMAT_VERSION}')")]
     BadMagic,
     #[error(
-        "manifest line 1: unsupported manifest version {version:?} (this polstore reads version {FORMAT_VERSION})"
+        "manifest line 1: unsupported manifest version {version:?} (this polstore reads versions {FORMAT_VERSION} and {FORMAT_VERSION_DIRECTORIES})"
     )]
     UnsupportedVersion { version: String },
     #[error("manifest line {line}: expected '{expected}'")]
@@ -119,6 +129,12 @@ pub enum ManifestError {
     Duplicate { line: usize, path: String },
     #[error("manifest: {path}: is both a file and a directory")]
     FileAndDirectory { path: String },
+    #[error("manifest: {path}: is listed as an empty directory but holds {inside}")]
+    DirectoryNotEmpty { path: String, inside: String },
+    #[error(
+        "manifest line {line}: a directory line needs manifest version {FORMAT_VERSION_DIRECTORIES}"
+    )]
+    DirectoryInVersion1 { line: usize },
     #[error("manifest lists more than {max} files")]
     TooManyEntries { max: usize },
     #[error("manifest: the total size of all files exceeds {max} bytes")]
@@ -139,7 +155,7 @@ pub struct ManifestLimits {
 impl Manifest {
     pub fn render(&self) -> String {
         let mut text = String::with_capacity(128 + self.entries.len() * 100);
-        let _ = writeln!(text, "{MAGIC} {FORMAT_VERSION}");
+        let _ = writeln!(text, "{MAGIC} {}", self.version());
         let _ = writeln!(text, "serial {}", self.serial);
         let _ = writeln!(text, "created {}", self.created);
         if let Some(expires) = self.expires {
@@ -149,7 +165,14 @@ impl Manifest {
             let _ = writeln!(text, "source {source}");
         }
         text.push('\n');
+        // Files and directories in one order, by the bytes of their paths.
+        let mut directories = self.directories.iter().peekable();
         for entry in &self.entries {
+            while let Some(directory) =
+                directories.next_if(|directory| directory.as_bytes() < entry.path.as_bytes())
+            {
+                let _ = writeln!(text, "{DIRECTORY_PREFIX}{directory}");
+            }
             let _ = writeln!(
                 text,
                 "{} {:04o} {} {}",
@@ -159,7 +182,19 @@ impl Manifest {
                 entry.path
             );
         }
+        for directory in directories {
+            let _ = writeln!(text, "{DIRECTORY_PREFIX}{directory}");
+        }
         text
+    }
+
+    /// The format version this manifest is written in.
+    pub fn version(&self) -> u32 {
+        if self.directories.is_empty() {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_DIRECTORIES
+        }
     }
 
     pub fn total_bytes(&self) -> u64 {
@@ -190,11 +225,15 @@ impl Manifest {
         else {
             return Err(ManifestError::BadMagic);
         };
-        if version != FORMAT_VERSION.to_string() {
+        let lists_directories = if version == FORMAT_VERSION.to_string() {
+            false
+        } else if version == FORMAT_VERSION_DIRECTORIES.to_string() {
+            true
+        } else {
             return Err(ManifestError::UnsupportedVersion {
                 version: version.chars().take(20).collect(),
             });
-        }
+        };
 
         let (line, serial_line) = lines.next().unwrap_or((2, ""));
         let serial = serial_line
@@ -238,6 +277,7 @@ impl Manifest {
             expires: None,
             source: None,
             entries: Vec::new(),
+            directories: Vec::new(),
         };
         let mut header_done = false;
         for (line, text) in lines.by_ref() {
@@ -282,30 +322,48 @@ impl Manifest {
         }
 
         let mut total_bytes: u64 = 0;
+        let mut previous_path: Option<String> = None;
         for (line, text) in lines {
-            if manifest.entries.len() >= limits.entries_max {
+            if manifest.entries.len() + manifest.directories.len() >= limits.entries_max {
                 return Err(ManifestError::TooManyEntries {
                     max: limits.entries_max,
                 });
             }
-            let entry = parse_entry(line, text, limits)?;
-            if let Some(previous) = manifest.entries.last() {
-                match previous.path.as_bytes().cmp(entry.path.as_bytes()) {
-                    std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => {
-                        return Err(ManifestError::Duplicate {
-                            line,
-                            path: entry.path,
-                        });
-                    }
-                    std::cmp::Ordering::Greater => {
-                        return Err(ManifestError::Unsorted {
-                            line,
-                            path: entry.path,
-                        });
-                    }
+            let in_order = |path: &str, previous: &Option<String>| -> Result<(), ManifestError> {
+                match previous
+                    .as_deref()
+                    .map(|previous| previous.as_bytes().cmp(path.as_bytes()))
+                {
+                    None | Some(std::cmp::Ordering::Less) => Ok(()),
+                    Some(std::cmp::Ordering::Equal) => Err(ManifestError::Duplicate {
+                        line,
+                        path: path.to_string(),
+                    }),
+                    Some(std::cmp::Ordering::Greater) => Err(ManifestError::Unsorted {
+                        line,
+                        path: path.to_string(),
+                    }),
                 }
+            };
+            if let Some(path) = text.strip_prefix(DIRECTORY_PREFIX) {
+                if !lists_directories {
+                    return Err(ManifestError::DirectoryInVersion1 { line });
+                }
+                policy_path::validate(path, limits.paths).map_err(|error| {
+                    ManifestError::BadPath {
+                        line,
+                        path: policy_path::display(path.as_bytes()),
+                        reason: error.to_string(),
+                    }
+                })?;
+                in_order(path, &previous_path)?;
+                previous_path = Some(path.to_string());
+                manifest.directories.push(path.to_string());
+                continue;
             }
+            let entry = parse_entry(line, text, limits)?;
+            in_order(&entry.path, &previous_path)?;
+            previous_path = Some(entry.path.clone());
             total_bytes = total_bytes.saturating_add(entry.size);
             if total_bytes > limits.tree_bytes_max {
                 return Err(ManifestError::TooManyBytes {
@@ -315,6 +373,7 @@ impl Manifest {
             manifest.entries.push(entry);
         }
         check_no_file_is_a_directory(&manifest.entries)?;
+        check_directories_are_empty(&manifest)?;
         // Belt and braces: whatever the checks above missed, a manifest that does not
         // render back to its own bytes has a second encoding, and is refused.
         if manifest.render().as_bytes() != bytes {
@@ -442,6 +501,48 @@ fn check_no_file_is_a_directory(entries: &[Entry]) -> Result<(), ManifestError> 
     Ok(())
 }
 
+/// Every listed directory is empty: no file and no other listed directory below it, and
+/// no file of its name.
+fn check_directories_are_empty(manifest: &Manifest) -> Result<(), ManifestError> {
+    if manifest.directories.is_empty() {
+        return Ok(());
+    }
+    let listed: HashSet<&str> = manifest.directories.iter().map(String::as_str).collect();
+    let paths = manifest
+        .entries
+        .iter()
+        .map(|entry| entry.path.as_str())
+        .chain(manifest.directories.iter().map(String::as_str));
+    for path in paths {
+        if let Some(directory) = policy_path::ancestors(path).find(|dir| listed.contains(dir)) {
+            return Err(ManifestError::DirectoryNotEmpty {
+                path: directory.to_string(),
+                inside: path.to_string(),
+            });
+        }
+    }
+    let files: HashSet<&str> = manifest
+        .entries
+        .iter()
+        .map(|entry| entry.path.as_str())
+        .collect();
+    for directory in &manifest.directories {
+        if let Some(file) = policy_path::ancestors(directory).find(|dir| files.contains(dir)) {
+            return Err(ManifestError::FileAndDirectory {
+                path: file.to_string(),
+            });
+        }
+    }
+    for entry in &manifest.entries {
+        if listed.contains(entry.path.as_str()) {
+            return Err(ManifestError::FileAndDirectory {
+                path: entry.path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks a source value given on the command line before it goes into a manifest.
 pub fn validate_source(source: &str) -> Result<(), String> {
     check_source(source)
@@ -487,6 +588,7 @@ mod tests {
                     hash: Hash::of(b"p"),
                 },
             ],
+            directories: Vec::new(),
         }
     }
 
@@ -528,8 +630,13 @@ mod tests {
             (good.replace('\n', "\r\n"), "line 1: carriage return"),
             (good.trim_end().to_string(), "does not end with a newline"),
             (
+                good.replace("polstore-manifest 1", "polstore-manifest 3"),
+                "unsupported manifest version \"3\"",
+            ),
+            (
+                // Version 2 lists empty directories; one without any has a shorter form.
                 good.replace("polstore-manifest 1", "polstore-manifest 2"),
-                "unsupported manifest version \"2\"",
+                "not in canonical form",
             ),
             (
                 good.replace("polstore-manifest 1", "hello"),

@@ -591,6 +591,9 @@ pub fn rematerialize(
         }
     }
     drop(read);
+    for directory in &manifest.directories {
+        builder.make_directory(directory)?;
+    }
     builder.sync()?;
     durable::sync_directory(&work).map_err(Error::io("cannot sync", &work))?;
     crate::crashpoint::point("repair-tree-built");

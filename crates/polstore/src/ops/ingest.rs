@@ -81,6 +81,8 @@ pub enum AgentRun {
 struct Staging {
     builder: TreeBuilder,
     entries: BTreeMap<String, Entry>,
+    /// The source's empty directories, made in the tree once the manifest is known.
+    empty_directories: std::collections::BTreeSet<String>,
     /// Files of the active generation, by content and mode, that new files may link to.
     linkable: Linkable,
     /// Files this candidate wrote, which later identical files link to.
@@ -96,6 +98,7 @@ impl Staging {
         Ok(Staging {
             builder: TreeBuilder::new(tree)?,
             entries: BTreeMap::new(),
+            empty_directories: std::collections::BTreeSet::new(),
             linkable,
             written: HashMap::new(),
             files_written: 0,
@@ -285,6 +288,10 @@ fn stage_source(
                     hash: hash.0,
                 });
             }
+            Item::EmptyDirectory(path) => {
+                staging.empty_directories.insert(path);
+                return Ok(());
+            }
             Item::Manifest(bytes) => envelope.manifest = Some(bytes),
             Item::Signature(bytes) => envelope.signature = Some(bytes),
         }
@@ -447,6 +454,7 @@ fn ingest_inner(
             expires: None,
             source: None,
             entries: staging.entries.values().cloned().collect(),
+            directories: staging.empty_directories.iter().cloned().collect(),
         },
     };
     let trusted = checks::trusted_keys(config)?;
@@ -459,6 +467,31 @@ fn ingest_inner(
         &staging.entries,
     );
     record_verdict(checks_done, verdict)?;
+    // Empty directories: a version 2 manifest lists them, and the source must have exactly
+    // those; a version 1 manifest does not describe them, so the source's are left out.
+    if manifest.version() >= crate::format::manifest::FORMAT_VERSION_DIRECTORIES {
+        let listed: std::collections::BTreeSet<&String> = manifest.directories.iter().collect();
+        let found: std::collections::BTreeSet<&String> = staging.empty_directories.iter().collect();
+        if let Some(missing) = listed.difference(&found).next() {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(missing),
+                "the manifest lists this empty directory, the source does not have it",
+            )
+            .into());
+        }
+        if let Some(extra) = found.difference(&listed).next() {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(extra),
+                "an empty directory the manifest does not list",
+            )
+            .into());
+        }
+    }
+    for directory in &manifest.directories {
+        staging.builder.make_directory(directory)?;
+    }
 
     // Freshness.
     (request.progress)(Progress::Check("freshness"));
@@ -819,19 +852,25 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         &Source::Directory(directory.to_path_buf()),
         &store.config.limits,
         &mut |item| {
-            if let Item::File {
-                path,
-                mode,
-                content,
-                ..
-            } = item
-            {
-                staging.add(path, mode, &content)?;
-                files += 1;
-                progress(Progress::Reading {
-                    files,
-                    bytes: staging.bytes,
-                });
+            match item {
+                Item::File {
+                    path,
+                    mode,
+                    content,
+                    ..
+                } => {
+                    staging.add(path, mode, &content)?;
+                    files += 1;
+                    progress(Progress::Reading {
+                        files,
+                        bytes: staging.bytes,
+                    });
+                }
+                Item::EmptyDirectory(path) => {
+                    staging.builder.make_directory(&path)?;
+                    staging.empty_directories.insert(path);
+                }
+                _ => {}
             }
             Ok(())
         },
@@ -842,6 +881,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         expires: None,
         source: Some("adopted".to_string()),
         entries: staging.entries.values().cloned().collect(),
+        directories: staging.empty_directories.iter().cloned().collect(),
     };
     let generation = state.next_generation;
     let record = GenerationRecord {

@@ -49,6 +49,17 @@ impl TreeBuilder {
         Ok(())
     }
 
+    /// Creates the (empty) directory `path` and the directories above it.
+    pub fn make_directory(&mut self, path: &str) -> Result<()> {
+        self.make_parents(path)?;
+        if self.directories.insert(path.to_string()) {
+            let full = self.tree.join(path);
+            durable::create_tree_directory(&full)
+                .map_err(Error::io("cannot create directory in staging", &full))?;
+        }
+        Ok(())
+    }
+
     /// Hard-links `path` to `source`, a verified copy; false if the link failed.
     pub fn link(&self, path: &str, source: &Path) -> bool {
         fs::hard_link(source, self.tree.join(path)).is_ok()

@@ -272,6 +272,28 @@ pub fn check_tree(
             intact.insert(entry.path.clone());
         }
     }
+    for directory in &manifest.directories {
+        expected_directories.insert(directory.as_str());
+        for ancestor in crate::format::policy_path::ancestors(directory) {
+            expected_directories.insert(ancestor);
+        }
+        match found.get(directory) {
+            None => problem(
+                Some(directory),
+                Kind::Missing,
+                "empty directory is missing".into(),
+            ),
+            Some(metadata) if !metadata.is_dir() => problem(
+                Some(directory),
+                Kind::Type,
+                format!(
+                    "is a {}, the manifest has an empty directory",
+                    crate::fs::type_name(metadata.file_type())
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
     let files: HashSet<&str> = manifest
         .entries
         .iter()
@@ -330,6 +352,7 @@ mod tests {
                     hash: Hash::of(content),
                 })
                 .collect(),
+            directories: Vec::new(),
         }
     }
 

@@ -247,6 +247,7 @@ pub fn commit_by_hand(store: &Store, files: &[(&str, &[u8])], state: GenerationS
         expires: None,
         source: None,
         entries,
+        directories: Vec::new(),
     };
     let record = GenerationRecord {
         serial: manifest.serial,
