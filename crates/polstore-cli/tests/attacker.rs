@@ -907,3 +907,36 @@ fn empty_directories_of_a_tar_source_and_of_an_adopted_directory_are_kept() {
     assert!(adopter.view.join("state").is_dir());
     adopter.run(&["verify"]).success();
 }
+
+#[test]
+fn something_planted_in_the_store_directory_is_reported_and_moved_aside_never_deleted() {
+    let node = Node::with_generation();
+    let planted = node.store.join("notes.txt");
+    fs::write(&planted, "someone's\n").unwrap();
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "{}: not something polstore keeps in a store",
+            planted.display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(planted.exists());
+    let out = node.run(&["verify", "--repair"]).success();
+    assert!(
+        out.stdout
+            .contains("not something polstore keeps in a store, to"),
+        "{}",
+        out.stdout
+    );
+    assert!(!planted.exists());
+    let aside: Vec<_> = fs::read_dir(node.store.join("untrusted"))
+        .unwrap()
+        .collect();
+    assert_eq!(aside.len(), 1);
+    let moved = aside.into_iter().next().unwrap().unwrap().path();
+    assert_eq!(fs::read_to_string(moved).unwrap(), "someone's\n");
+    node.run(&["verify"]).success();
+}

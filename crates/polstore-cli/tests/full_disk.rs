@@ -122,6 +122,15 @@ fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
             .contains("no space left on device"),
         "{out:#?}"
     );
+    // Said once, not "no space left on device: No space left on device (os error 28)".
+    assert_eq!(
+        out.stderr
+            .to_lowercase()
+            .matches("no space left on device")
+            .count(),
+        1,
+        "{out:#?}"
+    );
     assert!(
         out.stderr.ends_with("; generation 1 stays active\n"),
         "{out:#?}"

@@ -322,6 +322,19 @@ fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {
             .findings
             .push(Finding::new(None, None, Kind::Store, problem.to_string()));
     }
+    let root = &store.layout.root;
+    for path in store
+        .layout
+        .foreign_entries()
+        .map_err(Error::io("cannot read", root))?
+    {
+        inspection.findings.push(Finding::new(
+            None,
+            Some(&path.display().to_string()),
+            Kind::Leftover,
+            "not something polstore keeps in a store".into(),
+        ));
+    }
     let staging = store.layout.staging();
     // Never read through something planted in place of staging/ or generations/.
     let foreign = |path: &std::path::Path| {

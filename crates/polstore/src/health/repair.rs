@@ -233,6 +233,20 @@ fn repair_store(
             .into_iter()
             .filter(|note| !note.contains("is not a generation polstore knows")),
     );
+    // What is in the store's directory and not polstore's: moved aside, never deleted.
+    let root = &store.layout.root;
+    for path in store
+        .layout
+        .foreign_entries()
+        .map_err(Error::io("cannot read", root))?
+    {
+        let aside = move_aside(store, &path)?;
+        report.changes.push(format!(
+            "moved {}, not something polstore keeps in a store, to {}",
+            path.display(),
+            aside.display()
+        ));
+    }
     // What recovery left in generations/ is not polstore's: moved aside, never deleted.
     for path in store.unknown_generation_dirs()? {
         let aside = move_aside(store, &path)?;

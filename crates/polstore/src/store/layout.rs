@@ -164,7 +164,41 @@ impl std::fmt::Display for PathProblem {
     }
 }
 
+/// The names polstore itself puts in a store's directory (temporary names of its own
+/// records included); anything else there is not polstore's.
+const OWN_NAMES: &[&str] = &[
+    "format",
+    "polstore.toml",
+    "polstore.redb",
+    "polstore.redb.rebuild",
+    "polstore.redb.damaged",
+    "lock",
+    "adopting",
+    "removing",
+    "serial-floor",
+    ".serial-floor.polstore-new",
+    "adopted",
+    ".adopted.polstore-new",
+    "staging",
+    "generations",
+    "untrusted",
+];
+
 impl Layout {
+    /// Entries of the store's directory that polstore did not put there.
+    pub fn foreign_entries(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut foreign = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !OWN_NAMES.iter().any(|own| name == *own) {
+                foreign.push(entry.path());
+            }
+        }
+        foreign.sort();
+        Ok(foreign)
+    }
+
     /// The lock file.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
