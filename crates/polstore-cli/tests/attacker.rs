@@ -940,3 +940,38 @@ fn something_planted_in_the_store_directory_is_reported_and_moved_aside_never_de
     assert_eq!(fs::read_to_string(moved).unwrap(), "someone's\n");
     node.run(&["verify"]).success();
 }
+
+// ---------------------------------------------------------------- recovery gaps
+
+#[test]
+fn the_automatic_rollback_never_activates_a_tampered_generation() {
+    let node = Node::with_generation();
+    // Generation 1's tree is changed behind polstore's back.
+    let tampered = node.generation_tree(1).join("lib/common.cf");
+    set_mode(&tampered, 0o644);
+    fs::write(&tampered, "# tampered\n").unwrap();
+    set_mode(&tampered, 0o644);
+    // Generation 2's agent run fails: the rollback must not land on generation 1.
+    node.set_config("agent", "command", r#"["/bin/false"]"#);
+    let out = node.ingest(&candidate(&node, 2));
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert!(
+        out.stderr.contains(
+            "generation 2 failed: /bin/false exited with status 1; no earlier good generation to roll back to, it stays active; generation 1 was passed over: generation 1: lib/common.cf: has 11 bytes, the manifest says 9"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(node.view_target(), Some(node.generation_tree(2)));
+    assert!(
+        node.status()["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|warning| warning
+                .as_str()
+                .unwrap()
+                .contains("the active generation is failed"))
+    );
+}
