@@ -80,11 +80,22 @@ pub fn open_checked_db(layout: &Layout) -> std::result::Result<Db, DbOpenFailure
         }
     };
     let path = layout.database();
-    if !path.exists() {
-        return Err(DbOpenFailure::Damaged(format!(
-            "{} is missing",
-            path.display()
-        )));
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => {
+            return Err(DbOpenFailure::Damaged(format!(
+                "{} is missing",
+                path.display()
+            )));
+        }
+        // Never opened through a symlink or as anything but a regular file.
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(DbOpenFailure::Damaged(format!(
+                "{} is a {}, not a regular file",
+                path.display(),
+                crate::fs::type_name(metadata.file_type())
+            )));
+        }
+        Ok(_) => {}
     }
     let checked = quietly(|| -> std::result::Result<Db, DbOpenFailure> {
         let mut db = Db::open_for_scan(&path).map_err(judge)?;

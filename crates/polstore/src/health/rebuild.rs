@@ -202,7 +202,13 @@ pub fn rebuild(
     // The replay floor and the history: the damaged database may still say them, if it
     // can be read at all (each part that decodes is kept; a panic inside redb on damaged
     // pages loses only that part).
+    // Only a regular file is opened: never a database through a symlink.
+    let salvageable =
+        fs::symlink_metadata(layout.database()).is_ok_and(|metadata| metadata.is_file());
     let salvaged_serial_max = crate::db::without_panics(|| -> Option<u64> {
+        if !salvageable {
+            return None;
+        }
         Some(
             Db::open(&layout.database())
                 .ok()?
@@ -216,6 +222,9 @@ pub fn rebuild(
     .ok()
     .flatten();
     let salvaged_history: Vec<AttemptRecord> = crate::db::without_panics(|| {
+        if !salvageable {
+            return None;
+        }
         let db = Db::open(&layout.database()).ok()?;
         let read = db.read().ok()?;
         read.attempts(crate::db::ATTEMPTS_KEPT_MAX as usize).ok()
