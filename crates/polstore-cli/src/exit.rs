@@ -61,8 +61,11 @@ pub fn line_of(error: &Error) -> String {
         Error::NoSuchGeneration(_) => " (see 'polstore list')",
         Error::NotAStore { .. } => "; create one with 'polstore init'",
         Error::NotEnoughSpace { .. } => "; 'polstore gc' may free some",
-        Error::UnsafePath(_) => {
+        Error::UnsafePath(problem) if problem.repairable => {
             "; 'polstore verify --repair' moves it aside or takes the others' rights away"
+        }
+        Error::UnsafePath(_) => {
+            "; check what it holds, then give it back to root and take the others' write rights away"
         }
         _ => "",
     };

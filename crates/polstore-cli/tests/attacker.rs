@@ -212,7 +212,7 @@ fn run_under_umask_000(node: &Node, args: &[&str]) -> Out {
 }
 
 #[test]
-fn under_umask_000_the_store_is_writable_by_no_one_else_and_the_database_readable_by_no_one_else() {
+fn under_umask_000_the_store_is_writable_by_no_one_else_and_its_content_readable_by_no_one_else() {
     let node = Node::new();
     run_under_umask_000(&node, &["init", "--view", s(&node.view)]).success();
     node.configure_for_tests();
@@ -221,7 +221,7 @@ fn under_umask_000_the_store_is_writable_by_no_one_else_and_the_database_readabl
     for (path, mode) in [
         (node.store.clone(), 0o755),
         (node.store.join("staging"), 0o700),
-        (node.store.join("generations"), 0o755),
+        (node.store.join("generations"), 0o700),
         (node.store.join("polstore.redb"), 0o600),
         (node.store.join("lock"), 0o600),
         (node.store.join("polstore.toml"), 0o644),
@@ -974,4 +974,180 @@ fn the_automatic_rollback_never_activates_a_tampered_generation() {
                 .unwrap()
                 .contains("the active generation is failed"))
     );
+}
+
+// ---------------------------------------------------------------- found by an adversarial review
+
+#[test]
+fn a_configuration_others_could_change_is_never_read_and_never_laundered() {
+    let node = Node::with_generation();
+    let config = node.config_path();
+    set_mode(&config, 0o666);
+    for args in [&["verify"][..], &["verify", "--repair"], &["gc"]] {
+        let out = node.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
+        assert_eq!(
+            out.stderr,
+            format!(
+                "polstore: store is not safe to use: {} has mode 0666: others than polstore's user could change it; check what it holds, then give it back to root and take the others' write rights away\n",
+                config.display()
+            ),
+            "{args:?}"
+        );
+    }
+    // verify --repair did not make it look sound: the mode is still what it was.
+    assert_eq!(mode_of(&config), 0o666);
+    set_mode(&config, 0o644);
+    node.run(&["verify"]).success();
+}
+
+#[test]
+fn a_trusted_key_others_could_change_is_refused() {
+    let node = Node::with_generation();
+    set_mode(&node.public_key, 0o666);
+    let tree = candidate(&node, 2);
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        "must belong to root and be writable by no one else (owner",
+    );
+    set_mode(&node.public_key, 0o644);
+    // Its directory too.
+    let directory = node.public_key.parent().unwrap().to_path_buf();
+    let mode = mode_of(&directory);
+    set_mode(&directory, 0o777);
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "{}: {} must belong to root",
+            node.public_key.display(),
+            directory.display()
+        ),
+    );
+    set_mode(&directory, mode);
+    node.ingest(&tree).success();
+}
+
+#[test]
+fn another_user_cannot_read_a_policy_file_or_a_manifest_through_the_store() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to run a command as the user nobody");
+        return;
+    }
+    let node = Node::with_generation();
+    for path in [
+        node.generation_dir(1).join("polstore.manifest"),
+        node.generation_tree(1).join("promises.cf"),
+    ] {
+        let output = std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", "cat"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{}: {output:?}", path.display());
+    }
+    assert_eq!(mode_of(&node.store.join("generations")), 0o700);
+}
+
+#[test]
+fn a_fifo_at_the_format_or_configuration_file_is_refused_at_once() {
+    for name in ["format", "polstore.toml"] {
+        let node = Node::with_generation();
+        let path = node.store.join(name);
+        fs::remove_file(&path).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for args in [&["status"][..], &["verify"], &["gc"]] {
+            let output = std::process::Command::new("timeout")
+                .args(["60", POLSTORE])
+                .args(args)
+                .env("POLSTORE_STORE", &node.store)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{name} {args:?}: {stderr}");
+            assert!(stderr.contains("is a fifo"), "{name} {args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1);
+        }
+    }
+}
+
+#[test]
+fn a_source_of_nothing_but_directories_is_bounded_by_files_max() {
+    let node = Node::unsigned();
+    node.set_config("limits", "files_max", "50");
+    let source = node.root.join("many-directories");
+    fs::create_dir(&source).unwrap();
+    fs::write(source.join("promises.cf"), POLICY).unwrap();
+    for index in 0..60 {
+        fs::create_dir(source.join(format!("d{index:03}"))).unwrap();
+    }
+    let archive = node.root.join("many-directories.tar");
+    let status = std::process::Command::new("tar")
+        .args(["-cf", s(&archive), "-C", s(&source), "."])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for candidate in [&archive, &source] {
+        assert_refused(
+            &node,
+            &["ingest", s(candidate)],
+            3,
+            "more than 50 directories",
+        );
+    }
+}
+
+#[test]
+fn an_unsigned_store_never_computes_a_serial_past_the_highest() {
+    let node = Node::unsigned();
+    let top = node.tree("top", &[("promises.cf", POLICY)]);
+    let out = node.run(&[
+        "manifest",
+        s(&top),
+        "--serial",
+        "9223372036854775807",
+        "--output",
+        s(&top.join("polstore.manifest")),
+    ]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    node.ingest(&top).success();
+    let next = node.tree("next", &[("promises.cf", POLICY), ("lib/x.cf", "# x\n")]);
+    assert_refused(
+        &node,
+        &["ingest", s(&next)],
+        1,
+        "no serial is left above the highest accepted serial 9223372036854775807",
+    );
+    node.run(&["verify"]).success();
+}
+
+#[test]
+fn generation_names_polstore_would_not_write_are_not_taken_for_generations() {
+    let node = Node::with_generation();
+    let copy = node.store.join("generations").join("01");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(node.generation_dir(1))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout
+            .contains("01: not a generation the database knows"),
+        "{}",
+        out.stdout
+    );
+    node.run(&["verify", "--repair"]).success();
+    assert!(!copy.exists());
+    assert_eq!(node.generations(), [1]);
 }

@@ -245,13 +245,22 @@ impl Config {
             path: path.to_path_buf(),
             source,
         };
-        let metadata = std::fs::metadata(path).map_err(read_error)?;
-        if metadata.len() > CONFIG_BYTES_MAX {
-            return Err(ConfigError::TooLarge {
-                path: path.to_path_buf(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        // Opened without following a symlink or blocking on a FIFO, read with a bound.
+        let bytes = match crate::fs::read::read_regular(path, CONFIG_BYTES_MAX as usize) {
+            Ok(bytes) => bytes,
+            Err(crate::fs::read::ReadError::TooLarge { .. }) => {
+                return Err(ConfigError::TooLarge {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(crate::fs::read::ReadError::NotFound) => {
+                return Err(read_error(std::io::ErrorKind::NotFound.into()));
+            }
+            Err(crate::fs::read::ReadError::Io(error)) => return Err(read_error(error)),
+            Err(refusal) => return Err(read_error(std::io::Error::other(refusal.to_string()))),
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| read_error(std::io::Error::other("not valid UTF-8")))?;
         Config::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,

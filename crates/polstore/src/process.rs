@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -84,11 +85,19 @@ pub fn run_bounded(
             "empty command",
         ));
     };
+    // Made anew, never through a symlink: a leftover of polstore's own (a regular file or
+    // a symlink, never followed) is removed first; anything else there refuses to start.
+    if std::fs::symlink_metadata(output_file)
+        .is_ok_and(|metadata| metadata.is_file() || metadata.file_type().is_symlink())
+    {
+        let _ = std::fs::remove_file(output_file);
+    }
     let output = match File::options()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(output_file)
     {
         Ok(file) => file,

@@ -1,6 +1,10 @@
 //! `status`, `list`, `log`: readers.
 
 use super::*;
+use polstore::format::text::one_line;
+
+/// How much of each line of a check's output `log -v` shows.
+const OUTPUT_LINE_CHARS_MAX: usize = 300;
 use polstore::ops::status::{self, Warning};
 
 pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
@@ -194,8 +198,9 @@ pub(super) fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
                     check.name, check.duration_ms, check.detail
                 )?;
                 if !check.passed && !check.output.is_empty() {
+                    // A check's output is anyone's text: one escaped line each, bounded.
                     for line in check.output.lines().take(20) {
-                        writeln!(out, "        | {line}")?;
+                        writeln!(out, "        | {}", one_line(line, OUTPUT_LINE_CHARS_MAX))?;
                     }
                 }
             }

@@ -69,16 +69,16 @@ pub(super) fn print_verify_report(report: &VerifyReport, json: bool) -> Result<(
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         for finding in &report.findings {
-            outln!("DAMAGED  {finding}");
+            outln!("DAMAGED  {}", printable(&finding.to_string()));
         }
         for change in &report.changes {
-            outln!("REPAIRED {change}");
+            outln!("REPAIRED {}", printable(change));
         }
         for alarm in &report.alarms {
-            outln!("ALARM    {alarm}");
+            outln!("ALARM    {}", printable(alarm));
         }
         for finding in &report.remaining {
-            outln!("LEFT     {finding}");
+            outln!("LEFT     {}", printable(&finding.to_string()));
         }
         for generation in &report.generations {
             let marker = if Some(generation.generation) == report.active {
@@ -134,4 +134,10 @@ pub(super) fn print_verify_report(report: &VerifyReport, json: bool) -> Result<(
         )
     };
     Err(Failure::damaged(line).into())
+}
+
+/// A line of the report: names found in a tree are anyone's text, so each line is
+/// escaped and bounded (a name with a newline or an escape sequence cannot forge a line).
+fn printable(line: &str) -> String {
+    polstore::format::text::one_line(line, 2000)
 }

@@ -139,8 +139,18 @@ impl<'a> Admission<'a> {
     }
 
     fn directory(&mut self, path: String) -> Result<()> {
-        if self.files.contains(&path) {
+        if self.files.contains(&path)
+            || policy_path::ancestors(&path).any(|directory| self.files.contains(directory))
+        {
             return Err(reject(Some(&path), "is both a file and a directory"));
+        }
+        // Directories are bounded like files: a source of nothing but directories must
+        // not grow memory (or the tree) past the limits before anything is trusted.
+        if !self.directories.contains(&path) && self.directories.len() >= self.limits.files_max {
+            return Err(reject(
+                Some(&path),
+                format!("more than {} directories", self.limits.files_max),
+            ));
         }
         self.directories.insert(path);
         Ok(())

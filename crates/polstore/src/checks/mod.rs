@@ -58,6 +58,23 @@ pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>> {
         .keys
         .iter()
         .map(|path| {
+            // Whoever could write the key, or its directory, could sign what root's agent
+            // runs: both must be root's (or polstore's user's) and writable by no one else.
+            for checked in [Some(path.as_path()), path.parent()].into_iter().flatten() {
+                use std::os::unix::fs::MetadataExt;
+                let metadata = std::fs::symlink_metadata(checked)
+                    .map_err(Error::io("cannot read trusted key", checked))?;
+                let owner = rustix::process::geteuid().as_raw();
+                if (metadata.uid() != 0 && metadata.uid() != owner) || metadata.mode() & 0o022 != 0 {
+                    return Err(Error::Refused(format!(
+                        "trusted key {}: {} must belong to root and be writable by no one else (owner {}, mode {:04o})",
+                        path.display(),
+                        checked.display(),
+                        metadata.uid(),
+                        metadata.mode() & 0o7777
+                    )));
+                }
+            }
             let text = read_small(path, signify::KEY_FILE_BYTES_MAX)?;
             PublicKey::parse(&text)
                 .map_err(|error| Error::Refused(format!("trusted key {}: {error}", path.display())))

@@ -224,7 +224,13 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
     // The parse check, on an active generation whose bytes are right. Only a conclusive
     // refusal (cf-promises ran and said no) lets repair replace the generation; a check
     // that timed out or could not start is reported and left for the next run.
+    // Never through a staging/ that is not polstore's: the check writes its output there.
+    let staging_is_ours = !store.layout.own_path_problems().iter().any(|problem| {
+        problem.path == store.layout.staging()
+            && matches!(problem.kind, store::PathProblemKind::Foreign(_))
+    });
     if parse
+        && staging_is_ours
         && let Some(active) = state.active
         && !inspection.damaged.contains(&active)
         && let Some((failure, conclusive)) = parse_failure(store, active, &inspection, progress)
@@ -263,6 +269,27 @@ fn check_generation_directories(
         let manifest = store::stored_manifest(&read, generation)?;
         let stored_envelope = read.manifest(generation)?;
         let mut findings = Vec::new();
+        // Never through something planted in place of a generation's directory.
+        let directory = store.layout.generation_dir(generation);
+        if let Ok(metadata) = fs::symlink_metadata(&directory)
+            && !metadata.is_dir()
+        {
+            findings.push(Finding::new(
+                Some(generation),
+                None,
+                Kind::Type,
+                format!(
+                    "its directory {} is a {}, not polstore's directory",
+                    directory.display(),
+                    crate::fs::type_name(metadata.file_type())
+                ),
+            ));
+            inspection.damaged.insert(generation);
+            inspection.intact.insert(generation, HashSet::new());
+            inspection.manifests.insert(generation, manifest);
+            all_findings.extend(findings);
+            continue;
+        }
         check_envelope(&store.layout, generation, &stored_envelope, &mut findings);
         let tree = store.layout.generation_tree(generation);
         let intact = check_tree(

@@ -46,7 +46,7 @@ fn catalog(locked: &LockedStore) -> Result<(Vec<Found>, Vec<Finding>)> {
     let mut numbers: Vec<u64> = fs::read_dir(&generations)
         .map_err(Error::io("cannot read", &generations))?
         .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(|entry| crate::store::layout::generation_number(&entry.file_name()))
         .collect();
     numbers.sort_unstable();
     let mut found = Vec::new();
@@ -187,7 +187,11 @@ pub fn rebuild(
         };
         let from = layout.generation_dir(generation);
         let to = untrusted.join(format!("{generation}-{}", Timestamp::now().unix_secs()));
-        fs::create_dir_all(&untrusted).map_err(Error::io("cannot create", &untrusted))?;
+        match durable::create_directory(&untrusted, crate::store::STAGING_MODE) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(Error::io("cannot create", &untrusted)(error)),
+        }
         fs::rename(&from, &to).map_err(Error::io("cannot move aside", &from))?;
         durable::sync_directory(&untrusted).map_err(Error::io("cannot sync", &untrusted))?;
         alarms.push(format!(
@@ -235,6 +239,8 @@ pub fn rebuild(
     .into_iter()
     .map(|(_, record)| record)
     .collect();
+    // A floor that cannot be read refuses the rebuild: going on could lower it.
+    let serial_floor = crate::store::trust::serial_floor(layout)?;
     let temporary = layout.root.join("polstore.redb.rebuild");
     durable::remove_tree_if_exists(&temporary).map_err(Error::io("cannot remove", &temporary))?;
     let db = Db::create(&temporary)?;
@@ -322,7 +328,7 @@ pub fn rebuild(
             .iter()
             .map(|generation| generation.manifest.serial)
             .chain(salvaged_serial_max)
-            .chain(crate::store::trust::serial_floor(layout).ok().flatten())
+            .chain(serial_floor)
             .max()
             .unwrap_or(0),
         next_generation: found

@@ -35,7 +35,7 @@ use crate::health::rebuild;
 use crate::ops::ingest::{self, IngestRequest};
 use crate::store::materialize::TreeBuilder;
 use crate::store::transition::{self, Attempt};
-use crate::store::{LockWait, LockedStore, Store};
+use crate::store::{Layout, LockWait, LockedStore, Store};
 use crate::transport::ObjectSource;
 use crate::transport::drop::DropPlace;
 
@@ -104,6 +104,11 @@ pub fn verify_store(
         repaired: repair,
         ..VerifyReport::default()
     };
+    // The store's own paths are put right before anything is read through them: what was
+    // planted is moved aside, rights others should not have are taken away.
+    if repair {
+        repair_own_paths(&locked.layout, &mut report)?;
+    }
     progress("opening the database", false);
     let db = match inspect::open_checked_db(&locked.layout) {
         Ok(db) => db,
@@ -221,9 +226,6 @@ fn repair_store(
     report: &mut VerifyReport,
     progress: ProgressFn,
 ) -> Result<()> {
-    // 0. The store's own paths: what was planted is moved aside, rights others should
-    //    not have are taken away.
-    repair_own_paths(store, report)?;
     // 1. Leftovers, an interrupted confirmation, a view symlink pointing elsewhere.
     progress("cleaning up after interrupted commands", false);
     let recovery = store.reconcile()?;
@@ -240,7 +242,7 @@ fn repair_store(
         .foreign_entries()
         .map_err(Error::io("cannot read", root))?
     {
-        let aside = move_aside(store, &path)?;
+        let aside = move_aside(&store.layout, &path)?;
         report.changes.push(format!(
             "moved {}, not something polstore keeps in a store, to {}",
             path.display(),
@@ -249,7 +251,7 @@ fn repair_store(
     }
     // What recovery left in generations/ is not polstore's: moved aside, never deleted.
     for path in store.unknown_generation_dirs()? {
-        let aside = move_aside(store, &path)?;
+        let aside = move_aside(&store.layout, &path)?;
         report.changes.push(format!(
             "moved {}, not a generation polstore knows, to {}",
             path.display(),
@@ -393,28 +395,34 @@ fn repair_store(
     Ok(())
 }
 
-/// Puts the store's own paths right: something planted in place of `staging/` or
-/// `generations/` is moved into `untrusted/` (never followed, never deleted) and the
-/// directory made anew; a path owned by another user is given back to polstore's user;
-/// group and other rights are taken away (the database's read rights too). What polstore
-/// cannot make anew (the database, the configuration, the format file) is left for the
-/// operator, and stays a finding.
-fn repair_own_paths(store: &Store, report: &mut VerifyReport) -> Result<()> {
-    use crate::store::{PathProblemKind, STAGING_MODE, STORE_DIRECTORY_MODE};
+/// Puts the store's own paths right, before anything is read through them: something
+/// planted in place of `staging/` or `generations/` is moved into `untrusted/` (never
+/// followed, never deleted) and the directory made anew; a record others could have
+/// changed (`removing`, `serial-floor`, `adopted`) is moved aside too (recovery writes the
+/// last two anew from the database); a path owned by another user is given back to
+/// polstore's user; rights of others are taken away. What polstore cannot vouch for (the
+/// configuration, the format file, the database, the store itself) is not touched here:
+/// the lock holder refuses to read those, and the operator fixes them.
+fn repair_own_paths(layout: &Layout, report: &mut VerifyReport) -> Result<()> {
+    use crate::store::{GENERATIONS_MODE, PathProblemKind, STAGING_MODE};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let layout = &store.layout;
     for problem in layout.own_path_problems() {
+        if !problem.repairable {
+            continue;
+        }
         let path = &problem.path;
+        let directory_mode = if *path == layout.staging() {
+            Some(STAGING_MODE)
+        } else if *path == layout.generations() {
+            Some(GENERATIONS_MODE)
+        } else {
+            None
+        };
+        let record = *path != layout.lock_file() && directory_mode.is_none();
         match problem.kind {
-            PathProblemKind::Foreign(found) => {
-                let mode = if *path == layout.staging() {
-                    STAGING_MODE
-                } else if *path == layout.generations() {
-                    STORE_DIRECTORY_MODE
-                } else {
-                    continue;
-                };
-                let aside = move_aside(store, path)?;
+            PathProblemKind::Foreign(found) if directory_mode.is_some() => {
+                let aside = move_aside(layout, path)?;
+                let mode = directory_mode.unwrap_or(STAGING_MODE);
                 durable::create_directory(path, mode).map_err(Error::io("cannot create", path))?;
                 durable::sync_directory(&layout.root)
                     .map_err(Error::io("cannot sync", &layout.root))?;
@@ -424,6 +432,16 @@ fn repair_own_paths(store: &Store, report: &mut VerifyReport) -> Result<()> {
                     aside.display()
                 ));
             }
+            _ if record => {
+                let aside = move_aside(layout, path)?;
+                report.changes.push(format!(
+                    "moved {}, which others could have changed, to {}",
+                    path.display(),
+                    aside.display()
+                ));
+            }
+            // The lock is held, so it is a regular file (the lock refuses anything else).
+            PathProblemKind::Foreign(_) => {}
             PathProblemKind::Owner(uid) => {
                 let owner = rustix::process::geteuid();
                 std::os::unix::fs::lchown(path, Some(owner.as_raw()), None)
@@ -434,14 +452,13 @@ fn repair_own_paths(store: &Store, report: &mut VerifyReport) -> Result<()> {
                 ));
             }
             PathProblemKind::Mode(mode) => {
-                let private = *path == layout.database() || *path == layout.lock_file();
-                let fixed = if private { mode & 0o700 } else { mode & !0o022 };
                 let current = fs::symlink_metadata(path)
                     .map_err(Error::io("cannot read", path))?
                     .mode();
                 if current & 0o7777 != mode {
                     continue;
                 }
+                let fixed = mode & 0o700;
                 fs::set_permissions(path, fs::Permissions::from_mode(fixed))
                     .map_err(Error::io("cannot set the mode of", path))?;
                 report.changes.push(format!(
@@ -455,8 +472,8 @@ fn repair_own_paths(store: &Store, report: &mut VerifyReport) -> Result<()> {
 }
 
 /// Moves `path` into `untrusted/` under its name and the time, durably; returns where.
-pub fn move_aside(store: &Store, path: &Path) -> Result<std::path::PathBuf> {
-    let untrusted = store.layout.untrusted();
+pub fn move_aside(layout: &Layout, path: &Path) -> Result<std::path::PathBuf> {
+    let untrusted = layout.untrusted();
     match durable::create_directory(&untrusted, crate::store::STAGING_MODE) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -613,8 +630,13 @@ pub fn rematerialize(
     crate::crashpoint::point("repair-tree-built");
 
     let directory = layout.generation_dir(generation);
-    if !directory.is_dir() {
-        fs::create_dir(&directory).map_err(Error::io("cannot create", &directory))?;
+    // Something planted in place of the generation's directory is moved aside, not used.
+    if fs::symlink_metadata(&directory).is_ok_and(|metadata| !metadata.is_dir()) {
+        move_aside(layout, &directory)?;
+    }
+    if fs::symlink_metadata(&directory).is_err() {
+        durable::create_directory(&directory, crate::store::STORE_DIRECTORY_MODE)
+            .map_err(Error::io("cannot create", &directory))?;
         let generations = layout.generations();
         durable::sync_directory(&generations).map_err(Error::io("cannot sync", &generations))?;
         // The markers went with the directory; the database still knows a failure.

@@ -448,6 +448,12 @@ fn ingest_inner(
         Some(bytes) => Manifest::parse(bytes, config.manifest_limits()).map_err(|error| {
             Rejection::new(Check::Integrity, Some(MANIFEST_NAME), error.to_string())
         })?,
+        None if state.serial_max >= crate::format::manifest::SERIAL_MAX => {
+            return Err(Error::Refused(format!(
+                "no serial is left above the highest accepted serial {}",
+                state.serial_max
+            )));
+        }
         None => Manifest {
             serial: state.serial_max + 1,
             created: now,

@@ -1,7 +1,6 @@
 //! The paths inside a store directory, and its format file.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config;
@@ -13,12 +12,16 @@ pub const STORE_FORMAT: &str = "polstore-store 1";
 
 /// Modes of what polstore creates in a store, set explicitly whatever the umask.
 ///
-/// The store, `generations/` and each generation directory are 0755: the view's target
-/// must be readable by the agent's user. `staging/` is 0700: nothing half-built is for
+/// The store and each generation directory are 0755 and `generations/` 0700: the agent
+/// and everything that reads the view run as root. `staging/` is 0700: nothing half-built is for
 /// anyone else. The database holds every file's content, so it is 0600 like the lock;
 /// the configuration and the format file are 0644 (they hold no secret).
 pub const STORE_DIRECTORY_MODE: u32 = 0o755;
 pub const STAGING_MODE: u32 = 0o700;
+/// `generations/`: root's alone, so that no other user reads a policy file whose own
+/// mode or directory would not let them (tree directories are 0755), nor a manifest that
+/// names the hash and size of every file.
+pub const GENERATIONS_MODE: u32 = 0o700;
 pub const DATABASE_MODE: u32 = 0o600;
 pub const PUBLIC_FILE_MODE: u32 = 0o644;
 
@@ -97,14 +100,20 @@ impl Layout {
 /// Refuses a directory that is not a store of a format this polstore reads.
 pub(crate) fn check_format(layout: &Layout) -> Result<()> {
     let path = layout.format_file();
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+    // Never followed, never waited on: a FIFO here must not hang every command.
+    let text = match crate::fs::read::read_regular(&path, 4096) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(crate::fs::read::ReadError::NotFound) => {
             return Err(Error::NotAStore {
                 root: layout.root.clone(),
             });
         }
-        Err(error) => return Err(Error::io("cannot read", &path)(error)),
+        Err(crate::fs::read::ReadError::Io(error)) => {
+            return Err(Error::io("cannot read", &path)(error));
+        }
+        Err(refusal) => {
+            return Err(Error::Corrupt(format!("{}: {refusal}", path.display())));
+        }
     };
     if text.lines().next() != Some(STORE_FORMAT) {
         return Err(Error::Refused(format!(
@@ -127,6 +136,10 @@ pub(crate) fn check_format(layout: &Layout) -> Result<()> {
 pub struct PathProblem {
     pub path: PathBuf,
     pub kind: PathProblemKind,
+    /// `verify --repair` puts it right: polstore can make it anew or move it aside. The
+    /// store itself, its configuration, its format file and a database others could write
+    /// hold what polstore cannot vouch for: the operator checks them and fixes them.
+    pub repairable: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +197,14 @@ const OWN_NAMES: &[&str] = &[
     "untrusted",
 ];
 
+/// The generation number a name of `generations/` stands for: decimal, written the one
+/// way polstore writes it (no sign, no leading zero). `01` or `+1` is not polstore's.
+pub fn generation_number(name: &std::ffi::OsStr) -> Option<u64> {
+    let name = name.to_str()?;
+    let number: u64 = name.parse().ok()?;
+    (number.to_string() == name).then_some(number)
+}
+
 impl Layout {
     /// Entries of the store's directory that polstore did not put there.
     pub fn foreign_entries(&self) -> std::io::Result<Vec<PathBuf>> {
@@ -212,16 +233,20 @@ impl Layout {
         use std::os::unix::fs::MetadataExt;
         let owner = rustix::process::geteuid().as_raw();
         let mut problems = Vec::new();
+        // (path, a directory, mode bits others must not have, repairable)
         let paths = [
-            (self.root.clone(), true, 0o022),
-            (self.staging(), true, 0o022),
-            (self.generations(), true, 0o022),
-            (self.database(), false, 0o077),
-            (self.config_file(), false, 0o022),
-            (self.format_file(), false, 0o022),
-            (self.lock_file(), false, 0o077),
+            (self.root.clone(), true, 0o022, false),
+            (self.staging(), true, 0o077, true),
+            (self.generations(), true, 0o077, true),
+            (self.database(), false, 0o077, false),
+            (self.config_file(), false, 0o022, false),
+            (self.format_file(), false, 0o022, false),
+            (self.lock_file(), false, 0o077, true),
+            (self.removal_intent(), false, 0o077, true),
+            (self.serial_floor_file(), false, 0o077, true),
+            (self.adoption_record(), false, 0o077, true),
         ];
-        for (path, directory, forbidden) in paths {
+        for (path, directory, forbidden, repairable) in paths {
             // The store's own path is the operator's to choose, a symlink included.
             let metadata = if path == self.root {
                 fs::metadata(&path)
@@ -246,7 +271,11 @@ impl Layout {
             } else {
                 continue;
             };
-            problems.push(PathProblem { path, kind });
+            problems.push(PathProblem {
+                path,
+                kind,
+                repairable,
+            });
         }
         problems
     }

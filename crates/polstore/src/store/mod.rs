@@ -29,8 +29,8 @@ pub mod trust;
 pub mod view;
 
 pub use layout::{
-    Layout, PUBLIC_FILE_MODE, PathProblem, PathProblemKind, STAGING_MODE, STORE_DIRECTORY_MODE,
-    STORE_FORMAT,
+    GENERATIONS_MODE, Layout, PUBLIC_FILE_MODE, PathProblem, PathProblemKind, STAGING_MODE,
+    STORE_DIRECTORY_MODE, STORE_FORMAT,
 };
 pub use recovery::Recovery;
 
@@ -64,7 +64,16 @@ impl LockedStore {
         let layout = Layout::new(root);
         check_format(&layout)?;
         let lock = StoreLock::acquire(root, wait.command, wait.timeout, wait.on_wait)?;
-        make_database_private(&layout)?;
+        make_private(&layout)?;
+        // Nothing is read from a store whose configuration, format file or database others
+        // could have changed: polstore cannot vouch for them, the operator checks them.
+        if let Some(problem) = layout
+            .own_path_problems()
+            .into_iter()
+            .find(|problem| !problem.repairable)
+        {
+            return Err(Error::UnsafePath(problem));
+        }
         let config = Config::load(&layout.config_file())?;
         Ok(LockedStore {
             layout,
@@ -100,7 +109,7 @@ impl Store {
     }
 
     fn open_locked(layout: Layout, lock: StoreLock) -> Result<(Store, Recovery)> {
-        let notes = make_database_private(&layout)?;
+        let notes = make_private(&layout)?;
         if let Some(problem) = layout.own_path_problems().into_iter().next() {
             return Err(Error::UnsafePath(problem));
         }
@@ -154,7 +163,7 @@ impl Store {
         let lock = StoreLock::acquire(root, "init", Duration::ZERO, &mut |_| {})?;
         for (directory, mode) in [
             (layout.staging(), STAGING_MODE),
-            (layout.generations(), STORE_DIRECTORY_MODE),
+            (layout.generations(), GENERATIONS_MODE),
         ] {
             durable::create_directory(&directory, mode)
                 .map_err(Error::io("cannot create", &directory))?;
@@ -215,26 +224,37 @@ impl Store {
     }
 }
 
-/// A database file readable by others is how stores made before were left by the umask:
-/// the lock holder makes it root's alone. Returns a note for the operator when it did.
-fn make_database_private(layout: &Layout) -> Result<Vec<String>> {
-    let path = layout.database();
-    let Ok(metadata) = fs::symlink_metadata(&path) else {
-        return Ok(Vec::new());
-    };
-    let mode = metadata.permissions().mode() & 0o7777;
-    if !metadata.is_file() || mode & 0o077 == 0 {
-        return Ok(Vec::new());
+/// What stores made before left to the umask, readable but not writable by others: the
+/// database, `generations/` and `staging/`. The lock holder makes them root's alone, and says so. Write
+/// rights for others are not taken away here: what others could have changed is for
+/// `verify` to look at.
+fn make_private(layout: &Layout) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for (path, directory, mode) in [
+        (layout.database(), false, crate::db::DATABASE_FILE_MODE),
+        (layout.generations(), true, GENERATIONS_MODE),
+        (layout.staging(), true, STAGING_MODE),
+    ] {
+        let Ok(metadata) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let found = metadata.permissions().mode() & 0o7777;
+        let right_type = if directory {
+            metadata.is_dir()
+        } else {
+            metadata.is_file()
+        };
+        if !right_type || found & 0o077 == 0 || found & 0o022 != 0 {
+            continue;
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .map_err(Error::io("cannot set the mode of", &path))?;
+        notes.push(format!(
+            "made {} readable by root only (it was {found:04o})",
+            path.display()
+        ));
     }
-    fs::set_permissions(
-        &path,
-        fs::Permissions::from_mode(crate::db::DATABASE_FILE_MODE),
-    )
-    .map_err(Error::io("cannot set the mode of", &path))?;
-    Ok(vec![format!(
-        "made the database {} readable by root only (it was {mode:04o})",
-        path.display()
-    )])
+    Ok(notes)
 }
 
 /// Read access for `status`, `list`, `log`, `show` and `diff`.

@@ -48,8 +48,7 @@ impl Store {
         for path in self.unknown_generation_dirs()? {
             let number = path
                 .file_name()
-                .and_then(|name| name.to_str())
-                .and_then(|name| name.parse::<u64>().ok());
+                .and_then(crate::store::layout::generation_number);
             let is_directory = fs::symlink_metadata(&path).is_ok_and(|metadata| metadata.is_dir());
             if is_directory && number.is_some_and(|number| removable.contains(&number)) {
                 durable::remove_tree_if_exists(&path).map_err(Error::io("cannot remove", &path))?;
@@ -171,10 +170,7 @@ impl Store {
         let mut unknown = Vec::new();
         for entry in fs::read_dir(&generations).map_err(Error::io("cannot read", &generations))? {
             let entry = entry.map_err(Error::io("cannot read", &generations))?;
-            let number = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<u64>().ok());
+            let number = crate::store::layout::generation_number(&entry.file_name());
             let known = match number {
                 Some(number) => read.generation(number)?.is_some(),
                 None => false,

@@ -246,11 +246,17 @@ pub fn fail(store: &Store, generation: u64, reason: &str, action: Action) -> Res
     let read = store.db.read()?;
     let active = read.state()?.active;
     let serial = read.generation(generation)?.map(|record| record.serial);
+    // Expired generations are not trusted any more: never a fallback.
+    let now = Timestamp::now().unix_secs();
     let earlier_good: Vec<u64> = read
         .generations()?
         .into_iter()
         .rev()
-        .filter(|(number, record)| *number < generation && record.state == GenerationState::Good)
+        .filter(|(number, record)| {
+            *number < generation
+                && record.state == GenerationState::Good
+                && record.expires.is_none_or(|expires| expires > now)
+        })
         .map(|(number, _)| number)
         .collect();
     drop(read);
