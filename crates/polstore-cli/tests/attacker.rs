@@ -1151,3 +1151,18 @@ fn generation_names_polstore_would_not_write_are_not_taken_for_generations() {
     assert!(!copy.exists());
     assert_eq!(node.generations(), [1]);
 }
+
+#[test]
+fn init_refuses_a_directory_others_can_write_before_writing_into_it() {
+    let node = Node::new();
+    fs::create_dir_all(&node.store).unwrap();
+    set_mode(&node.store, 0o777);
+    let out = node.run(&["init", "--view", s(&node.view)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("a store must be polstore's user's and writable by no one else; refusing to initialize it"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_dir(&node.store).unwrap().count(), 0);
+}

@@ -132,6 +132,20 @@ impl Store {
     /// `init` recognizes and starts over.
     pub fn create(root: &Path, view: &Path, keys: &[PathBuf], adopting: bool) -> Result<Store> {
         let layout = Layout::new(root);
+        // A directory that is there already must be one no one else can change: checked
+        // before anything is written into it.
+        if let Ok(metadata) = fs::metadata(root) {
+            use std::os::unix::fs::MetadataExt;
+            let owner = rustix::process::geteuid().as_raw();
+            if metadata.is_dir() && (metadata.uid() != owner || metadata.mode() & 0o022 != 0) {
+                return Err(Error::Refused(format!(
+                    "{} belongs to user {} with mode {:04o}: a store must be polstore's user's and writable by no one else; refusing to initialize it",
+                    root.display(),
+                    metadata.uid(),
+                    metadata.mode() & 0o7777
+                )));
+            }
+        }
         match fs::read_dir(root) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
