@@ -251,3 +251,34 @@ fn every_crash_point_has_a_test() {
         "crash points without a test: {untested:?} (or listed out of order)"
     );
 }
+
+/// An adoption stopped after its commit, and the adopted directory changed before the
+/// next writer finished it: the changed directory is kept beside the view, not removed.
+#[test]
+fn finishing_an_adoption_keeps_a_directory_changed_since_the_commit() {
+    let node = Node::new();
+    write_tree(&node.view, &[("promises.cf", POLICY)]);
+    let args = ["init", "--view", s(&node.view), "--adopt"];
+    crash(&node, "adopt-committed", &args);
+    // The view is still the adopted directory; someone adds to it.
+    fs::write(node.view.join("new-since.cf"), "# added after the commit\n").unwrap();
+    node.configure_for_tests();
+    node.run(&["gc"]).success();
+    assert_eq!(node.view_target(), Some(node.generation_tree(1)));
+    let kept: Vec<_> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".inputs.polstore-adopted-changed-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        fs::read_to_string(kept[0].join("new-since.cf")).unwrap(),
+        "# added after the commit\n"
+    );
+    assert!(!node.store.join("adopting").exists());
+}

@@ -120,12 +120,40 @@ impl Store {
     }
 
     /// The last steps of adoption: remove the adopted directory, now at the view's
-    /// temporary name (the adopted generation holds a verified copy), fsync the parent;
-    /// remove the marker, fsync the store.
+    /// temporary name (the adopted generation holds a verified copy) if it still matches
+    /// the adopted manifest, else keep it as `.NAME.polstore-adopted-changed-TIME`; fsync
+    /// the parent; remove the marker, fsync the store.
     pub(crate) fn finish_adoption(&self) -> Result<()> {
         let view = &self.config.view;
         let temporary =
             durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
+        // Removed only if it still holds exactly what was adopted: a directory someone
+        // changed after the adoption's commit (a crash in between) is kept, renamed.
+        if fs::symlink_metadata(&temporary).is_ok_and(|metadata| metadata.is_dir())
+            && let Some(active) = self.db.read()?.state()?.active
+        {
+            let manifest = crate::store::stored_manifest(&self.db.read()?, active)?;
+            let mut findings = Vec::new();
+            crate::store::tree::check_tree(
+                &temporary,
+                active,
+                &manifest,
+                &mut crate::store::tree::HashCache::default(),
+                self.config.limits.files_max.saturating_mul(2),
+                &mut findings,
+            );
+            if !findings.is_empty() {
+                let kept = durable::temporary_sibling(
+                    view,
+                    &format!(
+                        "adopted-changed-{}",
+                        crate::format::timestamp::Timestamp::now().unix_secs()
+                    ),
+                )
+                .map_err(Error::io("cannot name", view))?;
+                fs::rename(&temporary, &kept).map_err(Error::io("cannot keep", &temporary))?;
+            }
+        }
         durable::remove_tree_if_exists(&temporary)
             .map_err(Error::io("cannot remove", &temporary))?;
         let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
