@@ -98,7 +98,7 @@ pub enum Error {
     ViewDisplaced { view: PathBuf },
     /// One of the store's own paths is not what polstore made, or others could change it.
     #[error("store is not safe to use: {0}")]
-    UnsafePath(crate::store::PathProblem),
+    UnsafePath(crate::fs::PathProblem),
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The operator asked for something the store's state does not allow.

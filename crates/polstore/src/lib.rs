@@ -2,8 +2,8 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and `store-format.md` for the on-disk format.
 //! Layers, lowest first; a module imports only from its own layer or those below it:
-//! `format`, `fs`, `process`, `config`, `error` → `db` → `store` → `candidate`, `checks`,
-//! `transport` → `ops` → `health` → `update`.
+//! `format`, `fs`, `process`, `config`, `crashpoint` → `db`, `error` → `store` →
+//! `candidate`, `checks`, `transport` → `ops` → `health` → `update`.
 
 pub mod candidate;
 pub mod checks;

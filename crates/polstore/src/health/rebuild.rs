@@ -180,6 +180,9 @@ pub fn rebuild(
     // Directories whose manifest cannot be trusted are moved aside, never deleted: after
     // a key rotation, the operator may still want them.
     let mut alarms = Vec::new();
+    // A floor that cannot be read refuses the rebuild, before anything is moved: going on
+    // could lower it.
+    let serial_floor = crate::store::trust::serial_floor(layout)?;
     let untrusted = layout.untrusted();
     for finding in &findings {
         let Some(generation) = finding.generation else {
@@ -239,8 +242,6 @@ pub fn rebuild(
     .into_iter()
     .map(|(_, record)| record)
     .collect();
-    // A floor that cannot be read refuses the rebuild: going on could lower it.
-    let serial_floor = crate::store::trust::serial_floor(layout)?;
     let temporary = layout.root.join("polstore.redb.rebuild");
     durable::remove_tree_if_exists(&temporary).map_err(Error::io("cannot remove", &temporary))?;
     let db = Db::create(&temporary)?;

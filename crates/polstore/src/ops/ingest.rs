@@ -437,6 +437,9 @@ fn ingest_inner(
     if let Some(manifest) = &early {
         check_space(store, manifest, &linkable)?;
     }
+    // Made with its mode here: it becomes `generations/N`.
+    durable::create_directory(&candidate, crate::store::STORE_DIRECTORY_MODE)
+        .map_err(Error::io("cannot create", &candidate))?;
     let mut staging = Staging::new(candidate.join("tree"), linkable)?;
     let envelope = stage_source(store, request, early, &mut staging)?;
     crashpoint::point("ingest-staged");
@@ -849,10 +852,13 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
     let marker = store.layout.adoption_marker();
     if crate::fs::read::read_regular(&marker, 4096).is_err() {
         return Err(Error::Refused(
-            "the store was not made for an adoption (no adoption marker); adopt works only on a store 'init --adopt' makes".into(),
+            "the store was not made for an adoption (no adoption marker); adopt works only on a store made for one".into(),
         ));
     }
-    let mut staging = Staging::new(store.layout.candidate().join("tree"), Linkable::default())?;
+    let candidate = store.layout.candidate();
+    durable::create_directory(&candidate, crate::store::STORE_DIRECTORY_MODE)
+        .map_err(Error::io("cannot create", &candidate))?;
+    let mut staging = Staging::new(candidate.join("tree"), Linkable::default())?;
     let mut files = 0;
     source::read(
         &Source::Directory(directory.to_path_buf()),

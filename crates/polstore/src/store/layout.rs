@@ -130,52 +130,7 @@ pub(crate) fn check_format(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// What is wrong with one of the store's own paths (the store, `staging/`, `generations/`,
-/// the database, the configuration, the format file, the lock).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathProblem {
-    pub path: PathBuf,
-    pub kind: PathProblemKind,
-    /// `verify --repair` puts it right: polstore can make it anew or move it aside. The
-    /// store itself, its configuration, its format file and a database others could write
-    /// hold what polstore cannot vouch for: the operator checks them and fixes them.
-    pub repairable: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathProblemKind {
-    /// Something other than what polstore made is there (a symbolic link, a file where a
-    /// directory belongs, ...): its type in words. Never followed, never deleted.
-    Foreign(&'static str),
-    /// Owned by another user.
-    Owner(u32),
-    /// Writable by group or others, or (the database) readable by them: the mode found.
-    Mode(u32),
-}
-
-impl std::fmt::Display for PathProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let path = self.path.display();
-        match self.kind {
-            PathProblemKind::Foreign(found) => write!(
-                f,
-                "{path} is a {found}, not what polstore made there; polstore follows and deletes nothing it did not make"
-            ),
-            PathProblemKind::Owner(uid) => {
-                write!(f, "{path} belongs to user {uid}, not to polstore's user")
-            }
-            PathProblemKind::Mode(mode) => write!(
-                f,
-                "{path} has mode {mode:04o}: others than polstore's user could change{} it",
-                if mode & 0o044 != 0 && mode & 0o022 == 0 {
-                    " or read"
-                } else {
-                    ""
-                }
-            ),
-        }
-    }
-}
+pub use crate::fs::{PathProblem, PathProblemKind};
 
 /// The names polstore itself puts in a store's directory (temporary names of its own
 /// records included); anything else there is not polstore's.

@@ -59,7 +59,7 @@ impl Store {
                 removed = true;
             } else {
                 recovery.notes.push(format!(
-                    "{} is not a generation polstore knows; left alone ('polstore verify --repair' moves it aside)",
+                    "{} is not a generation polstore knows; left alone for a repair to move aside",
                     path.display()
                 ));
             }
