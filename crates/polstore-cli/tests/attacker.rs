@@ -17,6 +17,31 @@ fn candidate(node: &Node, serial: u64) -> std::path::PathBuf {
     )
 }
 
+/// `polstore manifest TREE --serial SERIAL [EXTRA...] --output TREE/polstore.manifest`.
+fn write_manifest(node: &Node, tree: &std::path::Path, serial: &str, extra: &[&str]) -> Out {
+    let output = tree.join("polstore.manifest");
+    let mut args = vec!["manifest", s(tree), "--serial", serial];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--output", s(&output)]);
+    node.run(&args)
+}
+
+/// Runs `polstore ARGS` under `timeout 60`: a regression that makes polstore wait must
+/// not hang the suite. Returns the exit code and standard error.
+fn run_bounded_in_time(node: &Node, args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(POLSTORE)
+        .args(args)
+        .env("POLSTORE_STORE", &node.store)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 // ---------------------------------------------------------------- configuration
 
 #[test]
@@ -158,14 +183,7 @@ fn a_signed_serial_above_2_63_is_refused_and_blocks_nothing() {
     let node = Node::with_generation();
     // The server side refuses to make one...
     let tree = node.tree("huge", &[("promises.cf", POLICY)]);
-    let out = node.run(&[
-        "manifest",
-        s(&tree),
-        "--serial",
-        "18446744073709551615",
-        "--output",
-        s(&tree.join("polstore.manifest")),
-    ]);
+    let out = write_manifest(&node, &tree, "18446744073709551615", &[]);
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(
         out.stderr
@@ -517,13 +535,8 @@ fn a_fifo_planted_at_the_drop_or_its_manifest_is_refused_at_once() {
     // `timeout` only keeps a regression from hanging the suite: polstore must answer at
     // once, without anyone writing to the FIFO.
     let before = node.snapshot();
-    let output = std::process::Command::new("timeout")
-        .args(["60", POLSTORE, "update"])
-        .env("POLSTORE_STORE", &node.store)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let (code, stderr) = run_bounded_in_time(&node, &["update"]);
+    assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(
         stderr,
         format!(
@@ -539,13 +552,8 @@ fn a_fifo_planted_at_the_drop_or_its_manifest_is_refused_at_once() {
     fs::write(directory.join("promises.cf"), POLICY).unwrap();
     make_fifo(&directory.join("polstore.manifest"));
     node.set_config("fetch", "drop", &toml_string(s(&directory)));
-    let output = std::process::Command::new("timeout")
-        .args(["60", POLSTORE, "update"])
-        .env("POLSTORE_STORE", &node.store)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let (code, stderr) = run_bounded_in_time(&node, &["update"]);
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.starts_with("polstore: rejected by the source check: polstore.manifest: "),
         "{stderr}"
@@ -1064,14 +1072,8 @@ fn a_fifo_at_the_format_or_configuration_file_is_refused_at_once() {
             .unwrap();
         assert!(status.success());
         for args in [&["status"][..], &["verify"], &["gc"]] {
-            let output = std::process::Command::new("timeout")
-                .args(["60", POLSTORE])
-                .args(args)
-                .env("POLSTORE_STORE", &node.store)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert_eq!(output.status.code(), Some(1), "{name} {args:?}: {stderr}");
+            let (code, stderr) = run_bounded_in_time(&node, args);
+            assert_eq!(code, Some(1), "{name} {args:?}: {stderr}");
             assert!(stderr.contains("is a fifo"), "{name} {args:?}: {stderr}");
             assert_eq!(stderr.lines().count(), 1);
         }
@@ -1108,14 +1110,7 @@ fn a_source_of_nothing_but_directories_is_bounded_by_files_max() {
 fn an_unsigned_store_never_computes_a_serial_past_the_highest() {
     let node = Node::unsigned();
     let top = node.tree("top", &[("promises.cf", POLICY)]);
-    let out = node.run(&[
-        "manifest",
-        s(&top),
-        "--serial",
-        "9223372036854775807",
-        "--output",
-        s(&top.join("polstore.manifest")),
-    ]);
+    let out = write_manifest(&node, &top, "9223372036854775807", &[]);
     assert_eq!(out.code, 0, "{out:#?}");
     node.ingest(&top).success();
     let next = node.tree("next", &[("promises.cf", POLICY), ("lib/x.cf", "# x\n")]);
