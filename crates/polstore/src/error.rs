@@ -146,9 +146,4 @@ impl Error {
     pub fn is_rejection(&self) -> bool {
         matches!(self, Error::Rejected(_))
     }
-
-    /// The disk is full, whichever layer found it.
-    pub fn is_no_space(&self) -> bool {
-        matches!(self, Error::NoSpace { .. } | Error::Db(DbError::NoSpace))
-    }
 }

@@ -24,16 +24,6 @@ pub enum ReadError {
     Io(io::Error),
 }
 
-impl ReadError {
-    /// The I/O error behind it, for callers that report I/O failures as such.
-    pub fn into_io(self) -> io::Error {
-        match self {
-            ReadError::Io(error) => error,
-            other => io::Error::other(other.to_string()),
-        }
-    }
-}
-
 /// Opens `path` for reading without following a symlink and without blocking on a FIFO,
 /// and checks that the open descriptor is a regular file of at most `limit` bytes.
 pub fn open_regular(path: &Path, limit: usize) -> Result<File, ReadError> {

@@ -32,11 +32,6 @@ impl TreeBuilder {
         &self.tree
     }
 
-    /// Where `path` is in the tree.
-    pub fn path(&self, path: &str) -> PathBuf {
-        self.tree.join(path)
-    }
-
     /// Creates the directories above `path` that do not exist yet.
     pub fn make_parents(&mut self, path: &str) -> Result<()> {
         for directory in policy_path::ancestors(path) {

@@ -74,10 +74,6 @@ impl Attempt {
         self.record.checks = checks;
         self
     }
-
-    pub fn message(&self) -> &str {
-        &self.record.message
-    }
 }
 
 /// One transition, committed in one database transaction.

@@ -32,15 +32,6 @@ impl<'a> DropPlace<'a> {
         }
     }
 
-    pub fn configured(&self) -> bool {
-        self.fetch.drop.is_some()
-    }
-
-    /// Whether a fetch command is configured.
-    pub fn fetches(&self) -> bool {
-        !self.fetch.command.is_empty()
-    }
-
     /// The drop place as a source, when it is configured and something is there.
     pub fn source(&self) -> Option<Source> {
         let drop = self.fetch.drop.as_ref()?;
