@@ -69,6 +69,12 @@ pub enum Command {
     Show(ShowArgs),
     /// List the files that differ between two generations.
     Diff(DiffArgs),
+    /// Put the read-only mount the view reads through in place (at boot, or after
+    /// `unmount`); every writing command does it too.
+    Mount,
+    /// Take the read-only mount away (before moving or removing the store). The next
+    /// writing command puts it back unless polstore.toml says `protect_view = false`.
+    Unmount,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use polstore::format::records::{
 };
 use polstore::format::timestamp::Timestamp;
 use polstore::ops::ingest::Progress;
+use polstore::store::protect::Protection;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -67,6 +68,9 @@ pub struct StatusJson {
     pub store: String,
     pub view: String,
     pub view_target: Option<String>,
+    /// What is at the view when it is not a symlink: "directory", "missing", ...
+    pub view_type: Option<&'static str>,
+    pub view_protection: ProtectionJson,
     pub active: Option<GenerationJson>,
     pub serial_max: u64,
     pub generations: usize,
@@ -74,6 +78,27 @@ pub struct StatusJson {
     pub last_verify: Option<HealthJson>,
     pub last_update: Option<HealthJson>,
     pub warnings: Vec<String>,
+}
+
+/// Whether writes through the view reach the store.
+#[derive(Serialize)]
+pub struct ProtectionJson {
+    /// "read-only", "off" or "missing".
+    pub state: &'static str,
+    pub detail: String,
+}
+
+impl ProtectionJson {
+    pub fn new(protection: &Protection) -> ProtectionJson {
+        ProtectionJson {
+            state: match protection {
+                Protection::ReadOnly => "read-only",
+                Protection::Off => "off",
+                Protection::Missing(_) => "missing",
+            },
+            detail: protection.describe(),
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use base64::Engine;
 use serde_json::Value;
-use util::{Node, assert_ingest_refused, s, set_mode, tree_content};
+use util::{Node, assert_ingest_refused, running_as_root, s, set_mode, tree_content};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1");
 /// Where `tools/make-fixture` made the store: the sources recorded in its database name it.
@@ -195,7 +195,24 @@ fn a_format_1_store_is_read_verified_and_extended() {
     assert_eq!(status["last_attempt"]["generation"], ACTIVE);
     assert_eq!(status["last_verify"]["outcome"], "sound");
     assert_eq!(status["last_update"]["outcome"], "updated");
-    assert_eq!(status["warnings"], Value::Array(Vec::new()));
+    // Made before the read-only view: the view points at the writable tree until the first
+    // writer points it through `readonly/`, and status says so.
+    assert_eq!(
+        status["warnings"],
+        serde_json::json!([
+            format!(
+                "the view {} points at generation {ACTIVE}'s writable tree {} (as an older polstore made it), not through {}",
+                s(&node.view),
+                s(&node.generation_tree(ACTIVE)),
+                s(&node.store.join("readonly"))
+            ),
+            format!(
+                "the view is not read-only: {} does not exist yet (an older polstore made the store; the next command that writes makes it); writes through the view reach the store",
+                s(&node.store.join("readonly"))
+            ),
+        ])
+    );
+    assert_eq!(status["view_protection"]["state"], "missing");
     let text = node.run(&["status"]).success().stdout;
     assert!(
         text.contains(&format!("generation {ACTIVE}, serial 2, good")),
@@ -300,6 +317,17 @@ fn a_format_1_store_is_read_verified_and_extended() {
         .collect();
     assert_eq!(checked, expected);
 
+    // The first writer points the view through `readonly/` and mounts it.
+    let out = node.run(&["gc"]).success();
+    assert!(
+        out.stderr.contains(&format!(
+            "polstore: recovery: pointed the view {} at generation {ACTIVE}\n",
+            s(&node.view)
+        )),
+        "{out:#?}"
+    );
+    assert_eq!(node.view_target(), Some(node.view_path(ACTIVE)));
+
     // ingest: the serial floor read from the old state record refuses a replay of the
     // highest serial; the next serial, signed by the fixture's key, becomes generation 6.
     let replay = node.signed_tree(
@@ -332,7 +360,7 @@ fn a_format_1_store_is_read_verified_and_extended() {
             .starts_with("generation 6 active: serial 5, 3 files"),
         "{out:#?}"
     );
-    assert_eq!(node.view_target(), Some(node.generation_tree(6)));
+    assert_eq!(node.view_target(), Some(node.view_path(6)));
     let view = tree_content(&node.view);
     let expected: Vec<(&str, u32, &[u8])> = vec![
         ("bin/hello.sh", 0o755, HELLO.as_bytes()),
@@ -347,6 +375,14 @@ fn a_format_1_store_is_read_verified_and_extended() {
 
     let status = node.status();
     assert_eq!(status["active"]["generation"], 6);
+    // The first writer made `readonly/` and mounted it (as root; without the privilege to
+    // mount, the view stays writable and status keeps saying so).
+    if running_as_root() {
+        assert_eq!(status["warnings"], Value::Array(Vec::new()));
+        assert_eq!(status["view_protection"]["state"], "read-only");
+    } else {
+        assert_eq!(status["view_protection"]["state"], "missing");
+    }
     assert_eq!(status["active"]["source"], s(&tree));
     assert_eq!(status["serial_max"], SERIAL_MAX + 1);
     let list = node.list();

@@ -96,10 +96,10 @@ fn full_happy_path() {
     assert_eq!(status["active"]["serial"], 2);
     assert_eq!(status["active"]["root"], s(&node.generation_tree(2)));
     assert_eq!(status["view"], s(&node.view));
-    assert_eq!(status["view_target"], s(&node.generation_tree(2)));
+    assert_eq!(status["view_target"], s(&node.view_path(2)));
     assert_eq!(status["serial_max"], 2);
     assert_eq!(status["warnings"], Value::Array(vec![]));
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
+    assert_eq!(node.view_target().unwrap(), node.view_path(2));
     assert_eq!(tree_content(&node.view), policy_files(&gen2));
 
     let out = node.run(&["diff", "1", "2"]).success();
@@ -112,7 +112,7 @@ fn full_happy_path() {
     let out = node.run(&["rollback"]).success();
     assert_eq!(out.stdout, "generation 1 active (serial 1), was 2\n");
     assert_eq!(node.active_generation(), Some(1));
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
     assert_eq!(tree_content(&node.view), policy_files(&gen1));
     // A rollback does not reopen the door to replays.
     assert_eq!(node.status()["serial_max"], 2);
@@ -120,7 +120,7 @@ fn full_happy_path() {
     let out = node.run(&["rollback", "2"]).success();
     assert_eq!(out.stdout, "generation 2 active (serial 2), was 1\n");
     assert_eq!(node.active_generation(), Some(2));
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
+    assert_eq!(node.view_target().unwrap(), node.view_path(2));
     assert_eq!(tree_content(&node.view), policy_files(&gen2));
 
     // A third generation adds, removes and re-modes files.
@@ -415,7 +415,7 @@ fn init_refuses_an_existing_view_directory_unless_adopting_it() {
             .file_type()
             .is_symlink()
     );
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
     assert_eq!(tree_content(&node.view), original);
     let list = node.list();
     assert_eq!(list.len(), 1);
@@ -613,8 +613,16 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
     // A reader never changes anything: it says what is wrong.
     let out = node.run(&["status"]).success();
     assert!(
+        out.stdout.contains(&format!(
+            "WARNING      the view {} is missing\n",
+            s(&node.view)
+        )),
+        "{}",
         out.stdout
-            .contains("does not point at the active generation"),
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("view         {} -> (missing)\n", s(&node.view))),
         "{}",
         out.stdout
     );
@@ -627,10 +635,20 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
         "{}",
         out.stderr
     );
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
-    // Someone put a directory in its place: polstore does not touch it.
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    // Someone put a directory in its place: polstore does not touch it, and says what it is.
     fs::remove_file(&node.view).unwrap();
     fs::create_dir(&node.view).unwrap();
+    let status = node.status();
+    assert_eq!(status["view_type"], "directory");
+    assert_eq!(status["view_target"], Value::Null);
+    let out = node.run(&["status"]).success();
+    assert!(
+        out.stdout
+            .contains(&format!("view         {} -> (directory)\n", s(&node.view))),
+        "{}",
+        out.stdout
+    );
     assert_refused(
         &node,
         &["rollback"],
@@ -641,7 +659,7 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
     // Once it is moved away, the next writer restores the view.
     fs::remove_dir(&node.view).unwrap();
     node.run(&["gc"]).success();
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
 }
 
 #[test]
@@ -698,7 +716,7 @@ fn failing_agent_run_rolls_back() {
     );
     // The view points back at generation 1, as before.
     assert_eq!(node.snapshot(), before);
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(1));
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
 
     let list = node.list();
     assert_eq!(list.len(), 2);
@@ -750,7 +768,7 @@ fn failing_agent_run_without_confirm_stays_active() {
         out.stdout
     );
     assert_eq!(node.active_generation(), Some(2));
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(2));
+    assert_eq!(node.view_target().unwrap(), node.view_path(2));
     assert_eq!(node.list()[1]["state"], "good");
 }
 

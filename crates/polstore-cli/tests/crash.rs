@@ -90,7 +90,7 @@ fn assert_consistent(node: &Node, allowed: &[(u64, u64)]) -> u64 {
         .map(|entry| entry["generation"].as_u64().unwrap())
         .collect();
     assert_eq!(active_entries, [active]);
-    assert_eq!(node.view_target().unwrap(), node.generation_tree(active));
+    assert_eq!(node.view_target().unwrap(), node.view_path(active));
 
     let manifest = node.generation_manifest(active);
     assert_eq!(util::parse_manifest(&manifest).0, serial);
@@ -153,8 +153,7 @@ fn ingest_killed_at_random_moments() {
         // Even before any recovery, the agent finds a whole generation at the view.
         let target = node.view_target().expect("the view is a symlink");
         assert!(
-            target == node.generation_tree(generation)
-                || target == node.generation_tree(generation + 1),
+            target == node.view_path(generation) || target == node.view_path(generation + 1),
             "the view points at {}",
             target.display()
         );

@@ -84,7 +84,7 @@ fn assert_repaired(node: &Node) -> Out {
         "{again:#?}"
     );
     let active = node.active_generation().expect("a generation is active");
-    assert_eq!(node.view_target(), Some(node.generation_tree(active)));
+    assert_eq!(node.view_target(), Some(node.view_path(active)));
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(active));
     out
 }
@@ -148,7 +148,7 @@ fn a_file_shared_by_generations_is_found_in_each() {
 #[test]
 fn a_deleted_file_is_found_and_repaired() {
     let node = node_with_two_generations();
-    fs::remove_file(node.view.join("lib/extra.cf")).unwrap();
+    fs::remove_file(active_tree(&node).join("lib/extra.cf")).unwrap();
     assert_detected(&node, Some(2), "lib/extra.cf: is missing");
     assert_repaired(&node);
 }
@@ -156,7 +156,10 @@ fn a_deleted_file_is_found_and_repaired() {
 #[test]
 fn an_extra_file_is_found_and_removed() {
     let node = node_with_two_generations();
-    write_tree(&node.view, &[("lib/evil.cf", "bundle agent evil {}\n")]);
+    write_tree(
+        &active_tree(&node),
+        &[("lib/evil.cf", "bundle agent evil {}\n")],
+    );
     assert_detected(&node, Some(2), "lib/evil.cf: file not in the manifest");
     assert_repaired(&node);
     assert!(!node.view.join("lib/evil.cf").exists());
@@ -165,7 +168,7 @@ fn an_extra_file_is_found_and_removed() {
 #[test]
 fn a_group_writable_file_or_directory_is_found_and_repaired() {
     let node = node_with_two_generations();
-    let file = node.view.join("lib/extra.cf");
+    let file = active_tree(&node).join("lib/extra.cf");
     set_mode(&file, 0o664);
     assert_detected(
         &node,
@@ -173,7 +176,7 @@ fn a_group_writable_file_or_directory_is_found_and_repaired() {
         "lib/extra.cf: has mode 0664, the manifest says 0644",
     );
     assert_repaired(&node);
-    let directory = node.view.join("lib");
+    let directory = active_tree(&node).join("lib");
     set_mode(&directory, 0o777);
     assert_detected(&node, Some(2), "lib: directory is group- or world-writable");
     assert_repaired(&node);
@@ -218,7 +221,7 @@ fn a_view_pointed_elsewhere_is_pointed_back() {
     std::os::unix::fs::symlink(node.generation_tree(1), &node.view).unwrap();
     assert_detected(&node, None, "points at");
     assert_repaired(&node);
-    assert_eq!(node.view_target(), Some(node.generation_tree(2)));
+    assert_eq!(node.view_target(), Some(node.view_path(2)));
 }
 
 #[test]
@@ -242,7 +245,7 @@ fn a_damaged_database_is_rebuilt_and_lost_files_come_from_the_drop_place() {
     );
     fs::write(&database, bytes).unwrap();
     // ...and the same file in generation 2, so only the drop place holds a good copy.
-    fs::write(node.view.join("lib/extra.cf"), "# tampered\n").unwrap();
+    fs::write(active_tree(&node).join("lib/extra.cf"), "# tampered\n").unwrap();
     let json = assert_detected(&node, None, "the database is damaged");
     assert_eq!(json["findings"][0]["kind"], "database");
     assert!(
@@ -431,7 +434,7 @@ fn update_ingests_new_serials_and_skips_unchanged_ones() {
 fn update_force_verifies_the_fresh_copy_and_repairs_the_store() {
     let node = Node::with_generation();
     configure_fetch(&node, &node.drop.join("gen1"));
-    fs::write(node.view.join("lib/common.cf"), "# rotten\n").unwrap();
+    fs::write(active_tree(&node).join("lib/common.cf"), "# rotten\n").unwrap();
     let out = node.run(&["update"]).success();
     assert!(out.stdout.starts_with("unchanged"), "{out:#?}");
     let out = node.run(&["update", "--force"]).success();
@@ -741,7 +744,7 @@ fn a_database_rebuild_refuses_when_no_manifest_verifies_against_the_trusted_keys
         "{out:#?}"
     );
     assert_eq!(generation_dirs(&node), [1, 2], "nothing was removed");
-    assert_eq!(node.view_target(), Some(node.generation_tree(2)));
+    assert_eq!(node.view_target(), Some(node.view_path(2)));
 }
 
 #[test]
@@ -771,7 +774,7 @@ fn a_file_given_to_another_owner_is_found_and_repaired() {
         return;
     }
     let node = node_with_two_generations();
-    let file = node.view.join("lib/extra.cf");
+    let file = active_tree(&node).join("lib/extra.cf");
     let status = Command::new("chown")
         .arg("65534")
         .arg(&file)
@@ -791,7 +794,7 @@ fn a_file_given_to_another_owner_is_found_and_repaired() {
 fn an_update_never_links_a_file_edited_in_the_active_generation() {
     let node = Node::with_generation();
     // Same size, other bytes: only a changed modification time tells.
-    fs::write(node.view.join("lib/common.cf"), "# COMMON\n").unwrap();
+    fs::write(active_tree(&node).join("lib/common.cf"), "# COMMON\n").unwrap();
     let tree = node.signed_tree(
         "gen2",
         &[
@@ -821,7 +824,7 @@ fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_
     assert!(out.stdout.contains("(1 written, 1 linked)"), "{out:#?}");
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(2));
     // ...unless that copy was edited behind polstore's back: then the drop's file is read.
-    fs::write(node.view.join("lib/common.cf"), "# COMMON\n").unwrap();
+    fs::write(active_tree(&node).join("lib/common.cf"), "# COMMON\n").unwrap();
     fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 3")).unwrap();
     node.sign_tree(&drop, 3);
     let out = node.ingest(&drop).success();
@@ -834,4 +837,10 @@ fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_
         &drop,
         "lib/common.cf: content does not match the manifest",
     );
+}
+
+/// The active generation's tree at its writable path in the store: the view is read-only,
+/// so damage (bit rot, an editor, another owner) is simulated here.
+fn active_tree(node: &Node) -> PathBuf {
+    node.generation_tree(node.active_generation().expect("a generation is active"))
 }

@@ -18,6 +18,11 @@ const CONFIG_BYTES_MAX: u64 = 1 << 20;
 pub struct Config {
     /// The symlink the agent reads; polstore points it at the active generation.
     pub view: PathBuf,
+    /// Whether the view reads the generations through a read-only bind mount, so that
+    /// nothing (the agent, root) writes into a generation through it. Needs the privilege to
+    /// mount; without it polstore falls back to a writable view and says so.
+    #[serde(default = "defaults::yes")]
+    pub protect_view: bool,
     /// How many of the newest generations garbage collection keeps, besides the active
     /// one, the last good one before it and pinned ones. When set, `gc` runs after every
     /// successful ingest; when absent, only `polstore gc` collects.
@@ -375,6 +380,12 @@ pub fn default_config_text(view: &Path, keys: &[PathBuf]) -> String {
 # The path the agent reads its policy from. polstore makes it a symlink to the
 # active generation and switches it atomically.
 view = {view}
+
+# The view reads the generations through a read-only bind mount of the store
+# (STORE/readonly), so that nothing, root included, writes into a generation
+# through it. Needs the privilege to mount (root, outside a restricted container);
+# without it the view is writable and `status` and `verify` say so.
+protect_view = true
 
 # Generations kept by garbage collection: the newest `keep`, plus the active one,
 # the last good one before it and pinned ones (`polstore pin`). With `keep` set, gc

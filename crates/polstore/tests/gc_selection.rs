@@ -94,7 +94,7 @@ fn keeps_the_newest_keep_generations_and_removes_the_others() {
     assert_eq!(store.state().unwrap().active, Some(5));
     assert_eq!(
         common::view_target(&store),
-        Some(store.layout.generation_tree(5))
+        Some(store.layout.view_target(5))
     );
 }
 

@@ -79,7 +79,7 @@ fn a_first_ingest_writes_every_file_and_activates_generation_one() {
     assert_eq!(state.next_generation, 2);
     assert_eq!(
         common::view_target(&store),
-        Some(store.layout.generation_tree(1))
+        Some(store.layout.view_target(1))
     );
     let tree = store.layout.generation_tree(1);
     assert_eq!(fs::read(tree.join("promises.cf")).unwrap(), PROMISES);
@@ -152,7 +152,7 @@ fn a_one_file_change_writes_one_file_and_links_the_rest() {
     assert_eq!(store.state().unwrap().active, Some(2));
     assert_eq!(
         common::view_target(&store),
-        Some(store.layout.generation_tree(2))
+        Some(store.layout.view_target(2))
     );
 }
 

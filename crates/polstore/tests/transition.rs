@@ -67,7 +67,7 @@ fn activate_refuses_a_target_whose_tree_differs_from_its_manifest() {
     assert_eq!(store.state().unwrap().active, Some(3));
     assert_eq!(
         common::view_target(&store),
-        Some(store.layout.generation_tree(3))
+        Some(store.layout.view_target(3))
     );
 }
 
@@ -112,7 +112,7 @@ fn activate_of_a_sound_target_moves_the_pointer_the_view_and_records_one_attempt
     assert_eq!(state.next_attempt, before.state.next_attempt + 1);
     assert_eq!(
         common::view_target(&store),
-        Some(store.layout.generation_tree(1))
+        Some(store.layout.view_target(1))
     );
     let attempts = common::attempts(&store);
     assert_eq!(attempts.len(), before.attempts + 1);
@@ -180,7 +180,7 @@ fn fail_of_the_active_generation_rolls_back_past_a_tampered_one() {
     assert_eq!(state.serial_max, before.state.serial_max);
     assert_eq!(
         common::view_target(&store),
-        Some(store.layout.generation_tree(1))
+        Some(store.layout.view_target(1))
     );
     let failed = common::generation_record(&store, 3);
     assert_eq!(failed.state, GenerationState::Failed);

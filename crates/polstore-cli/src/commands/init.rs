@@ -2,6 +2,7 @@
 
 use super::*;
 use polstore::ops::init::{self, InitRequest};
+use polstore::store::protect::Protection;
 
 pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
     let view = absolute(&args.view)?;
@@ -31,6 +32,18 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
         outln!(
             "no trusted key given: unsigned policy will be accepted (trust.require_signature = false)"
         );
+    }
+    match &report.protection {
+        Protection::ReadOnly => outln!(
+            "the view reads the store through {}, mounted read-only: writes through it fail",
+            store_root.join("readonly").display()
+        ),
+        Protection::Off => outln!(
+            "the view is not read-only (protect_view = false): writes through it reach the store"
+        ),
+        Protection::Missing(reason) => errln!(
+            "polstore: warning: the view is not read-only: {reason}; writes through it reach the store"
+        ),
     }
     if let (Some((directory, generation)), Some(target)) = (&report.adopted, &report.view_target) {
         outln!(

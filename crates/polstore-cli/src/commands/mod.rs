@@ -12,7 +12,8 @@ use polstore::store::{LockWait, Recovery, Store, StoreReader};
 use crate::args::{Cli, Command};
 use crate::exit::Failure;
 use crate::output::{
-    AttemptJson, GenerationJson, HealthJson, ProgressLine, StatusJson, state_name, time,
+    AttemptJson, GenerationJson, HealthJson, ProgressLine, ProtectionJson, StatusJson, state_name,
+    time,
 };
 
 /// `println!` that returns a closed pipe as an error (for `exit`) instead of panicking.
@@ -35,6 +36,7 @@ mod gc;
 mod ingest;
 mod init;
 mod keys;
+mod mount;
 mod query;
 mod status;
 mod verify;
@@ -67,6 +69,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rollback(args) => rollback_command(&store, lock_timeout, args.generation),
         Command::Show(args) => show(&store, args.generation, &args.path),
         Command::Diff(args) => diff(&store, args.old, args.new),
+        Command::Mount => mount::mount(&store, lock_timeout),
+        Command::Unmount => mount::unmount(&store, lock_timeout),
     }
 }
 
@@ -94,6 +98,9 @@ fn open_writer(store: &Path, command: &str, timeout: Duration) -> Result<Store> 
 fn report_recovery(recovery: &Recovery) {
     for note in &recovery.notes {
         errln!("polstore: recovery: {note}");
+    }
+    for warning in &recovery.warnings {
+        errln!("polstore: warning: {warning}");
     }
 }
 

@@ -6,6 +6,7 @@ use polstore::format::text::one_line;
 /// How much of each line of a check's output `log -v` shows.
 const OUTPUT_LINE_CHARS_MAX: usize = 300;
 use polstore::ops::status::{self, Warning};
+use polstore::store::protect::Protection;
 
 pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
     let reader = open_reader(store_root)?;
@@ -17,6 +18,8 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
             .view_target
             .as_ref()
             .map(|target| target.display().to_string()),
+        view_type: found.view_type,
+        view_protection: ProtectionJson::new(&found.protection),
         active: found.active.as_ref().map(|(number, record, tree, pinned)| {
             GenerationJson::new(*number, record, tree.display().to_string(), true, *pinned)
         }),
@@ -38,8 +41,12 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
     outln!(
         "view         {} -> {}",
         status.view,
-        status.view_target.as_deref().unwrap_or("(missing)")
+        status
+            .view_target
+            .clone()
+            .unwrap_or_else(|| format!("({})", status.view_type.unwrap_or("missing")))
     );
+    outln!("protection   {}", status.view_protection.detail);
     match &status.active {
         Some(active) => outln!(
             "active       generation {}, serial {}, {}, {} files, made {}{}",
@@ -97,10 +104,13 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
 
 pub(super) fn warning_text(warning: &Warning) -> String {
     match warning {
-        Warning::ViewElsewhere { view } => format!(
-            "the view {} does not point at the active generation",
-            view.display()
-        ),
+        Warning::ViewElsewhere { problem } => problem.clone(),
+        Warning::ViewWritable { protection } => match protection {
+            Protection::Missing(reason) => format!(
+                "the view is not read-only: {reason}; writes through the view reach the store"
+            ),
+            _ => "the view is not read-only (protect_view = false): writes through the view reach the store".into(),
+        },
         Warning::Expired { at } => format!("the active manifest expired at {}", time(*at)),
         Warning::ExpiresSoon { at } => {
             format!("the active manifest expires soon, at {}", time(*at))

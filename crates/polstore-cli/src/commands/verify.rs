@@ -4,6 +4,7 @@ use super::*;
 use polstore::health::inspect::Finding;
 use polstore::health::repair::{self, VerifyReport, problems};
 use polstore::store::LockWait;
+use polstore::store::protect::Protection;
 
 pub(super) fn verify_command(
     store_root: &Path,
@@ -65,6 +66,9 @@ pub(super) fn print_verify_report(report: &VerifyReport, json: bool) -> Result<(
             "changes": report.changes,
             "alarms": report.alarms,
             "remaining": findings(&report.remaining),
+            "view_protection": report.protection.as_ref().map(|protection| {
+                ProtectionJson::new(protection)
+            }),
         });
         outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -79,6 +83,14 @@ pub(super) fn print_verify_report(report: &VerifyReport, json: bool) -> Result<(
         }
         for finding in &report.remaining {
             outln!("LEFT     {}", printable(&finding.to_string()));
+        }
+        if let Some(protection) = &report.protection
+            && *protection != Protection::ReadOnly
+        {
+            outln!(
+                "WARNING  view protection {}",
+                printable(&protection.describe())
+            );
         }
         for generation in &report.generations {
             let marker = if Some(generation.generation) == report.active {

@@ -434,6 +434,12 @@ pub struct Node {
     pub checks: PathBuf,
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        unmount_under(&self.root);
+    }
+}
+
 impl Node {
     /// A node with keys but no store yet.
     pub fn new() -> Node {
@@ -669,6 +675,15 @@ impl Node {
             .iter()
             .map(|generation| generation["generation"].as_u64().unwrap())
             .collect()
+    }
+
+    /// Where the view points for `generation`: its tree through the store's read-only mount.
+    pub fn view_path(&self, generation: u64) -> PathBuf {
+        self.store
+            .join("readonly")
+            .join("generations")
+            .join(generation.to_string())
+            .join("tree")
     }
 
     pub fn view_target(&self) -> Option<PathBuf> {
@@ -908,4 +923,25 @@ with tarfile.open(path, "w:gz" if gzip else "w", format=tarfile.GNU_FORMAT, **op
             if gzip { "1" } else { "0" },
         ],
     );
+}
+
+/// Takes away every mount under `root` (the read-only mounts of stores a test made), so
+/// that its temporary directory can be removed. Deepest first, detached.
+pub fn unmount_under(root: &Path) {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(root))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
+    for point in points {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&point)
+            .status();
+    }
 }

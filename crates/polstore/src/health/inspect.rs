@@ -212,9 +212,12 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
 
     // Generation directories: their findings come after the objects'.
     inspection.findings.extend(directories?);
-    // The view.
+    // The view. One an older polstore pointed at the active generation's writable tree
+    // is not damage: the agent reads the right policy, the next writer points it through
+    // `readonly/`, and verify's warning about the missing read-only mount says the rest.
     if let Some(active) = state.active
-        && let Some(problem) = view_problem(store, active)
+        && let Some(problem) = view_problem(&store.layout, &store.config.view, active)
+        && !crate::store::view::is_older_view(&store.layout, &store.config.view, active)
     {
         inspection
             .findings
@@ -334,7 +337,8 @@ pub fn parse_failure(
         return None;
     }
     progress(&format!("parse check on generation {generation}"), false);
-    let tree = store.layout.generation_tree(generation);
+    // Through the read-only mount, like the agent: cf-promises cannot write into it.
+    let tree = crate::store::protect::readable_tree(&store.layout, generation);
     let output_file = store.layout.staging().join("verify-output");
     let context = CommandContext {
         tree: &tree,

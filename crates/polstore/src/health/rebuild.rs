@@ -286,7 +286,10 @@ pub fn rebuild(
         .iter()
         .filter(good)
         .find(|generation| {
-            view_target.as_deref() == Some(&layout.generation_tree(generation.generation))
+            view_target
+                .as_deref()
+                .and_then(|target| layout.view_generation(target))
+                .is_some_and(|(number, _)| number == generation.generation)
         })
         .or_else(|| found.iter().rfind(good))
         .or_else(|| found.last())

@@ -34,6 +34,7 @@ use crate::health::inspect::{self, DbOpenFailure, Finding, Inspection, Kind, Pro
 use crate::health::rebuild;
 use crate::ops::ingest::{self, IngestRequest};
 use crate::store::materialize::TreeBuilder;
+use crate::store::protect::{self, Protection};
 use crate::store::transition::{self, Attempt};
 use crate::store::{Layout, LockWait, LockedStore, Store};
 use crate::transport::ObjectSource;
@@ -54,6 +55,8 @@ pub struct VerifyReport {
     pub active: Option<u64>,
     /// Each kept generation as the last look found it.
     pub generations: Vec<GenerationHealth>,
+    /// Whether writes through the view reach the store, as the command leaves it.
+    pub protection: Option<Protection>,
 }
 
 /// One generation in a [`VerifyReport`].
@@ -136,6 +139,10 @@ pub fn verify_store(
     };
     let store = locked.with_db(db);
     check_and_repair(&store, repair, &mut report, progress)?;
+    report.protection = Some(protect::protection(
+        &store.layout,
+        store.config.protect_view,
+    ));
     Ok(report)
 }
 
@@ -387,10 +394,24 @@ fn repair_store(
 
     // 6. The view.
     if let Some(active) = active
-        && inspect::view_problem(store, active).is_some()
+        && inspect::view_problem(&store.layout, &store.config.view, active).is_some()
     {
         let change = restore_view(store, active)?;
         report.changes.push(change);
+    }
+
+    // 7. The read-only mount the view points through.
+    let (protection, mounted) = protect::ensure_mounted(&store.layout, store.config.protect_view)?;
+    if mounted {
+        report.changes.push(format!(
+            "mounted {} read-only: writes through the view fail again",
+            store.layout.readonly().display()
+        ));
+    }
+    if let Protection::Missing(reason) = protection {
+        report
+            .alarms
+            .push(format!("the view is not read-only: {reason}"));
     }
     Ok(())
 }
@@ -807,7 +828,8 @@ fn switch_active(store: &Store, from: u64, to: u64, reason: &str) -> Result<()> 
 /// polstore would remove.
 fn restore_view(store: &Store, active: u64) -> Result<String> {
     let view = &store.config.view;
-    let target = store.layout.generation_tree(active);
+    let target = store.layout.view_target(active);
+    crate::store::protect::ensure_directory(&store.layout)?;
     let is_symlink_or_missing = match fs::symlink_metadata(view) {
         Ok(metadata) => metadata.file_type().is_symlink(),
         Err(_) => true,

@@ -798,7 +798,9 @@ fn confirm_with_agent(
         return Ok(AgentRun::NotConfigured);
     }
     progress(Progress::AgentRun { generation });
-    let tree = store.layout.generation_tree(generation);
+    // The path the view points at: through the read-only mount, where the agent cannot
+    // write into the generation it confirms.
+    let tree = crate::store::protect::readable_tree(&store.layout, generation);
     let argv = config::expand_command(&config.agent.command, &tree, serial, generation);
     let timeout = Duration::from_secs(config.agent.timeout_secs);
     let output_file = store.layout.staging().join("agent-output");

@@ -5,6 +5,7 @@
 //! and no generation: nothing was adopted, and running `init` again starts over. A failed
 //! adoption takes the new store away again, so that `init` can simply be run again.
 
+use crate::store::protect::{self, Protection};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,8 @@ pub struct InitReport {
     pub adopted: Option<(PathBuf, u64)>,
     /// Where the view points after adoption.
     pub view_target: Option<PathBuf>,
+    /// Whether writes through the view will reach the store.
+    pub protection: Protection,
 }
 
 /// A failed adoption: the store was taken away again, nothing was adopted.
@@ -117,15 +120,18 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
     }
     let existed = root.exists();
     let store = Store::create(root, view, request.keys, adopt_directory.is_some())?;
+    // The read-only mount is in place before any view points through it.
+    let (protection, _) = protect::ensure_mounted(&store.layout, store.config.protect_view)?;
     let mut report = InitReport {
         restarted,
         adopted: None,
         view_target: None,
+        protection,
     };
     if let Some(directory) = adopt_directory {
         match ingest::adopt(&store, &directory, request.progress) {
             Ok(generation) => {
-                report.view_target = Some(store.layout.generation_tree(generation));
+                report.view_target = Some(store.layout.view_target(generation));
                 report.adopted = Some((directory, generation));
             }
             Err(error) => {

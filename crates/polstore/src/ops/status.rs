@@ -11,6 +11,8 @@ use crate::format::records::{
 };
 use crate::format::timestamp::Timestamp;
 use crate::store::StoreReader;
+use crate::store::protect::{self, Protection};
+use crate::store::view::view_problem;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 /// `status` warns when the active manifest expires sooner than this.
@@ -19,8 +21,10 @@ pub const EXPIRY_WARNING_SECS: i64 = 7 * SECONDS_PER_DAY;
 /// Something the operator should look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Warning {
-    /// The view does not point at the active generation's tree.
-    ViewElsewhere { view: PathBuf },
+    /// The view does not point at the active generation's tree: what is wrong.
+    ViewElsewhere { problem: String },
+    /// Writes through the view reach the store: the read-only mount is missing or off.
+    ViewWritable { protection: Protection },
     /// The active manifest's expiry (unix seconds) has passed.
     Expired { at: i64 },
     /// The active manifest expires within [`EXPIRY_WARNING_SECS`].
@@ -37,6 +41,10 @@ pub struct Status {
     pub view: PathBuf,
     /// Where the view symlink points, if it is one.
     pub view_target: Option<PathBuf>,
+    /// What is at the view when it is not a symlink ("directory", "missing", ...).
+    pub view_type: Option<&'static str>,
+    /// Whether writes through the view reach the store.
+    pub protection: Protection,
     /// The active generation, its record, its tree and whether it is pinned.
     pub active: Option<(u64, GenerationRecord, PathBuf, bool)>,
     pub serial_max: u64,
@@ -56,6 +64,12 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     let generations = read.generations()?;
     let view = reader.config.view.clone();
     let view_target = fs::read_link(&view).ok();
+    let view_type = match fs::symlink_metadata(&view) {
+        Ok(metadata) if metadata.file_type().is_symlink() => None,
+        Ok(metadata) => Some(crate::fs::type_name(metadata.file_type())),
+        Err(_) => Some("missing"),
+    };
+    let protection = protect::protection(&reader.layout, reader.config.protect_view);
     let active = state.active.and_then(|active| {
         generations
             .iter()
@@ -71,9 +85,14 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     });
     let mut warnings = Vec::new();
     if let Some(active) = state.active
-        && view_target.as_ref() != Some(&reader.layout.generation_tree(active))
+        && let Some(problem) = view_problem(&reader.layout, &view, active)
     {
-        warnings.push(Warning::ViewElsewhere { view: view.clone() });
+        warnings.push(Warning::ViewElsewhere { problem });
+    }
+    if protection != Protection::ReadOnly {
+        warnings.push(Warning::ViewWritable {
+            protection: protection.clone(),
+        });
     }
     if let Some((_, record, _, _)) = &active {
         let now = Timestamp::now().unix_secs();
@@ -112,6 +131,8 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     Ok(Status {
         view,
         view_target,
+        view_type,
+        protection,
         active,
         serial_max: state.serial_max,
         generations: generations.len(),

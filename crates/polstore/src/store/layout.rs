@@ -24,6 +24,16 @@ pub const STAGING_MODE: u32 = 0o700;
 pub const GENERATIONS_MODE: u32 = 0o700;
 pub const DATABASE_MODE: u32 = 0o600;
 pub const PUBLIC_FILE_MODE: u32 = 0o644;
+/// `readonly/`: the read-only mount point (store-protect.rs); readable like the store.
+pub const READONLY_MODE: u32 = 0o755;
+/// The target of `readonly/generations`, the symlink the view resolves through when the
+/// read-only mount is not in place.
+pub const READONLY_FALLBACK_TARGET: &str = "../generations";
+/// The flags of the read-only bind mount at `readonly/`: nothing written, no device
+/// nodes, no set-user-ID programs through it.
+pub const READONLY_MOUNT_OPTIONS: rustix::mount::MountFlags = rustix::mount::MountFlags::RDONLY
+    .union(rustix::mount::MountFlags::NOSUID)
+    .union(rustix::mount::MountFlags::NODEV);
 
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -66,6 +76,42 @@ impl Layout {
     /// `{tree}`: the directory the view points at and the agent reads.
     pub fn generation_tree(&self, generation: u64) -> PathBuf {
         self.generation_dir(generation).join("tree")
+    }
+    /// The read-only mount point: a read-only bind mount of the store, or (not mounted) a
+    /// directory holding only [`Layout::readonly_fallback`].
+    pub fn readonly(&self) -> PathBuf {
+        self.root.join("readonly")
+    }
+    /// `readonly/generations`: the store's `generations/` through the read-only mount, or,
+    /// not mounted, a symlink to it.
+    pub fn readonly_fallback(&self) -> PathBuf {
+        self.readonly().join("generations")
+    }
+    /// Where the view points for `generation`: its tree through `readonly/`. The agent and
+    /// every command polstore runs on a committed generation read it at this path.
+    pub fn view_target(&self, generation: u64) -> PathBuf {
+        self.readonly_fallback()
+            .join(generation.to_string())
+            .join("tree")
+    }
+    /// The generation a view target names: [`Layout::view_target`], or the writable
+    /// `generations/N/tree` an older polstore pointed the view at (`true` when it is the latter).
+    pub fn view_generation(&self, target: &Path) -> Option<(u64, bool)> {
+        for (base, legacy) in [
+            (self.readonly_fallback(), false),
+            (self.generations(), true),
+        ] {
+            let Ok(rest) = target.strip_prefix(&base) else {
+                continue;
+            };
+            let mut parts = rest.components();
+            let number = generation_number(parts.next()?.as_os_str())?;
+            if parts.next()?.as_os_str() != "tree" || parts.next().is_some() {
+                return None;
+            }
+            return Some((number, legacy));
+        }
+        None
     }
     /// Present while the generation is pinned: gc never removes it.
     pub fn pin_marker(&self, generation: u64) -> PathBuf {
@@ -150,6 +196,7 @@ const OWN_NAMES: &[&str] = &[
     "staging",
     "generations",
     "untrusted",
+    "readonly",
 ];
 
 /// The generation number a name of `generations/` stands for: decimal, written the one
@@ -193,6 +240,7 @@ impl Layout {
             (self.root.clone(), true, 0o022, false),
             (self.staging(), true, 0o077, true),
             (self.generations(), true, 0o077, true),
+            (self.readonly(), true, 0o022, false),
             (self.database(), false, 0o077, false),
             (self.config_file(), false, 0o022, false),
             (self.format_file(), false, 0o022, false),

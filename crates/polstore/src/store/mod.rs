@@ -22,6 +22,7 @@ use crate::store::lock::StoreLock;
 pub mod layout;
 pub mod lock;
 pub mod materialize;
+pub mod protect;
 pub mod recovery;
 pub mod transition;
 pub mod tree;

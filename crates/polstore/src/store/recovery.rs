@@ -8,11 +8,14 @@ use crate::error::{Error, Result};
 use crate::format::records::{Action, GenerationState, Origin};
 use crate::fs::durable;
 use crate::store::Store;
+use crate::store::protect::{self, Protection};
 
 /// What `open` found and did while reconciling, for the operator.
 #[derive(Debug, Default)]
 pub struct Recovery {
     pub notes: Vec<String>,
+    /// What the operator should know that is not a recovery: the view is not read-only.
+    pub warnings: Vec<String>,
     /// The view is something polstore did not put there. Writers refuse to work until it
     /// is repaired; readers report it.
     pub view_displaced: bool,
@@ -97,7 +100,17 @@ impl Store {
                 recovery.notes.push(note);
             }
         }
-        // 4. The view follows the database.
+        // 4. The view follows the database, through the read-only mount.
+        match protect::ensure_mounted(&self.layout, self.config.protect_view)? {
+            (Protection::Missing(reason), _) => recovery.warnings.push(format!(
+                "the view is not read-only: {reason}; writes through the view reach the store"
+            )),
+            (_, true) => recovery.notes.push(format!(
+                "mounted {} read-only: writes through the view fail",
+                self.layout.readonly().display()
+            )),
+            _ => {}
+        }
         match self.sync_view() {
             Ok(Some(note)) => recovery.notes.push(note),
             Ok(None) => {}
@@ -109,7 +122,10 @@ impl Store {
         if !recovery.view_displaced
             && self.layout.adoption_marker().exists()
             && let Some(active) = state.active
-            && fs::read_link(&self.config.view).ok() == Some(self.layout.generation_tree(active))
+            && fs::read_link(&self.config.view)
+                .ok()
+                .and_then(|target| self.layout.view_generation(&target))
+                .is_some_and(|(generation, _)| generation == active)
         {
             self.finish_adoption()?;
             recovery
@@ -247,7 +263,8 @@ impl Store {
             }
             Err(_) => {}
         }
-        std::os::unix::fs::symlink(self.layout.generation_tree(generation), &temporary)
+        crate::store::protect::ensure_directory(&self.layout)?;
+        std::os::unix::fs::symlink(self.layout.view_target(generation), &temporary)
             .map_err(Error::io("cannot create", &temporary))?;
         durable::exchange(&temporary, view)
             .map_err(Error::io("cannot put the view symlink in place of", view))?;

@@ -90,6 +90,36 @@ impl fmt::Display for Finding {
         f.write_str(&self.detail)
     }
 }
+/// The CFEngine writer that leaves a finding like this one, when polstore recognises it:
+/// cf-agent writing into inputs through a view that is not read-only.
+pub fn cfengine_writer(path: &str, kind: Kind) -> Option<&'static str> {
+    let name = path.rsplit('/').next()?;
+    if !matches!(
+        kind,
+        Kind::Extra | Kind::Content | Kind::Mode | Kind::Missing
+    ) {
+        return None;
+    }
+    if name.ends_with(".cfsaved") {
+        return Some(
+            "cf-agent's backup of a file it replaced: a policy copy into inputs wrote through the view",
+        );
+    }
+    if name.ends_with(".cfnew") || name.ends_with(".cf-before-edit") {
+        return Some("left by a cf-agent copy or edit that wrote through the view");
+    }
+    match name {
+        "cf_promises_validated" => Some(
+            "cf-agent records a validated policy here: an update or agent run wrote through the view",
+        ),
+        "cf_promises_release_id" => Some(
+            "cf-agent writes the policy release id here: the failsafe or a validating run wrote through the view",
+        ),
+        "failsafe.cf" => Some("written by cf-agent --bootstrap or the failsafe through the view"),
+        _ => None,
+    }
+}
+
 /// Hashes by inode, so that files hard-linked between generations are read once.
 #[derive(Default)]
 pub struct HashCache {
@@ -125,7 +155,12 @@ pub fn check_tree(
     // Files are written by polstore, so they are its own; another owner could change them
     // behind its back (and cf-agent refuses inputs others may write).
     let owner = rustix::process::geteuid().as_raw();
-    let mut problem = |path: Option<&str>, kind: Kind, detail: String| {
+    let mut problem = |path: Option<&str>, kind: Kind, mut detail: String| {
+        if let Some(writer) = path.and_then(|path| cfengine_writer(path, kind)) {
+            detail.push_str(" (");
+            detail.push_str(writer);
+            detail.push(')');
+        }
         findings.push(Finding::new(Some(generation), path, kind, detail));
     };
     match fs::symlink_metadata(tree) {

@@ -4,10 +4,11 @@
 
 use std::fs;
 use std::io;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fs::durable;
-use crate::store::Store;
+use crate::store::{Layout, Store};
 
 impl Store {
     /// Points the view at the active generation if it points elsewhere. Returns what it did.
@@ -15,7 +16,7 @@ impl Store {
         let Some(active) = self.db.read()?.state()?.active else {
             return Ok(None);
         };
-        let target = self.layout.generation_tree(active);
+        let target = self.layout.view_target(active);
         let view = &self.config.view;
         match fs::symlink_metadata(view) {
             Ok(metadata) if metadata.file_type().is_symlink() => {
@@ -43,36 +44,74 @@ impl Store {
         )))
     }
 
-    /// Points the view at `generation`'s tree, atomically and durably.
+    /// Points the view at `generation`'s tree through `readonly/`, atomically and durably.
+    /// The fallback symlink the target resolves through is made durable first.
     pub fn switch_view(&self, generation: u64) -> Result<()> {
+        crate::store::protect::ensure_directory(&self.layout)?;
         let view = &self.config.view;
-        durable::switch_symlink(view, &self.layout.generation_tree(generation))
+        durable::switch_symlink(view, &self.layout.view_target(generation))
             .map_err(Error::io("cannot switch the view", view))
     }
 }
 
 /// What is wrong with the view, if anything.
-pub fn view_problem(store: &Store, active: u64) -> Option<String> {
-    let view = &store.config.view;
-    let target = store.layout.generation_tree(active);
-    match fs::symlink_metadata(view) {
+pub fn view_problem(layout: &Layout, view: &Path, active: u64) -> Option<String> {
+    let target = layout.view_target(active);
+    let problem = match fs::symlink_metadata(view) {
         Ok(metadata) if metadata.file_type().is_symlink() => match fs::read_link(view) {
-            Ok(found) if found == target => None,
-            Ok(found) => Some(format!(
+            Ok(found) if found == target => return None,
+            Ok(found) if layout.view_generation(&found) == Some((active, true)) => format!(
+                "the view {} points at generation {active}'s writable tree {} (as an older polstore made it), not through {}",
+                view.display(),
+                found.display(),
+                layout.readonly().display()
+            ),
+            Ok(found) => format!(
                 "the view {} points at {}, not at the active generation {active}",
                 view.display(),
                 found.display()
-            )),
-            Err(error) => Some(format!(
-                "the view {} cannot be read: {error}",
-                view.display()
-            )),
+            ),
+            Err(error) => format!("the view {} cannot be read: {error}", view.display()),
         },
-        Ok(metadata) => Some(format!(
+        Ok(metadata) if metadata.is_dir() => format!(
+            "the view {} is a directory, not polstore's symlink to generation {active} (something copied policy into it{})",
+            view.display(),
+            if moved_aside(view).is_some() {
+                ""
+            } else {
+                ", or replaced the symlink"
+            }
+        ),
+        Ok(metadata) => format!(
             "the view {} is a {}, not polstore's symlink to generation {active}",
             view.display(),
             crate::fs::type_name(metadata.file_type())
-        )),
-        Err(_) => Some(format!("the view {} is missing", view.display())),
-    }
+        ),
+        Err(_) => format!("the view {} is missing", view.display()),
+    };
+    Some(match moved_aside(view) {
+        Some(moved) => format!(
+            "{problem}; {} is there: CFEngine's move_obstructions moved the view aside",
+            moved.display()
+        ),
+        None => problem,
+    })
+}
+
+/// True when the view points at `active`'s writable tree, as polstore before the read-only
+/// view made it.
+pub fn is_older_view(layout: &Layout, view: &Path, active: u64) -> bool {
+    fs::read_link(view)
+        .ok()
+        .and_then(|target| layout.view_generation(&target))
+        == Some((active, true))
+}
+
+/// `VIEW.cf-moved`, where CFEngine's `move_obstructions` puts what is in the way of a
+/// file or directory it makes, if it is there.
+fn moved_aside(view: &Path) -> Option<PathBuf> {
+    let mut name = view.file_name()?.to_os_string();
+    name.push(".cf-moved");
+    let moved = view.with_file_name(name);
+    fs::symlink_metadata(&moved).is_ok().then_some(moved)
 }

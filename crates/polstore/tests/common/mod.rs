@@ -36,6 +36,12 @@ pub struct TestStore {
     sources: PathBuf,
 }
 
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        unmount_under(self.dir.path());
+    }
+}
+
 impl TestStore {
     /// A new store made by `init`, its `polstore.toml` edited: unsigned candidates are
     /// accepted (no keys, so `require_signature = false`), the parse check and the agent
@@ -300,4 +306,25 @@ pub fn root_or_skip(test: &str) -> bool {
         eprintln!("{test}: skipped: making device nodes needs root");
     }
     root
+}
+
+/// Takes away every mount under `root` (the read-only mounts of stores a test made), so
+/// that its temporary directory can be removed. Deepest first, detached.
+pub fn unmount_under(root: &Path) {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(root))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
+    for point in points {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&point)
+            .status();
+    }
 }

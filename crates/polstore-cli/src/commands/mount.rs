@@ -1,0 +1,56 @@
+//! `mount`, `unmount`: the read-only mount the view reads the generations through.
+
+use super::*;
+use polstore::store::LockedStore;
+use polstore::store::protect::{self, Protection};
+
+fn lock(store_root: &Path, lock_timeout: Duration, command: &str) -> Result<LockedStore> {
+    Ok(LockedStore::acquire(
+        store_root,
+        LockWait {
+            command,
+            timeout: lock_timeout,
+            on_wait: &mut print_wait,
+        },
+    )?)
+}
+
+pub(super) fn mount(store_root: &Path, lock_timeout: Duration) -> Result<()> {
+    let locked = lock(store_root, lock_timeout, "mount")?;
+    let readonly = locked.layout.readonly();
+    match protect::ensure_mounted(&locked.layout, locked.config.protect_view)? {
+        (Protection::ReadOnly, true) => {
+            outln!(
+                "mounted {} read-only: writes through the view fail",
+                readonly.display()
+            )
+        }
+        (Protection::ReadOnly, false) => {
+            outln!("{} is mounted read-only already", readonly.display())
+        }
+        (Protection::Off, _) => bail!(
+            "not mounting {}: polstore.toml says protect_view = false",
+            readonly.display()
+        ),
+        (Protection::Missing(reason), _) => {
+            bail!("cannot make the view read-only: {reason}")
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn unmount(store_root: &Path, lock_timeout: Duration) -> Result<()> {
+    let locked = lock(store_root, lock_timeout, "unmount")?;
+    let readonly = locked.layout.readonly();
+    let removed = protect::unmount_all(&locked.layout)
+        .with_context(|| format!("cannot unmount {}", readonly.display()))?;
+    if removed == 0 {
+        outln!("nothing is mounted at {}", readonly.display());
+    } else {
+        outln!(
+            "unmounted {}: writes through the view reach the store until the next polstore command that writes mounts it again",
+            readonly.display()
+        );
+    }
+    Ok(())
+}
