@@ -43,6 +43,20 @@ pub enum Command {
     Manifest(ManifestArgs),
     /// Sign a manifest with a signify secret key (server side).
     Sign(SignArgs),
+    /// Publish a signed snapshot of a policy tree into a publication directory, switched
+    /// in atomically (hub side).
+    ///
+    /// SRC (e.g. the hub's masterfiles) is copied into OUT/versions/SERIAL without
+    /// following a symlink (a symlink, fifo, socket or device in SRC is refused), with
+    /// modes normalised: directories 0755, files 0644, or 0755 when their owner may
+    /// execute them. Left out: cf_promises_validated, polstore.manifest and
+    /// polstore.manifest.sig at the top, .git, .hg and .svn anywhere. The manifest and
+    /// signature are made from the copy. Then OUT/current is switched to it, then OUT/head
+    /// (the serial, one line) is replaced: a node that copies head first, then
+    /// versions/SERIAL, never sees half a publication. Content identical to the current
+    /// publication's publishes nothing, unless --force or --serial is given or the current
+    /// one is past half of its validity.
+    Publish(PublishArgs),
     /// Check a candidate policy and, if every check passes, make it the active generation.
     Ingest(IngestArgs),
     /// Run the fetch command, then ingest what it dropped (for cron or a systemd timer).
@@ -131,6 +145,52 @@ pub struct SignArgs {
     /// Where to write the signature; MANIFEST.sig if omitted.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The policy tree, e.g. /var/cfengine/masterfiles.
+    #[arg(value_name = "SRC")]
+    pub source: PathBuf,
+    /// The publication directory (made with mode 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The signify secret key: a regular file of this user's, mode 0600 or stricter.
+    #[arg(long, value_name = "SECRET")]
+    pub key: PathBuf,
+    /// The serial; must be above every publication in OUT. Default: the current UNIX
+    /// time in seconds, or one above the newest publication if that is higher.
+    #[arg(long, value_name = "N")]
+    pub serial: Option<u64>,
+    /// Make the publication expire this many days from now.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = polstore::ops::publish::EXPIRES_IN_DAYS_DEFAULT,
+        value_parser = clap::value_parser!(u64).range(1..),
+        conflicts_with = "no_expiry"
+    )]
+    pub expires_in: u64,
+    /// Publish a manifest that never expires.
+    #[arg(long)]
+    pub no_expiry: bool,
+    /// A free-text `source` header (e.g. the hub's name).
+    #[arg(long = "source", value_name = "TEXT")]
+    pub origin: Option<String>,
+    /// How many publications to keep in OUT/versions, the new one included.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = polstore::ops::publish::KEEP_DEFAULT as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1000)
+    )]
+    pub keep: u64,
+    /// Publish even when the content is the current publication's.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -179,6 +179,71 @@ fn gc_case(point: &str) {
     sound(&node);
 }
 
+/// A publish of serial 20 over serial 10, keeping 1, crashed: `current` and `head` still
+/// name complete publications, `head` never ahead of `current`, and what `head` names is
+/// a drop tree the node ingests; the next publish removes what the crash left.
+fn publish_case(point: &str) {
+    let node = Node::signed();
+    let src = node.root.join("masterfiles");
+    let out = node.root.join("published");
+    write_tree(&src, &[("promises.cf", POLICY), ("lib/n.cf", "# 10\n")]);
+    let publish = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["publish", s(&src), "--out", s(&out), "--key"];
+        args.push(s(&node.secret_key));
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_string).collect()
+    };
+    node.run(&publish(&["--serial", "10"])).success();
+    write_tree(&src, &[("lib/n.cf", "# 20\n")]);
+    let args = publish(&["--serial", "20", "--keep", "1"]);
+    crash(
+        &node,
+        point,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let head: u64 = fs::read_to_string(out.join("head"))
+        .unwrap()
+        .trim_end()
+        .parse()
+        .unwrap();
+    let current = fs::read_link(out.join("current")).unwrap();
+    let current: u64 = current
+        .strip_prefix("versions")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        [10, 20].contains(&head) && [10, 20].contains(&current) && head <= current,
+        "head {head}, current {current}"
+    );
+    let versions = out.join("versions");
+    node.ingest(&versions.join(head.to_string())).success();
+    // Published again, forced (the content may be the current one's): all is put right.
+    node.run(&publish(&["--keep", "1", "--force"])).success();
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["current", "head", "lock", "versions"]);
+    let kept: Vec<String> = fs::read_dir(&versions)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        fs::read_to_string(out.join("head")).unwrap(),
+        format!("{}\n", kept[0])
+    );
+    assert_eq!(
+        fs::read_link(out.join("current")).unwrap(),
+        std::path::Path::new("versions").join(&kept[0])
+    );
+    node.ingest(&versions.join(&kept[0])).success();
+}
+
 /// One test a crash point, named after it (`-` becomes `_`), so that each failure shows on
 /// its own: `POINT => CASE(ARGS);` runs `CASE(POINT, ARGS)`. Also defines
 /// `tested_points`, every point listed, for [`every_crash_point_has_a_test`].
@@ -235,6 +300,10 @@ crash_point_tests! {
     gc_intent_written => gc_case();
     gc_committed => gc_case();
     gc_removed => gc_case();
+    publish_staged => publish_case();
+    publish_renamed => publish_case();
+    publish_current_switched => publish_case();
+    publish_head_written => publish_case();
 }
 
 /// A crash point added to the library without a test here fails this one.

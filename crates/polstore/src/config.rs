@@ -346,12 +346,7 @@ impl Config {
     }
 
     pub fn manifest_limits(&self) -> ManifestLimits {
-        ManifestLimits {
-            entries_max: self.limits.files_max,
-            file_bytes_max: self.limits.file_bytes_max,
-            tree_bytes_max: self.limits.tree_bytes_max,
-            paths: self.path_limits(),
-        }
+        self.limits.manifest_limits()
     }
 
     pub fn path_limits(&self) -> PathLimits {
@@ -360,6 +355,15 @@ impl Config {
 }
 
 impl LimitsConfig {
+    pub fn manifest_limits(&self) -> ManifestLimits {
+        ManifestLimits {
+            entries_max: self.files_max,
+            file_bytes_max: self.file_bytes_max,
+            tree_bytes_max: self.tree_bytes_max,
+            paths: self.path_limits(),
+        }
+    }
+
     pub fn path_limits(&self) -> PathLimits {
         PathLimits {
             path_bytes_max: self.path_bytes_max,

@@ -36,6 +36,10 @@ pub const POINTS: &[&str] = &[
     "gc-intent-written",
     "gc-committed",
     "gc-removed",
+    "publish-staged",
+    "publish-renamed",
+    "publish-current-switched",
+    "publish-head-written",
 ];
 
 #[cfg(feature = "crash-points")]

@@ -37,6 +37,7 @@ mod ingest;
 mod init;
 mod keys;
 mod mount;
+mod publish;
 mod query;
 mod status;
 mod verify;
@@ -45,6 +46,7 @@ use gc::{gc_command, pin_command};
 use ingest::{ingest_command, update_command};
 use init::init;
 use keys::{keygen, manifest_command, sign};
+use publish::publish_command;
 use query::{diff, rollback_command, show};
 use status::{list, log, status};
 use verify::verify_command;
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => keygen(args),
         Command::Manifest(args) => manifest_command(args),
         Command::Sign(args) => sign(args),
+        Command::Publish(args) => publish_command(lock_timeout, args),
         Command::Ingest(args) => ingest_command(&store, lock_timeout, args),
         Command::Update(args) => update_command(&store, lock_timeout, args),
         Command::Verify(args) => verify_command(&store, lock_timeout, args),

@@ -29,6 +29,33 @@ pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<
     file.sync_all()
 }
 
+/// Replaces (or creates) the regular file `path` with `content` and mode `mode`, durably:
+/// `content` is written to the temporary sibling `.NAME.polstore-new` (a leftover there is
+/// removed first), synced, renamed over `path`, and the directory synced. A reader sees the
+/// old file or the new one, never a part; a crash leaves the old content or the new.
+pub fn replace_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let directory = parent_of(path)?;
+    let temporary = temporary_sibling(path, "new")?;
+    remove_tree_if_exists(&temporary)?;
+    create_file_synced(&temporary, content, mode)?;
+    fs::rename(&temporary, path)?;
+    sync_directory(directory)
+}
+
+/// Renames `from` to `to` only if nothing is at `to` (renameat2(RENAME_NOREPLACE)): a
+/// directory already there is never replaced, as rename(2) would replace an empty one.
+/// Syncs nothing; the caller syncs both directories.
+pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Creates directory `path` (its parent must exist) with exactly `mode`, whatever the
 /// umask; a symlink or anything else already at `path` is an error, never followed.
 /// Creating does not sync; the caller syncs the parent.

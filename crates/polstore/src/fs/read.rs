@@ -5,7 +5,7 @@
 //! at most `limit + 1` bytes: a symlink is not followed, a FIFO or device never blocks, and
 //! a file that grows while it is read cannot exhaust memory.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -52,7 +52,17 @@ pub fn open_regular(path: &Path, limit: usize) -> Result<File, ReadError> {
 
 /// The content of the regular file at `path`, of at most `limit` bytes.
 pub fn read_regular(path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
+    read_regular_with_metadata(path, limit).map(|(content, _)| content)
+}
+
+/// [`read_regular`], with what fstat said of the very file that was read (its owner and
+/// mode, for a file whose rights matter, such as a secret key).
+pub fn read_regular_with_metadata(
+    path: &Path,
+    limit: usize,
+) -> Result<(Vec<u8>, Metadata), ReadError> {
     let file = open_regular(path, limit)?;
+    let metadata = file.metadata().map_err(ReadError::Io)?;
     let mut content = Vec::new();
     file.take(limit as u64 + 1)
         .read_to_end(&mut content)
@@ -60,7 +70,7 @@ pub fn read_regular(path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
     if content.len() > limit {
         return Err(ReadError::TooLarge { limit });
     }
-    Ok(content)
+    Ok((content, metadata))
 }
 
 /// [`read_regular`], when the reason for nothing does not matter: a file found intact

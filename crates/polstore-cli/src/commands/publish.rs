@@ -1,0 +1,101 @@
+//! `publish`: the hub side, a signed snapshot of a policy tree switched into a
+//! publication directory.
+
+use super::*;
+use polstore::format::manifest;
+use polstore::ops::publish::{self, PublishOutcome, PublishProgress, PublishRequest};
+
+pub(super) fn publish_command(
+    lock_timeout: Duration,
+    args: crate::args::PublishArgs,
+) -> Result<()> {
+    if let Some(origin) = &args.origin {
+        manifest::validate_source(origin)
+            .map_err(|reason| anyhow::anyhow!("--source: {reason}"))?;
+    }
+    let source = absolute(&args.source)?;
+    let out = absolute(&args.out)?;
+    // Read and checked before OUT is touched: a bad key changes nothing.
+    let key_path = absolute(&args.key)?;
+    let key = publish::read_secret_key(&key_path)?;
+    let key_comment = format!(
+        "verify with {}",
+        key_path
+            .file_name()
+            .map(|name| name.to_string_lossy().replace(".sec", ".pub"))
+            .unwrap_or_default()
+    );
+    let mut progress = ProgressLine::new();
+    let outcome = publish::publish(PublishRequest {
+        source: &source,
+        out: &out,
+        key: &key,
+        key_comment,
+        serial: args.serial,
+        expires_in_secs: (!args.no_expiry).then(|| args.expires_in.saturating_mul(SECONDS_PER_DAY)),
+        origin: args.origin,
+        keep: args.keep as usize,
+        force: args.force,
+        lock_wait: lock_timeout,
+        on_wait: &mut |holder| {
+            errln!(
+                "polstore: waiting for the lock of {}, held by {holder}",
+                out.display()
+            )
+        },
+        progress: &mut |event| match event {
+            PublishProgress::Copying { files, bytes } => progress.show(
+                &format!("copying: {files} files, {:.1} MB", bytes as f64 / 1e6),
+                true,
+            ),
+            PublishProgress::Signing => progress.show("signing the snapshot", false),
+            PublishProgress::Switching => progress.show("switching the publication in", false),
+        },
+    });
+    progress.clear();
+    match outcome? {
+        PublishOutcome::Published(report) => {
+            if args.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "outcome": "published",
+                        "serial": report.serial,
+                        "files": report.files,
+                        "bytes": report.bytes,
+                        "path": report.path,
+                        "removed": report.removed,
+                    })
+                );
+            } else {
+                let removed = if report.removed.is_empty() {
+                    String::new()
+                } else {
+                    let serials: Vec<String> = report.removed.iter().map(u64::to_string).collect();
+                    format!("; removed serial {}", serials.join(", "))
+                };
+                outln!(
+                    "published serial {}: {} files, {} bytes, in {}{removed}",
+                    report.serial,
+                    report.files,
+                    report.bytes,
+                    report.path.display()
+                );
+            }
+        }
+        PublishOutcome::Unchanged { serial, path } => {
+            if args.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"outcome": "unchanged", "serial": serial, "path": path})
+                );
+            } else {
+                outln!(
+                    "unchanged: {} already publishes this content as serial {serial}",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
