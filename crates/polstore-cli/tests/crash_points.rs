@@ -304,6 +304,34 @@ crash_point_tests! {
     publish_renamed => publish_case();
     publish_current_switched => publish_case();
     publish_head_written => publish_case();
+    readonly_bound => mount_case();
+}
+
+/// `polstore mount` stopped between its bind and making the bind read-only: a writable
+/// mount is left at `STORE/readonly`. Status says so; the next writer takes it away and
+/// mounts read-only. Mounting needs root.
+fn mount_case(point: &str) {
+    if !running_as_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let node = Node::with_generation();
+    node.run(&["unmount"]).success();
+    crash(&node, point, &["mount"]);
+    let status = node.status();
+    assert_eq!(status["view_protection"]["state"], "missing", "{status:#}");
+    assert!(
+        status["view_protection"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is mounted writable"),
+        "{status:#}"
+    );
+    recovered(&node, &[1]);
+    assert_eq!(node.status()["view_protection"]["state"], "read-only");
+    let error = fs::write(node.view.join("promises.cf"), "# through the view\n").unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(30), "{error}"); // EROFS
+    sound(&node);
 }
 
 /// A crash point added to the library without a test here fails this one.

@@ -612,6 +612,7 @@ fn the_systemd_units_are_valid_and_run_what_they_document() {
     let checked = node.root.join("units");
     fs::create_dir_all(&checked).unwrap();
     for name in [
+        "polstore-mount.service",
         "polstore-update.service",
         "polstore-update.timer",
         "polstore-verify.service",
@@ -651,10 +652,19 @@ fn the_systemd_units_are_valid_and_run_what_they_document() {
     }
     // Each service's command, run as systemd would (split on spaces, its environment,
     // but this node's store), does its job.
-    for (service, expected) in [
+    // As at boot: nothing mounted yet. Mounting needs root.
+    let mut services = vec![];
+    if running_as_root() {
+        node.run(&["unmount"]).success();
+        services.push(("polstore-mount.service", "mounted"));
+    } else {
+        eprintln!("not running polstore-mount.service: mounting needs root");
+    }
+    services.extend([
         ("polstore-update.service", "unchanged"),
         ("polstore-verify.service", "sound"),
-    ] {
+    ]);
+    for (service, expected) in services {
         let text = fs::read_to_string(checked.join(service)).unwrap();
         let command = unit_value(&text, "ExecStart");
         let environment = unit_value(&text, "Environment");

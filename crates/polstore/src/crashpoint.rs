@@ -40,6 +40,7 @@ pub const POINTS: &[&str] = &[
     "publish-renamed",
     "publish-current-switched",
     "publish-head-written",
+    "readonly-bound",
 ];
 
 #[cfg(feature = "crash-points")]

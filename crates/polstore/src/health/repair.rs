@@ -139,6 +139,22 @@ pub fn verify_store(
     };
     let store = locked.with_db(db);
     check_and_repair(&store, repair, &mut report, progress)?;
+    // Last, whatever else was found: the read-only mount the view points through.
+    if repair {
+        let (protection, mounted) =
+            protect::ensure_mounted(&store.layout, store.config.protect_view)?;
+        if mounted {
+            report.changes.push(format!(
+                "mounted {} read-only: writes through the view fail",
+                store.layout.readonly().display()
+            ));
+        }
+        if let Protection::Missing(reason) = protection {
+            report
+                .alarms
+                .push(format!("the view is not read-only: {reason}"));
+        }
+    }
     report.protection = Some(protect::protection(
         &store.layout,
         store.config.protect_view,
@@ -400,19 +416,6 @@ fn repair_store(
         report.changes.push(change);
     }
 
-    // 7. The read-only mount the view points through.
-    let (protection, mounted) = protect::ensure_mounted(&store.layout, store.config.protect_view)?;
-    if mounted {
-        report.changes.push(format!(
-            "mounted {} read-only: writes through the view fail again",
-            store.layout.readonly().display()
-        ));
-    }
-    if let Protection::Missing(reason) = protection {
-        report
-            .alarms
-            .push(format!("the view is not read-only: {reason}"));
-    }
     Ok(())
 }
 
