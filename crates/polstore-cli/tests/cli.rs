@@ -846,3 +846,40 @@ fn readers_on_an_overwritten_database_say_it_is_damaged_in_one_line() {
     assert_eq!(fs::read(&database).unwrap(), bytes);
     assert_eq!(node.view_target(), view_before);
 }
+
+/// A fresh node: no generation yet, and cf-agent or cf-key made the inputs directory again
+/// (they do whenever it is missing). The first ingest replaces the empty directory by the
+/// view; a directory with anything in it is refused before anything is committed.
+#[test]
+fn the_first_ingest_replaces_an_empty_inputs_directory_and_refuses_a_full_one() {
+    let node = Node::signed();
+    fs::create_dir(&node.view).unwrap();
+    fs::write(node.view.join("promises.cf"), POLICY).unwrap();
+    let tree = node.signed_tree("gen1", &[("promises.cf", POLICY)], 1);
+    let outside = node.outside_the_store();
+    let out = assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        "is not polstore's symlink; polstore will not replace what someone put there",
+    );
+    assert_eq!(node.active_generation(), None, "{out:#?}");
+    assert_eq!(node.generations(), Vec::<u64>::new());
+    assert_eq!(node.outside_the_store(), outside);
+
+    fs::remove_file(node.view.join("promises.cf")).unwrap();
+    let out = node.ingest(&tree).success();
+    assert!(out.stdout.starts_with("generation 1 active"), "{out:#?}");
+    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(
+        fs::read_to_string(node.view.join("promises.cf")).unwrap(),
+        POLICY
+    );
+    // Nothing is left beside the view.
+    let siblings: Vec<_> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(siblings, ["inputs"]);
+    node.run(&["verify"]).success();
+}

@@ -98,6 +98,28 @@ pub fn switch_symlink(link: &Path, target: &Path) -> io::Result<()> {
     sync_directory(directory)
 }
 
+/// Puts a symlink to `target` in place of the empty directory at `link`, with no moment
+/// where `link` is missing: a symlink made under a temporary name is exchanged with the
+/// directory by renameat2(EXCHANGE), the parent fsynced, then the directory, now at the
+/// temporary name, removed and the parent fsynced again. Returns false when the directory
+/// was no longer empty when it came to removing it (something wrote into it meanwhile): it
+/// is then left at its temporary name. A crash after the exchange leaves the same.
+pub fn replace_empty_directory_with_symlink(link: &Path, target: &Path) -> io::Result<bool> {
+    let directory = parent_of(link)?;
+    let temporary = create_temporary_symlink(link, target)?;
+    exchange(&temporary, link)?;
+    sync_directory(directory)?;
+    let removed = fs::remove_dir(&temporary).is_ok();
+    sync_directory(directory)?;
+    Ok(removed)
+}
+
+/// True when `path` is a directory (not a symlink to one) with no entries.
+pub fn is_empty_directory(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_dir())
+        && fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+}
+
 /// How many temporary names beside a path are tried before giving up.
 const TEMPORARY_NAMES_MAX: usize = 100;
 

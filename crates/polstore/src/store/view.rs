@@ -14,7 +14,22 @@ impl Store {
     /// Points the view at the active generation if it points elsewhere. Returns what it did.
     pub fn sync_view(&self) -> Result<Option<String>> {
         let Some(active) = self.db.read()?.state()?.active else {
-            return Ok(None);
+            // Nothing to point at yet. What the first activation will replace must be the
+            // view's to replace: missing, polstore's symlink or an empty directory (a
+            // fresh CFEngine install's inputs, which cf-agent and cf-key make again when
+            // it is missing). Anything else is refused before anything is committed.
+            return match fs::symlink_metadata(&self.config.view) {
+                Ok(metadata)
+                    if metadata.file_type().is_symlink()
+                        || durable::is_empty_directory(&self.config.view) =>
+                {
+                    Ok(None)
+                }
+                Ok(_) => Err(Error::ViewDisplaced {
+                    view: self.config.view.clone(),
+                }),
+                Err(_) => Ok(None),
+            };
         };
         let target = self.layout.view_target(active);
         let view = &self.config.view;
@@ -31,6 +46,8 @@ impl Store {
                     view.display()
                 )));
             }
+            // An empty directory holds nothing to lose: switch_view replaces it.
+            Ok(_) if durable::is_empty_directory(view) => {}
             Ok(_) => {
                 return Err(Error::ViewDisplaced { view: view.clone() });
             }
@@ -49,8 +66,14 @@ impl Store {
     pub fn switch_view(&self, generation: u64) -> Result<()> {
         crate::store::protect::ensure_directory(&self.layout)?;
         let view = &self.config.view;
-        durable::switch_symlink(view, &self.layout.view_target(generation))
-            .map_err(Error::io("cannot switch the view", view))
+        let target = self.layout.view_target(generation);
+        if durable::is_empty_directory(view) {
+            // A fresh node's inputs, or one cf-agent made again where the view was missing.
+            durable::replace_empty_directory_with_symlink(view, &target)
+                .map_err(Error::io("cannot put the view in place of", view))?;
+            return Ok(());
+        }
+        durable::switch_symlink(view, &target).map_err(Error::io("cannot switch the view", view))
     }
 }
 
