@@ -130,7 +130,7 @@ impl Site {
         site.write_masterfile("services/polstore_probe.cf", &probe_policy("v1"));
         site.write_masterfile("services/polstore_test_access.cf", HUB_ACCESS_POLICY);
         site.write_masterfile("def.json", &site.def_json().to_string());
-        site.cfengine_ok(&site.hub, "/usr/bin/cf-promises", &["-T", s(&masterfiles)]);
+        site.tag_masterfiles();
         tool(
             "cp",
             &["-a", s(&masterfiles), s(&site.hub.join("inputs.new"))],
@@ -174,7 +174,8 @@ impl Site {
     }
 
     /// def.json, the same on hub and node: the hub's extra inputs, the update hook and
-    /// the paths of this site.
+    /// the paths of this site. The classes keep the agent off the network and quick: no
+    /// package inventory refresh (apt) and no mail of cf-execd's output.
     fn def_json(&self) -> Value {
         json!({
             "inputs": ["services/polstore_test_access.cf", "services/polstore_probe.cf"],
@@ -192,6 +193,13 @@ impl Site {
                 "control_common_bundlesequence_end": ["polstore_probe"]
             }
         })
+    }
+
+    /// Writes cf_promises_validated and cf_promises_release_id into the hub's
+    /// masterfiles, as the hub's agent does after validating them.
+    fn tag_masterfiles(&self) {
+        let masterfiles = self.masterfiles();
+        self.cfengine_ok(&self.hub, "/usr/bin/cf-promises", &["-T", s(&masterfiles)]);
     }
 
     fn masterfiles(&self) -> PathBuf {
@@ -322,6 +330,8 @@ impl Site {
                 .contains("Updated local policy from policy server"),
             "{ran:#?}"
         );
+        // The hook's polstore branch did not run: it would have copied head.
+        assert!(!self.workdir.join("state/polstore-head").exists());
         let inputs = fs::symlink_metadata(&self.node.view).unwrap();
         assert!(inputs.is_dir(), "inputs is not a plain directory");
         assert_eq!(
@@ -446,10 +456,10 @@ fn a_node_follows_its_hub_through_publications_refusals_and_rollbacks() {
         "1\n"
     );
 
-    // Nothing new: the hook neither copies nor updates.
-    let attempts = site.node.log().len();
+    // Nothing new: the hook does not run polstore update (which would record an
+    // "unchanged" update).
     site.agent(&["-K", "-f", "update.cf"]);
-    assert_eq!(site.node.log().len(), attempts);
+    assert_eq!(site.node.status()["last_update"], status["last_update"]);
 
     // Serial 2 changes one file; cf-execd runs its own cycle (no -K). The locks the -K
     // runs above left would hold its update back for update.cf's ifelapsed (1 minute),
@@ -496,6 +506,10 @@ fn a_node_follows_its_hub_through_publications_refusals_and_rollbacks() {
         attempts,
         "a refused serial was tried again"
     );
+    // Unless the operator asks for it.
+    site.agent(&["-K", "-f", "update.cf", "-D", "polstore_fetch_again"]);
+    assert_eq!(site.node.log().len(), attempts + 1);
+    assert_eq!(site.node.active_generation(), Some(3));
 
     // Serial 4 parses, but the agent aborts on it: rolled back to serial 2.
     site.write_masterfile("services/polstore_probe.cf", &good_probe);
@@ -528,6 +542,28 @@ fn a_node_follows_its_hub_through_publications_refusals_and_rollbacks() {
     site.publish(5);
     site.cycle();
     site.assert_runs(5, 5, "v3");
+
+    // Serial 6 names a polstore binary the node lacks. The update after it neither
+    // updates nor falls back to the stock copy, which would write into the generation:
+    // the hub's masterfiles change and are tagged again, so the stock update would copy
+    // their new cf_promises_validated into inputs, and then the changed files.
+    let mut def = site.def_json();
+    let missing = site.node.root.join("no-polstore");
+    def["vars"]["polstore_binary"] = json!(s(&missing));
+    site.write_masterfile("def.json", &def.to_string());
+    site.publish(6);
+    site.cycle();
+    site.assert_runs(6, 6, "v3");
+    site.write_masterfile("services/polstore_probe.cf", &probe_policy("v4"));
+    site.tag_masterfiles();
+    let update = site.agent(&["-K", "-f", "update.cf"]);
+    let expected = format!(
+        "polstore: the store {} exists but {} is not executable; no policy update",
+        s(&site.node.store),
+        s(&missing)
+    );
+    assert!(update.output.contains(&expected), "{update:#?}");
+    site.assert_runs(6, 6, "v3");
 }
 
 /// PENDING the strict parse check (`cf-promises -c`): a bundlesequence naming a bundle
@@ -607,11 +643,7 @@ fn the_stock_update_failsafe_and_bootstrap_change_no_generation() {
     site.assert_runs(2, 1, "v1");
     // What the hub serves as masterfiles now differs from the node's policy.
     site.write_masterfile("services/polstore_probe.cf", &probe_policy("v2"));
-    site.cfengine_ok(
-        &site.hub,
-        "/usr/bin/cf-promises",
-        &["-T", s(&site.masterfiles())],
-    );
+    site.tag_masterfiles();
 
     // The stock update policy, as the MPF ships it (no def.json, so no hook), and again
     // with every file name matching input_name_patterns.
@@ -706,7 +738,7 @@ fn fresh_node_first_publication(site: &Site) {
         "--trust",
         s(&site.node.public_key),
     ]);
-    assert_eq!(init.code, 0, "{init:#?}");
+    assert_eq!(init.code, 0, "init refused: {}", init.stderr);
     site.configure_store();
 
     let first = site.node.root.join("first-update");
@@ -714,9 +746,15 @@ fn fresh_node_first_publication(site: &Site) {
     fs::copy(INTEGRATION, first.join("polstore_update.cf")).unwrap();
     fs::write(first.join("def.json"), site.def_json().to_string()).unwrap();
     let ran = site.agent(&["-K", "-f", s(&first.join("polstore_update.cf"))]);
+    assert!(
+        ran.output.contains("generation 1 active: serial 1"),
+        "the first update did not activate serial 1: {}",
+        ran.output
+    );
     let status = site.node.status();
-    assert_eq!(status["active"]["generation"], 1, "{ran:#?} {status:#}");
-    assert_eq!(status["active"]["serial"], 1, "{status:#}");
+    assert_eq!(status["active"]["generation"], 1, "{status:#}");
+    let verify = site.verify();
+    assert_eq!(verify.code, 0, "{verify:#?}");
 
     site.cycle();
     site.assert_runs(1, 1, "v1");
