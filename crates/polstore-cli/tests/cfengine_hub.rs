@@ -7,6 +7,7 @@
 
 mod util;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
@@ -419,7 +420,7 @@ impl Site {
     }
 
     /// Every byte of every kept generation (trees, manifests, markers).
-    fn generations_content(&self) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    fn generations_content(&self) -> BTreeMap<String, (u32, Vec<u8>)> {
         tree_content(&self.node.store.join("generations"))
     }
 }
@@ -433,7 +434,8 @@ fn free_port() -> u16 {
 /// A node with policies migrates, then follows its hub through cycles: serial 1 and a
 /// one-file change are activated (the second by cf-execd itself); a syntax error is
 /// refused and an aborting policy rolled back, each time with the node still running the
-/// last good publication; a fix is activated again.
+/// last good publication; a fix is activated again. Then a node whose polstore binary is
+/// missing gets no update at all, not the stock one.
 #[test]
 fn a_node_follows_its_hub_through_publications_refusals_and_rollbacks() {
     if !running_as_root() {
@@ -672,12 +674,11 @@ fn the_stock_update_failsafe_and_bootstrap_change_no_generation() {
         let after = site.generations_content();
         let verify = site.verify();
         if before != after || verify.code != 0 {
-            let mut changed: Vec<&String> = before
+            let changed: BTreeSet<&String> = before
                 .keys()
                 .chain(after.keys())
                 .filter(|path| before.get(*path) != after.get(*path))
                 .collect();
-            changed.dedup();
             changes.push(format!(
                 "{name} (exit {:?}) changed {} paths, first {:?}; verify exit {}: {}",
                 ran.code,
