@@ -446,11 +446,20 @@ fn a_node_follows_its_hub_through_publications_refusals_and_rollbacks() {
     site.stock_node();
     site.migrate();
 
-    // Serial 1: the hook copies it into the drop and polstore activates it.
+    // Serial 1: the hook copies it into the drop and polstore activates it. (What the
+    // stock update left outside inputs goes, to be made again by the hook.)
+    fs::remove_file(site.workdir.join("modules/packages/apt_get")).unwrap();
+    fs::remove_file(site.workdir.join("bin/cfengine-selected-python")).unwrap();
     site.publish(1);
     let update = site.cycle();
     assert!(update.contains("generation 2 active: serial 1"), "{update}");
     site.assert_runs(2, 1, "v1");
+    // What the stock update does besides copying inputs, the hook does too.
+    assert!(site.workdir.join("modules/packages/apt_get").is_file());
+    assert!(
+        fs::symlink_metadata(site.workdir.join("bin/cfengine-selected-python"))
+            .is_ok_and(|link| link.file_type().is_symlink())
+    );
     let status = site.node.status();
     assert_eq!(status["last_update"]["outcome"], "updated", "{status:#}");
     assert_eq!(
