@@ -48,16 +48,13 @@ fn probe_policy(version: &str) -> String {
     )
 }
 
-/// Stands in for the hub side of the integration (`integrations/cfengine/hub/`): lets
-/// the hosts of def.acl read the publications. cf-serverd evaluates every server bundle
-/// of its policy, and def.json's "inputs" loads this one.
-const HUB_ACCESS_POLICY: &str = r#"bundle server polstore_test_published_access
-{
-  access:
-      "$(def.polstore_published)/"
-        admit => { @(def.acl) };
-}
-"#;
+/// The hub's side of the integration: the access rule that lets def.acl read the
+/// publications, loaded through def.json's "inputs".
+const HUB_ACCESS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../integrations/cfengine/hub/polstore_access.cf"
+);
+const HUB_ACCESS_INPUT: &str = "services/polstore_access.cf";
 
 /// One hub and one node under one temporary directory (the node's, `util::Node`).
 ///
@@ -129,7 +126,7 @@ impl Site {
         tool("cp", &["-a", MASTERFILES, s(&masterfiles)]);
         fs::copy(INTEGRATION, masterfiles.join(INTEGRATION_INPUT)).unwrap();
         site.write_masterfile("services/polstore_probe.cf", &probe_policy("v1"));
-        site.write_masterfile("services/polstore_test_access.cf", HUB_ACCESS_POLICY);
+        fs::copy(HUB_ACCESS, masterfiles.join(HUB_ACCESS_INPUT)).unwrap();
         site.write_masterfile("def.json", &site.def_json().to_string());
         site.tag_masterfiles();
         tool(
@@ -179,7 +176,7 @@ impl Site {
     /// package inventory refresh (apt) and no mail of cf-execd's output.
     fn def_json(&self) -> Value {
         json!({
-            "inputs": ["services/polstore_test_access.cf", "services/polstore_probe.cf"],
+            "inputs": [HUB_ACCESS_INPUT, "services/polstore_probe.cf"],
             "classes": {
                 "disable_inventory_package_refresh": ["any"],
                 "cfengine_internal_disable_agent_email": ["any"]
@@ -213,40 +210,21 @@ impl Site {
         set_mode(&file, 0o600);
     }
 
-    /// Publishes the hub's masterfiles as `serial` in `polstore publish`'s layout:
-    /// `versions/SERIAL/` with the signed manifest at its root, then `current` and then
-    /// `head` switched in atomically.
-    /// FIXME: becomes `polstore publish MASTERFILES --out PUBLISHED --key SECRET
-    /// --serial SERIAL` once that command exists.
+    /// Publishes the hub's masterfiles as `serial`, as the hub's hook does
+    /// (`integrations/cfengine/hub/polstore-publish.service`), with the serial given.
     fn publish(&self, serial: u64) {
-        let versions = self.published.join("versions");
-        fs::create_dir_all(&versions).unwrap();
-        let staged = versions.join(format!(".{serial}.new"));
-        tool("cp", &["-a", s(&self.masterfiles()), s(&staged)]);
-        let manifest = staged.join("polstore.manifest");
-        let serial_text = serial.to_string();
         self.node
             .run(&[
-                "manifest",
-                s(&staged),
+                "publish",
+                s(&self.masterfiles()),
+                "--out",
+                s(&self.published),
+                "--key",
+                s(&self.node.secret_key),
                 "--serial",
-                &serial_text,
-                "--expires-in",
-                "30",
-                "--source",
-                "test-hub",
-                "-o",
-                s(&manifest),
+                &serial.to_string(),
             ])
             .success();
-        self.node.sign(&manifest);
-        fs::rename(&staged, versions.join(&serial_text)).unwrap();
-        let current = self.published.join(".current.new");
-        symlink(format!("versions/{serial}"), &current).unwrap();
-        fs::rename(&current, self.published.join("current")).unwrap();
-        let head = self.published.join(".head.new");
-        fs::write(&head, format!("{serial}\n")).unwrap();
-        fs::rename(&head, self.published.join("head")).unwrap();
     }
 
     /// Waits until cf-serverd accepts connections; fails the test if it exits first or
