@@ -78,10 +78,12 @@ fn a_relative_path_in_the_configuration_stops_every_command() {
         (
             "checks",
             "cf_promises",
-            "[\"cf-promises\", \"-f\", \"{tree}/promises.cf\"]",
+            "[\"bin/cf-promises\", \"-c\", \"-f\", \"{tree}/{entry}\"]",
             "checks.cf_promises",
         ),
-        ("agent", "command", "[\"cf-agent\"]", "agent.command"),
+        // A typo in a CFEngine program named bare.
+        ("agent", "command", "[\"cf-agnet\"]", "agent.command"),
+        ("cfengine", "bin_dirs", "[\"usr/bin\"]", "cfengine.bin_dirs"),
     ] {
         let config = fs::read_to_string(node.config_path()).unwrap();
         node.set_config(section, key, value);
@@ -96,6 +98,73 @@ fn a_relative_path_in_the_configuration_stops_every_command() {
         fs::write(node.config_path(), config).unwrap();
         fs::remove_dir_all(&tree).unwrap();
     }
+}
+
+#[test]
+fn a_cfengine_program_others_could_change_is_refused_not_run() {
+    let node = Node::with_generation();
+    let bin = node.root.join("bin");
+    fs::create_dir(&bin).unwrap();
+    set_mode(&bin, 0o755);
+    let ran = node.root.join("planted-cf-promises-ran");
+    let program = bin.join("cf-promises");
+    fs::write(&program, format!("#!/bin/sh\ntouch {}\nexit 0\n", s(&ran))).unwrap();
+    set_mode(&program, 0o755);
+    node.set_config(
+        "cfengine",
+        "bin_dirs",
+        &format!("[{}, \"/usr/bin\"]", toml_string(s(&bin))),
+    );
+    let tree = candidate(&node, 2);
+    // Anyone could put a cf-promises there, which root would run.
+    set_mode(&bin, 0o777);
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "the parse check cannot run: {}: {} must belong to root and be writable by no one else (owner {}, mode 0777); refusing to run it; generation 1 stays active",
+            program.display(),
+            bin.display(),
+            std::os::unix::fs::MetadataExt::uid(&fs::metadata(&bin).unwrap())
+        ),
+    );
+    set_mode(&bin, 0o755);
+    // Or change the program itself: it is refused, not passed over for /usr/bin's.
+    set_mode(&program, 0o775);
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "{}: {} must belong to root and be writable by no one else",
+            program.display(),
+            program.display()
+        ),
+    );
+    // A symbolic link is followed to what runs, which is checked the same way.
+    let elsewhere = node.root.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    set_mode(&elsewhere, 0o777);
+    fs::rename(&program, elsewhere.join("cf-promises")).unwrap();
+    set_mode(&elsewhere.join("cf-promises"), 0o755);
+    symlink(elsewhere.join("cf-promises"), &program).unwrap();
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "{}: {} must belong to root and be writable by no one else",
+            program.display(),
+            elsewhere.display()
+        ),
+    );
+    assert!(!ran.exists(), "a refused cf-promises ran");
+    // Put right, the same candidate goes through, checked by it.
+    set_mode(&elsewhere, 0o755);
+    node.ingest(&tree).success();
+    assert!(ran.exists());
+    assert_eq!(node.active_generation(), Some(2));
 }
 
 #[test]

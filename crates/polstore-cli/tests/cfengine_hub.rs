@@ -555,7 +555,7 @@ fn a_node_follows_its_hub_through_publications_refusals_and_rollbacks() {
     site.assert_runs(6, 6, "v3");
 }
 
-/// PENDING the strict parse check (`cf-promises -c`): a bundlesequence naming a bundle
+/// The strict parse check (`cf-promises -c`): a bundlesequence naming a bundle
 /// no file defines must be refused, the node staying on serial 1.
 #[test]
 fn a_bundlesequence_naming_a_missing_bundle_is_refused() {
@@ -584,7 +584,7 @@ fn a_bundlesequence_naming_a_missing_bundle_is_refused() {
     site.assert_runs(2, 1, "v1");
 }
 
-/// PENDING the strict parse check (update.cf checked too): an update.cf that does not
+/// The strict parse check (update.cf checked too): an update.cf that does not
 /// parse must be refused; activated, it would leave the node without a working update.
 #[test]
 fn a_broken_update_cf_is_refused() {

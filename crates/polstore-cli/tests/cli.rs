@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use util::{
-    ABORTING_POLICY, Background, Gate, MARKER_POLICY, Node, POLICY, assert_refused, s, set_mode,
-    tree_content,
+    ABORTING_POLICY, Background, Gate, MARKER_POLICY, MISSING_BUNDLE_ERROR, MISSING_BUNDLE_POLICY,
+    Node, POLICY, assert_refused, s, set_mode, toml_string, tool, tree_content,
 };
 
 const GEN1: &[(&str, &str)] = &[
@@ -742,6 +742,171 @@ fn failing_agent_run_rolls_back() {
     assert!(out.stdout.contains("generation 2 active"));
     let out = node.run(&["rollback"]).success();
     assert_eq!(out.stdout, "generation 1 active (serial 1), was 2\n");
+}
+
+#[test]
+fn an_agent_run_that_falls_back_to_failsafe_fails_and_is_rolled_back() {
+    let node = Node::signed();
+    let workdir = node.enable_agent();
+    // The parse check of a store configured before entry points: `cf-promises -f`, which
+    // lets a bundlesequence naming a missing bundle through. The agent's own validation
+    // (`cf-promises -c`) refuses it, and cf-agent runs failsafe.cf instead, exiting 0.
+    node.set_config(
+        "checks",
+        "cf_promises",
+        r#"["/usr/bin/cf-promises", "-f", "{tree}/promises.cf"]"#,
+    );
+    let env = [("CFENGINE_TEST_OVERRIDE_WORKDIR", s(&workdir))];
+    let gen1 = node.signed_tree("gen1", &[("promises.cf", POLICY)], 1);
+    node.run_with(&["ingest", s(&gen1)], &env, None).success();
+    let failsafe = workdir.join("inputs/failsafe.cf");
+    assert!(!failsafe.exists());
+
+    let gen2 = node.signed_tree("gen2", &[("promises.cf", MISSING_BUNDLE_POLICY)], 2);
+    let before = node.snapshot();
+    let out = node.run_with(&["ingest", s(&gen2)], &env, None);
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "polstore: rejected by the agent run check: generation 2 failed: /usr/bin/cf-agent exited with status 0, but its own validation refused the policy and it fell back to failsafe.cf: {MISSING_BUNDLE_ERROR}; rolled back to generation 1\n"
+        )
+    );
+    // cf-agent did go to failsafe: it wrote failsafe.cf into its inputs directory.
+    assert!(failsafe.exists(), "cf-agent never ran failsafe.cf");
+    assert_eq!(node.snapshot(), before);
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    let list = node.list();
+    assert_eq!(list[1]["generation"], 2);
+    assert_eq!(list[1]["state"], "failed");
+    assert!(
+        list[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fell back to failsafe.cf"),
+        "{}",
+        list[1]
+    );
+    assert_eq!(node.log().last().unwrap()["outcome"], "rolled-back");
+}
+
+#[test]
+fn the_stock_masterfiles_pass_the_default_checks() {
+    let node = Node::signed();
+    // The default parse check: `cf-promises -c` on promises.cf and update.cf, cf-promises
+    // found in the default bin_dirs.
+    node.set_config("checks", "entry_points", r#"["promises.cf", "update.cf"]"#);
+    let config = fs::read_to_string(node.config_path()).unwrap();
+    assert!(
+        config.contains("\ncf_promises = [\"cf-promises\", \"-c\", \"-f\", \"{tree}/{entry}\"]\n"),
+        "{config}"
+    );
+    let tree = node.drop.join("masterfiles");
+    tool("cp", &["-a", "/usr/share/cfengine3/masterfiles", s(&tree)]);
+    node.sign_tree(&tree, 1);
+    node.ingest(&tree).success();
+    assert_eq!(node.active_generation(), Some(1));
+    let log = node.log();
+    let checks = log.last().unwrap()["checks"].as_array().unwrap().clone();
+    let parse = checks
+        .iter()
+        .find(|check| check["name"] == "parse")
+        .unwrap();
+    assert_eq!(
+        parse["detail"],
+        "/usr/bin/cf-promises accepted promises.cf, update.cf"
+    );
+    // verify runs the same check again, and finds the tree as it was signed: the check
+    // wrote nothing into it.
+    node.run(&["verify"]).success();
+}
+
+#[test]
+fn cfengine_programs_named_bare_run_from_the_first_bin_dir_that_holds_them() {
+    let node = Node::with_generation();
+    let missing = node.root.join("no-such-bin");
+    let fake = node.root.join("fake-bin");
+    fs::create_dir(&fake).unwrap();
+    set_mode(&fake, 0o755);
+    let ran = node.root.join("fake-cf-promises-ran");
+    let program = fake.join("cf-promises");
+    fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec /usr/bin/cf-promises \"$@\"\n",
+            s(&ran)
+        ),
+    )
+    .unwrap();
+    set_mode(&program, 0o755);
+    let bin_dirs = |dirs: &[&Path]| {
+        let dirs: Vec<String> = dirs.iter().map(|dir| toml_string(s(dir))).collect();
+        format!("[{}]", dirs.join(", "))
+    };
+    // A directory that does not exist is passed over; the first holding it is used.
+    node.set_config(
+        "cfengine",
+        "bin_dirs",
+        &bin_dirs(&[&missing, &fake, Path::new("/usr/bin")]),
+    );
+    node.ingest(&node.serial_tree("gen2", 2)).success();
+    let arguments = fs::read_to_string(&ran).unwrap();
+    assert!(
+        arguments.starts_with("-c -f ") && arguments.ends_with("/tree/promises.cf\n"),
+        "{arguments}"
+    );
+    let log = node.log();
+    let checks = log.last().unwrap()["checks"].as_array().unwrap().clone();
+    let parse = checks
+        .iter()
+        .find(|check| check["name"] == "parse")
+        .unwrap();
+    assert_eq!(
+        parse["detail"],
+        format!("{}/cf-promises accepted promises.cf", fake.display())
+    );
+
+    // Found nowhere: every ingest is refused, no candidate let through unchecked.
+    node.set_config("cfengine", "bin_dirs", &bin_dirs(&[&missing]));
+    assert_refused(
+        &node,
+        &["ingest", s(&node.serial_tree("gen3", 3))],
+        1,
+        &format!(
+            "polstore: the parse check cannot run: cf-promises is in none of the directories of cfengine.bin_dirs ({}); generation 2 stays active\n",
+            missing.display()
+        ),
+    );
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+    // verify cannot give the parse check's verdict either, and says why.
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout.contains(
+            "the parse check could not give a verdict on the active generation: the parse check cannot run: cf-promises is in none of the directories"
+        ),
+        "{out:#?}"
+    );
+
+    // An agent found nowhere has not confirmed the generation: it is rolled back.
+    node.set_config("cfengine", "bin_dirs", &bin_dirs(&[&fake]));
+    node.set_config(
+        "agent",
+        "command",
+        r#"["cf-agent", "-K", "-f", "{tree}/promises.cf"]"#,
+    );
+    let out = node.ingest(&node.serial_tree("gen3-again", 3));
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "polstore: rejected by the agent run check: generation 3 failed: cf-agent is in none of the directories of cfengine.bin_dirs ({}); rolled back to generation 2\n",
+            fake.display()
+        )
+    );
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(node.view_target().unwrap(), node.view_path(2));
 }
 
 #[test]

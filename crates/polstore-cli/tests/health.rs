@@ -304,7 +304,7 @@ fn a_policy_that_stops_parsing_is_replaced_by_the_newest_that_parses() {
     assert_detected(
         &node,
         Some(2),
-        "the active generation no longer parses: cf-promises",
+        "the active generation no longer parses: promises.cf: cf-promises exited with status 1: error: Can't stat file",
     );
     let out = assert_repaired(&node);
     assert!(

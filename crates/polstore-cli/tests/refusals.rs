@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use util::{
-    Node, POLICY, assert_ingest_refused, assert_ingest_refused_with, assert_refused, python_tar, s,
-    set_mode, tool,
+    MISSING_BUNDLE_ERROR, MISSING_BUNDLE_POLICY, Node, POLICY, UPDATE_POLICY,
+    assert_ingest_refused, assert_ingest_refused_with, assert_refused,
+    assert_tree_matches_manifest, python_tar, s, set_mode, tool,
 };
 
 /// The files of every candidate in the data-driven tests below.
@@ -373,13 +374,125 @@ fn parse_check_refusal_names_the_file_and_line() {
         &[("promises.cf", &broken), ("lib/common.cf", "# ok\n")],
         2,
     );
-    let out = assert_ingest_refused(&node, &dir, "rejected by the parse check: cf-promises");
+    let out = assert_ingest_refused(
+        &node,
+        &dir,
+        "rejected by the parse check: promises.cf: cf-promises exited with status 1: promises.cf:9:",
+    );
     assert!(
         out.stderr.contains(": promises.cf:9:"),
         "the message names the file relative to the tree: {}",
         out.stderr
     );
     assert!(!out.stderr.contains("staging"), "{}", out.stderr);
+}
+
+#[test]
+fn parse_check_refuses_what_the_agent_s_own_validation_refuses() {
+    let node = Node::with_generation();
+    // The default entry points: promises.cf, and update.cf, which cf-execd runs first to
+    // fetch new policy.
+    node.set_config("checks", "entry_points", r#"["promises.cf", "update.cf"]"#);
+    let good_update = ("update.cf", UPDATE_POLICY);
+    let lib = ("lib/common.cf", "# common\n");
+
+    // A bundlesequence naming a bundle nowhere defined: `cf-promises -f` lets it
+    // through, the agent's own `cf-promises -c` does not (cf-agent would fall back to
+    // failsafe.cf, and exit 0).
+    let missing_bundle = node.signed_tree(
+        "missing-bundle",
+        &[("promises.cf", MISSING_BUNDLE_POLICY), good_update, lib],
+        2,
+    );
+    tool(
+        "/usr/bin/cf-promises",
+        &["-f", s(&missing_bundle.join("promises.cf"))],
+    );
+    assert_ingest_refused(
+        &node,
+        &missing_bundle,
+        &format!(
+            "rejected by the parse check: promises.cf: cf-promises exited with status 1: {MISSING_BUNDLE_ERROR}; generation 1 stays active"
+        ),
+    );
+
+    // update.cf broken, promises.cf fine: accepted, the node could never fetch a fix.
+    let broken_update = node.signed_tree(
+        "broken-update",
+        &[
+            ("promises.cf", POLICY),
+            (
+                "update.cf",
+                &UPDATE_POLICY.replace("\"updating\";", "\"updating\""),
+            ),
+            lib,
+        ],
+        2,
+    );
+    let out = assert_ingest_refused(
+        &node,
+        &broken_update,
+        "rejected by the parse check: update.cf: cf-promises exited with status 1: update.cf:9:",
+    );
+    assert!(out.stderr.contains("error: syntax error"), "{}", out.stderr);
+    assert!(!out.stderr.contains("staging"), "{}", out.stderr);
+
+    // update.cf naming a missing bundle.
+    let update_missing_bundle = node.signed_tree(
+        "update-missing-bundle",
+        &[
+            ("promises.cf", POLICY),
+            ("update.cf", MISSING_BUNDLE_POLICY),
+            lib,
+        ],
+        2,
+    );
+    assert_ingest_refused(
+        &node,
+        &update_missing_bundle,
+        &format!(
+            "rejected by the parse check: update.cf: cf-promises exited with status 1: {MISSING_BUNDLE_ERROR}"
+        ),
+    );
+
+    // No update.cf at all.
+    let no_update = node.signed_tree("no-update", &[("promises.cf", POLICY), lib], 2);
+    assert_ingest_refused(
+        &node,
+        &no_update,
+        "rejected by the parse check: update.cf: missing; the agent starts from each of checks.entry_points; generation 1 stays active",
+    );
+    // Nor as a directory of that name.
+    let update_directory = node.signed_tree(
+        "update-directory",
+        &[("promises.cf", POLICY), ("update.cf/x.cf", "# x\n"), lib],
+        2,
+    );
+    assert_ingest_refused(
+        &node,
+        &update_directory,
+        "rejected by the parse check: update.cf: missing;",
+    );
+    assert_eq!(node.status()["serial_max"], 1);
+
+    // Both entry points sound: accepted, and the check left the tree as signed.
+    let sound = node.signed_tree("sound", &[("promises.cf", POLICY), good_update, lib], 2);
+    node.ingest(&sound).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_tree_matches_manifest(&node.generation_tree(2), &node.generation_manifest(2));
+    let log = node.log();
+    let parse = log.last().unwrap()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "parse")
+        .unwrap()
+        .clone();
+    assert_eq!(parse["passed"], true);
+    assert_eq!(
+        parse["detail"],
+        "/usr/bin/cf-promises accepted promises.cf, update.cf"
+    );
 }
 
 #[test]

@@ -40,6 +40,25 @@ pub struct Config {
     pub fetch: FetchConfig,
     #[serde(default)]
     pub verify: VerifyConfig,
+    #[serde(default)]
+    pub cfengine: CfengineConfig,
+}
+
+/// Where CFEngine's programs are: a command that names one bare (`cf-agent`) runs the
+/// first of `bin_dirs` that holds it ([`crate::programs`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CfengineConfig {
+    #[serde(default = "defaults::bin_dirs")]
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for CfengineConfig {
+    fn default() -> Self {
+        CfengineConfig {
+            bin_dirs: defaults::bin_dirs(),
+        }
+    }
 }
 
 /// How `polstore update` gets new policy, and where `verify --repair` finds a fresh copy.
@@ -96,8 +115,15 @@ pub struct TrustConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChecksConfig {
+    /// For the parse check: each run of `cf_promises` (once per entry point).
     #[serde(default = "defaults::check_timeout_secs")]
     pub timeout_secs: u64,
+    /// The files the agent starts from, relative to the tree. When `cf_promises` names
+    /// `{entry}`, each must be in every candidate and it runs once for each.
+    #[serde(default = "defaults::entry_points")]
+    pub entry_points: Vec<String>,
+    /// The parse check. With `{entry}`, run once per entry point; without (a
+    /// configuration written before entry points), once. Empty: no parse check.
     #[serde(default = "defaults::cf_promises")]
     pub cf_promises: Vec<String>,
     /// The user checks' directory. Left out: [`defaults::CHECKS_DIR`], which may be
@@ -107,7 +133,18 @@ pub struct ChecksConfig {
     pub dir: Option<PathBuf>,
 }
 
+/// In `checks.cf_promises`: the entry point it runs on, relative to `{tree}`.
+pub const ENTRY: &str = "{entry}";
+
 impl ChecksConfig {
+    /// Whether the parse check runs once per entry point (its command names `{entry}`),
+    /// rather than once (a configuration written before entry points).
+    pub fn per_entry_point(&self) -> bool {
+        self.cf_promises
+            .iter()
+            .any(|argument| argument.contains(ENTRY))
+    }
+
     /// The checks directory, and whether the configuration names it.
     pub fn directory(&self) -> (PathBuf, bool) {
         match &self.dir {
@@ -161,14 +198,26 @@ pub mod defaults {
     pub fn agent_timeout_secs() -> u64 {
         600
     }
+    /// The agent's own validation (cf-agent runs `cf-promises -c` before it uses a
+    /// policy), on each entry point.
     pub fn cf_promises() -> Vec<String> {
-        ["/usr/bin/cf-promises", "-f", "{tree}/promises.cf"]
+        ["cf-promises", "-c", "-f", "{tree}/{entry}"]
             .map(String::from)
             .to_vec()
     }
+    /// cf-agent runs `promises.cf`; cf-execd runs `update.cf` before it, to fetch policy.
+    pub fn entry_points() -> Vec<String> {
+        ["promises.cf", "update.cf"].map(String::from).to_vec()
+    }
     pub fn agent_command() -> Vec<String> {
-        ["/usr/bin/cf-agent", "-K", "-f", "{tree}/promises.cf"]
+        ["cf-agent", "-K", "-f", "{tree}/promises.cf"]
             .map(String::from)
+            .to_vec()
+    }
+    /// Where cfengine.com's packages, Rudder's and Debian's put CFEngine's programs.
+    pub fn bin_dirs() -> Vec<std::path::PathBuf> {
+        ["/var/cfengine/bin", "/opt/rudder/bin", "/usr/bin"]
+            .map(std::path::PathBuf::from)
             .to_vec()
     }
     pub const CHECKS_DIR: &str = "/etc/polstore/checks.d";
@@ -203,6 +252,7 @@ impl Default for ChecksConfig {
     fn default() -> Self {
         ChecksConfig {
             timeout_secs: defaults::check_timeout_secs(),
+            entry_points: defaults::entry_points(),
             cf_promises: defaults::cf_promises(),
             dir: None,
         }
@@ -314,18 +364,53 @@ impl Config {
         {
             return Err(format!("checks.dir {dir:?} must be an absolute path"));
         }
+        for dir in &self.cfengine.bin_dirs {
+            if !dir.is_absolute() {
+                return Err(format!(
+                    "cfengine.bin_dirs: {dir:?} must be an absolute path"
+                ));
+            }
+        }
         for (name, command) in [
             ("checks.cf_promises", &self.checks.cf_promises),
             ("agent.command", &self.agent.command),
             ("fetch.command", &self.fetch.command),
         ] {
-            if let Some(program) = command.first()
-                && !Path::new(program).is_absolute()
-            {
+            let Some(program) = command.first() else {
+                continue;
+            };
+            if crate::programs::is_cfengine_program(program) {
+                if self.cfengine.bin_dirs.is_empty() {
+                    return Err(format!(
+                        "{name}: the program {program:?} is looked for in cfengine.bin_dirs, which is empty"
+                    ));
+                }
+            } else if !Path::new(program).is_absolute() {
                 return Err(format!(
-                    "{name}: the program {program:?} must be an absolute path"
+                    "{name}: the program {program:?} must be an absolute path, or one of CFEngine's programs named bare ({}), found in cfengine.bin_dirs",
+                    crate::programs::CFENGINE_PROGRAMS.join(", ")
                 ));
             }
+            if name != "checks.cf_promises"
+                && command.iter().any(|argument| argument.contains(ENTRY))
+            {
+                return Err(format!(
+                    "{name}: {ENTRY} means something only in checks.cf_promises"
+                ));
+            }
+        }
+        let mut entry_points = std::collections::BTreeSet::new();
+        for entry in &self.checks.entry_points {
+            crate::format::policy_path::validate(entry, self.path_limits())
+                .map_err(|error| format!("checks.entry_points: {entry:?}: {error}"))?;
+            if !entry_points.insert(entry) {
+                return Err(format!("checks.entry_points: {entry:?} is listed twice"));
+            }
+        }
+        if self.checks.per_entry_point() && entry_points.is_empty() {
+            return Err(format!(
+                "checks.entry_points is empty, so checks.cf_promises (which names {ENTRY}) would check nothing; set cf_promises = [] to turn the parse check off"
+            ));
         }
         let limits = &self.limits;
         let positive = [
@@ -343,6 +428,12 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `argv` with a CFEngine program named bare replaced by where it is found
+    /// (`cfengine.bin_dirs`).
+    pub fn resolve(&self, argv: &[String]) -> Result<Vec<String>, crate::programs::LocateError> {
+        crate::programs::resolve(argv, &self.cfengine.bin_dirs)
     }
 
     pub fn manifest_limits(&self) -> ManifestLimits {
@@ -407,10 +498,17 @@ require_signature = {require_signature}
 max_clock_skew_secs = 300
 
 [checks]
-# Each check gets this long before it is killed and the candidate rejected.
+# Each check (each run of the parse check) gets this long before it is killed and the
+# candidate rejected.
 timeout_secs = 300
-# The parse check. {{tree}} is the candidate's directory. [] turns it off.
-cf_promises = ["/usr/bin/cf-promises", "-f", "{{tree}}/promises.cf"]
+# The files the agent starts from: cf-agent runs promises.cf, and cf-execd runs
+# update.cf first to fetch new policy. Every candidate must hold each of them.
+entry_points = ["promises.cf", "update.cf"]
+# The parse check: the agent's own validation (cf-agent runs `cf-promises -c` before
+# it uses a policy, and falls back to failsafe.cf when it fails), run once for each
+# entry point. {{tree}} is the candidate's directory, {{entry}} the entry point; a
+# command without {{entry}} runs once. [] turns it off.
+cf_promises = ["cf-promises", "-c", "-f", "{{tree}}/{{entry}}"]
 # Every executable file in `dir` runs against each candidate, in name order, with
 # POLSTORE_TREE, POLSTORE_SERIAL and POLSTORE_GENERATION set. Non-zero rejects. The
 # directory and each check must belong to root (or polstore's user) and be writable by
@@ -420,9 +518,10 @@ cf_promises = ["/usr/bin/cf-promises", "-f", "{{tree}}/promises.cf"]
 
 [agent]
 # Run once on each new generation, pinned to its directory. [] turns it off.
-command = ["/usr/bin/cf-agent", "-K", "-f", "{{tree}}/promises.cf"]
-# With true, a failing run (non-zero exit or timeout) rolls back to the previous
-# generation and marks the new one failed.
+command = ["cf-agent", "-K", "-f", "{{tree}}/promises.cf"]
+# With true, a failing run (non-zero exit, timeout, or a fall back to failsafe.cf,
+# after which cf-agent may still exit 0) rolls back to the previous generation and
+# marks the new one failed.
 confirm = true
 timeout_secs = 600
 
@@ -449,6 +548,13 @@ timeout_secs = 600
 # Re-run the parse check on the active generation: a policy can stop parsing when
 # cf-promises or the node changes, even though its bytes did not.
 parse = true
+
+[cfengine]
+# A command whose program is one of CFEngine's named bare (cf-agent, cf-promises,
+# cf-runagent, cf-net, cf-key, cf-check, cf-secret) runs it from the first of these
+# directories that holds it: cfengine.com's packages, Rudder's, Debian's. What runs,
+# and its directory, must belong to root and be writable by no one else.
+bin_dirs = ["/var/cfengine/bin", "/opt/rudder/bin", "/usr/bin"]
 "#,
         view = quote(view),
         keys = keys.join(", "),
@@ -477,13 +583,39 @@ pub fn expand_command(
     serial: u64,
     generation: u64,
 ) -> Vec<String> {
+    expand(
+        command,
+        &[
+            ("{tree}", &tree.to_string_lossy()),
+            ("{serial}", &serial.to_string()),
+            ("{generation}", &generation.to_string()),
+        ],
+    )
+}
+
+/// Replaces each placeholder of `values` by its value in each argument, in one pass, so
+/// that a value holding a placeholder's name is never expanded again.
+pub fn expand(command: &[String], values: &[(&str, &str)]) -> Vec<String> {
     command
         .iter()
         .map(|argument| {
-            argument
-                .replace("{tree}", &tree.to_string_lossy())
-                .replace("{serial}", &serial.to_string())
-                .replace("{generation}", &generation.to_string())
+            let mut expanded = String::with_capacity(argument.len());
+            let mut rest = argument.as_str();
+            'scan: while let Some(start) = rest.find('{') {
+                expanded.push_str(&rest[..start]);
+                rest = &rest[start..];
+                for (name, value) in values {
+                    if let Some(after) = rest.strip_prefix(name) {
+                        expanded.push_str(value);
+                        rest = after;
+                        continue 'scan;
+                    }
+                }
+                expanded.push('{');
+                rest = &rest[1..];
+            }
+            expanded.push_str(rest);
+            expanded
         })
         .collect()
 }
@@ -506,7 +638,9 @@ mod tests {
         assert!(config.verify.parse);
         assert!(config.fetch.command.is_empty());
         assert_eq!(config.checks.cf_promises, defaults::cf_promises());
+        assert_eq!(config.checks.entry_points, defaults::entry_points());
         assert_eq!(config.agent.command, defaults::agent_command());
+        assert_eq!(config.cfengine.bin_dirs, defaults::bin_dirs());
         assert_eq!(config.limits.file_bytes_max, 32 << 20);
         let unsigned = Config::parse(&default_config_text(Path::new("/v"), &[])).unwrap();
         assert!(!unsigned.trust.require_signature);
@@ -543,5 +677,66 @@ mod tests {
             expand_command(&command, Path::new("/s/g/3/tree"), 42, 3),
             ["x", "/s/g/3/tree/promises.cf", "42-3"]
         );
+        // One pass: a value holding a placeholder's name is not expanded again, and an
+        // unknown placeholder stays as it is.
+        let command = ["{tree}/{entry}", "{other}{", "{{entry}}"].map(String::from);
+        assert_eq!(
+            expand(
+                &command,
+                &[("{tree}", "/t/{entry}"), ("{entry}", "update.cf")]
+            ),
+            ["/t/{entry}/update.cf", "{other}{", "{update.cf}"]
+        );
+    }
+
+    #[test]
+    fn cfengine_programs_may_be_named_bare_and_nothing_else() {
+        let config = Config::parse("view = \"/v\"\n").unwrap();
+        assert!(config.checks.per_entry_point());
+        assert_eq!(config.checks.entry_points, ["promises.cf", "update.cf"]);
+        assert_eq!(config.cfengine.bin_dirs, defaults::bin_dirs());
+        for (text, expected) in [
+            (
+                "[agent]\ncommand = [\"cf-agnet\"]\n",
+                "agent.command: the program \"cf-agnet\" must be an absolute path, or one of CFEngine's programs named bare",
+            ),
+            (
+                "[checks]\ncf_promises = [\"bin/cf-promises\"]\n",
+                "checks.cf_promises: the program \"bin/cf-promises\" must be an absolute path",
+            ),
+            (
+                "[cfengine]\nbin_dirs = []\n",
+                "checks.cf_promises: the program \"cf-promises\" is looked for in cfengine.bin_dirs, which is empty",
+            ),
+            (
+                "[cfengine]\nbin_dirs = [\"usr/bin\"]\n",
+                "cfengine.bin_dirs: \"usr/bin\" must be an absolute path",
+            ),
+            (
+                "[agent]\ncommand = [\"/bin/cf-agent\", \"{entry}\"]\n",
+                "agent.command: {entry} means something only in checks.cf_promises",
+            ),
+            (
+                "[checks]\nentry_points = []\n",
+                "checks.entry_points is empty, so checks.cf_promises (which names {entry}) would check nothing",
+            ),
+            (
+                "[checks]\nentry_points = [\"../promises.cf\"]\n",
+                "checks.entry_points: \"../promises.cf\": '..' or '.' component",
+            ),
+            (
+                "[checks]\nentry_points = [\"promises.cf\", \"promises.cf\"]\n",
+                "checks.entry_points: \"promises.cf\" is listed twice",
+            ),
+        ] {
+            let error = Config::parse(&format!("view = \"/v\"\n{text}")).unwrap_err();
+            assert!(error.starts_with(expected), "{text}: {error}");
+        }
+        // A command written before entry points runs once, and needs none.
+        let old = Config::parse(
+            "view = \"/v\"\n[checks]\nentry_points = []\ncf_promises = [\"/usr/bin/cf-promises\", \"-f\", \"{tree}/promises.cf\"]\n[cfengine]\nbin_dirs = []\n[agent]\ncommand = [\"/usr/bin/cf-agent\"]\n",
+        )
+        .unwrap();
+        assert!(!old.checks.per_entry_point());
     }
 }

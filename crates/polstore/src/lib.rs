@@ -2,7 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and `store-format.md` for the on-disk format.
 //! Layers, lowest first; a module imports only from its own layer or those below it:
-//! `format`, `fs`, `process`, `config`, `crashpoint` → `db`, `error` → `store` →
+//! `format`, `fs`, `process`, `programs`, `config`, `crashpoint` → `db`, `error` → `store` →
 //! `candidate`, `checks`, `transport` → `ops` → `health` → `update`.
 
 pub mod candidate;
@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod ops;
 pub mod process;
+pub mod programs;
 pub mod store;
 pub mod transport;
 pub mod update;

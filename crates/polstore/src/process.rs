@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 /// The tail of a command's output that is kept for the history.
 pub const OUTPUT_BYTES_KEPT_MAX: u64 = 16 << 10;
+/// How much of a command's output, from its start, is searched for watched lines.
+pub const OUTPUT_BYTES_SCANNED_MAX: u64 = 64 << 20;
+/// How much of each line, from its start, is searched and kept.
+pub const LINE_BYTES_SCANNED_MAX: usize = 4096;
 const POLL_INTERVAL_MAX: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
@@ -26,6 +30,9 @@ pub struct RunOutcome {
     /// The last [`OUTPUT_BYTES_KEPT_MAX`] bytes of standard output and error, interleaved.
     pub output: String,
     pub duration: Duration,
+    /// For each fragment [`run_bounded_watching`] was given, the first line of the
+    /// output that contains it, trimmed.
+    pub watched: Vec<Option<String>>,
 }
 
 impl RunOutcome {
@@ -73,11 +80,26 @@ pub fn run_bounded(
     output_file: &Path,
     timeout: Duration,
 ) -> RunOutcome {
+    run_bounded_watching(argv, environment, output_file, timeout, &[])
+}
+
+/// [`run_bounded`], and the first line of the whole output (not only the tail kept)
+/// containing each of `watched`, in [`RunOutcome::watched`]: a line a command prints
+/// early, before much else, is found however long the output grows after it. Reads at
+/// most [`OUTPUT_BYTES_SCANNED_MAX`] from the start, [`LINE_BYTES_SCANNED_MAX`] of each line.
+pub fn run_bounded_watching(
+    argv: &[String],
+    environment: &[(&str, String)],
+    output_file: &Path,
+    timeout: Duration,
+    watched: &[&str],
+) -> RunOutcome {
     let started = Instant::now();
     let not_started = |error| RunOutcome {
         exit: Exit::NotStarted(error),
         output: String::new(),
         duration: started.elapsed(),
+        watched: vec![None; watched.len()],
     };
     let Some((program, arguments)) = argv.split_first() else {
         return not_started(std::io::Error::new(
@@ -139,11 +161,63 @@ pub fn run_bounded(
     if !matches!(exit, Exit::TimedOut) {
         kill_group(child.id());
     }
+    let mut output = output;
+    let watched = if watched.is_empty() {
+        Vec::new()
+    } else {
+        find_lines(&mut output, watched)
+    };
     RunOutcome {
         exit,
         output: read_tail(output),
         duration: started.elapsed(),
+        watched,
     }
+}
+
+/// For each of `fragments`, the first line of `file` (from its start, bounded as
+/// [`run_bounded_watching`] says) that contains it.
+fn find_lines(file: &mut File, fragments: &[&str]) -> Vec<Option<String>> {
+    let mut found: Vec<Option<String>> = vec![None; fragments.len()];
+    if file.seek(SeekFrom::Start(0)).is_err() {
+        return found;
+    }
+    let consider = |line: &[u8], found: &mut Vec<Option<String>>| {
+        let line = String::from_utf8_lossy(line);
+        for (fragment, slot) in fragments.iter().zip(found.iter_mut()) {
+            if slot.is_none() && line.contains(fragment) {
+                *slot = Some(line.trim().to_string());
+            }
+        }
+    };
+    let mut reader = file.take(OUTPUT_BYTES_SCANNED_MAX);
+    let mut chunk = vec![0; 64 << 10];
+    let mut line = Vec::with_capacity(LINE_BYTES_SCANNED_MAX);
+    loop {
+        let read = match reader.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        for piece in chunk[..read].split_inclusive(|byte| *byte == b'\n') {
+            let (content, ends) = match piece.strip_suffix(b"\n") {
+                Some(content) => (content, true),
+                None => (piece, false),
+            };
+            let room = LINE_BYTES_SCANNED_MAX - line.len();
+            line.extend_from_slice(&content[..content.len().min(room)]);
+            if ends {
+                consider(&line, &mut found);
+                line.clear();
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            return found;
+        }
+    }
+    if !line.is_empty() {
+        consider(&line, &mut found);
+    }
+    found
 }
 
 fn kill_group(process_id: u32) {
@@ -164,4 +238,62 @@ fn read_tail(mut file: File) -> String {
         let _ = file.take(OUTPUT_BYTES_KEPT_MAX).read_to_end(&mut bytes);
     }
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn lines_of(content: &[u8], fragments: &[&str]) -> Vec<Option<String>> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(content).unwrap();
+        find_lines(&mut file, fragments)
+    }
+
+    #[test]
+    fn a_watched_line_is_found_anywhere_in_the_scanned_output() {
+        // Far beyond the tail kept, across the boundary of a read, and as the last line
+        // without a newline.
+        let mut content = b"  error: first\n".to_vec();
+        content.resize(content.len() + (64 << 10) - 20, b'.');
+        content.extend_from_slice(b"\n  so going to failsafe\n");
+        content.resize(content.len() + (1 << 20), b'x');
+        content.extend_from_slice(b"\nlast one");
+        assert_eq!(
+            lines_of(&content, &["going to failsafe", "error:", "last", "absent"]),
+            [
+                Some("so going to failsafe".to_string()),
+                Some("error: first".to_string()),
+                Some("last one".to_string()),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_start_of_each_line_is_searched() {
+        let mut content = vec![b'x'; LINE_BYTES_SCANNED_MAX];
+        content.extend_from_slice(b"marker\nmarker two\n");
+        assert_eq!(
+            lines_of(&content, &["marker"]),
+            [Some("marker two".to_string())]
+        );
+    }
+
+    #[test]
+    fn the_watched_lines_of_a_real_command() {
+        let tmp = tempfile::tempdir().unwrap();
+        let argv = ["/bin/sh", "-c", "echo one; echo two >&2; exit 3"].map(String::from);
+        let outcome = run_bounded_watching(
+            &argv,
+            &[],
+            &tmp.path().join("output"),
+            Duration::from_secs(60),
+            &["two", "three"],
+        );
+        assert_eq!(outcome.watched, [Some("two".to_string()), None]);
+        assert!(!outcome.succeeded());
+        assert_eq!(outcome.output, "one\ntwo\n");
+    }
 }

@@ -46,6 +46,35 @@ bundle agent main
 }
 "#;
 
+/// A minimal `update.cf` that cf-promises accepts.
+pub const UPDATE_POLICY: &str = r#"body common control
+{
+  bundlesequence => { "update" };
+}
+bundle agent update
+{
+  reports:
+    "updating";
+}
+"#;
+
+/// A policy whose bundlesequence names a bundle it does not define: `cf-promises -f`
+/// accepts it, `cf-promises -c` (the agent's own validation) does not.
+pub const MISSING_BUNDLE_POLICY: &str = r#"body common control
+{
+  bundlesequence => { "main", "nowhere" };
+}
+bundle agent main
+{
+  reports:
+    "hello";
+}
+"#;
+
+/// What `cf-promises -c` says of [`MISSING_BUNDLE_POLICY`].
+pub const MISSING_BUNDLE_ERROR: &str =
+    "error: Bundle 'nowhere' listed in the bundlesequence is not a defined bundle";
+
 /// A policy that parses, but on which cf-agent aborts (exit status 6).
 pub const ABORTING_POLICY: &str = r#"body common control
 {
@@ -516,9 +545,11 @@ impl Node {
         node
     }
 
-    /// User checks come from this node's own directory; no agent run.
+    /// User checks come from this node's own directory; the parse check's one entry point
+    /// is `promises.cf` (the tests' policies have no `update.cf`); no agent run.
     pub fn configure_for_tests(&self) {
         self.set_config("checks", "dir", &toml_string(s(&self.checks)));
+        self.set_config("checks", "entry_points", r#"["promises.cf"]"#);
         self.set_config("agent", "command", "[]");
     }
 

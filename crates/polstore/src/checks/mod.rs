@@ -284,70 +284,120 @@ impl CommandContext<'_> {
     }
 
     pub fn run(&self, argv: &[String]) -> RunOutcome {
-        process::run_bounded(argv, &self.environment(), self.output_file, self.timeout)
+        self.watch(argv, &[])
+    }
+
+    /// [`CommandContext::run`], finding the first line containing each of `watched` in
+    /// the whole output ([`process::run_bounded_watching`]).
+    pub fn watch(&self, argv: &[String], watched: &[&str]) -> RunOutcome {
+        process::run_bounded_watching(
+            argv,
+            &self.environment(),
+            self.output_file,
+            self.timeout,
+            watched,
+        )
     }
 }
 
-/// The configured cf-promises command. `None` when it is turned off.
-pub fn parse(config: &Config, context: &CommandContext) -> Option<Verdict> {
-    parse_conclusively(config, context).map(|(verdict, _)| verdict)
+/// The parse check: the configured cf-promises command, once for each entry point when
+/// it names `{entry}`, else once. `None` when it is turned off. A CFEngine program named
+/// bare that is found nowhere, or not fit to run, refuses every ingest (`Refused`) rather
+/// than judge the candidate.
+pub fn parse(config: &Config, context: &CommandContext) -> Result<Option<Verdict>> {
+    Ok(parse_conclusively(config, context)?.map(|(verdict, _)| verdict))
 }
 
 /// [`parse`], and whether a refusal is conclusive: the command ran and exited non-zero,
-/// rather than timing out, being killed or failing to start (which say nothing about
-/// the policy).
-pub fn parse_conclusively(config: &Config, context: &CommandContext) -> Option<(Verdict, bool)> {
+/// rather than timing out, being killed or failing to start (which say nothing about the
+/// policy). An entry point missing from the tree refuses it, but not conclusively: the
+/// policy was not judged, and a generation kept from before entry points were checked
+/// may lack one.
+pub fn parse_conclusively(
+    config: &Config,
+    context: &CommandContext,
+) -> Result<Option<(Verdict, bool)>> {
     if config.checks.cf_promises.is_empty() {
-        return None;
+        return Ok(None);
     }
     let started = Instant::now();
-    let argv = config::expand_command(
-        &config.checks.cf_promises,
-        context.tree,
-        context.serial,
-        context.generation,
-    );
-    let outcome = context.run(&argv);
-    if outcome.succeeded() {
-        return Some((
-            passed(
-                "parse",
-                format!("{} accepted the policy", program_name(&argv)),
-                started,
-            ),
-            true,
-        ));
-    }
-    let conclusive =
-        matches!(&outcome.exit, process::Exit::Status(status) if status.code().is_some());
-    // cf-promises names the file and line of the first error as `PATH:LINE:COL: error: ...`.
-    let tree_prefix = format!("{}/", context.tree.display());
-    let first_error = outcome
-        .output
-        .lines()
-        .find(|line| line.contains("error:"))
-        .or_else(|| outcome.last_line())
-        .map(|line| one_line(&line.trim().replace(&tree_prefix, ""), QUOTED_CHARS_MAX));
-    let reason = match first_error {
-        Some(line) => format!(
-            "{} {}: {line}",
-            program_name(&argv),
-            outcome.describe(context.timeout)
-        ),
-        None => format!(
-            "{} {}",
-            program_name(&argv),
-            outcome.describe(context.timeout)
-        ),
+    let fail = |entry: Option<&str>, reason: String, output: String, conclusive: bool| {
+        let rejection = Rejection::new(Check::Parse, entry, reason);
+        Ok(Some((refused(rejection, output, started), conclusive)))
     };
-    Some((
-        refused(
-            Rejection::new(Check::Parse, None, reason),
-            outcome.output,
-            started,
-        ),
-        conclusive,
-    ))
+    let argv = config
+        .resolve(&config.checks.cf_promises)
+        .map_err(|error| Error::Refused(format!("the parse check cannot run: {error}")))?;
+    let entries: Vec<Option<&str>> = if config.checks.per_entry_point() {
+        config
+            .checks
+            .entry_points
+            .iter()
+            .map(|entry| Some(entry.as_str()))
+            .collect()
+    } else {
+        vec![None]
+    };
+    let tree = context.tree.to_string_lossy();
+    let serial = context.serial.to_string();
+    let generation = context.generation.to_string();
+    for entry in &entries {
+        if let Some(entry) = entry {
+            // The tree is polstore's own (staging or a generation): regular files and
+            // directories only.
+            let present = std::fs::symlink_metadata(context.tree.join(entry))
+                .is_ok_and(|metadata| metadata.is_file());
+            if !present {
+                return fail(
+                    Some(entry),
+                    "missing; the agent starts from each of checks.entry_points".to_string(),
+                    String::new(),
+                    false,
+                );
+            }
+        }
+        let expanded = config::expand(
+            &argv,
+            &[
+                ("{tree}", &tree),
+                ("{serial}", &serial),
+                ("{generation}", &generation),
+                (config::ENTRY, entry.unwrap_or_default()),
+            ],
+        );
+        let outcome = context.run(&expanded);
+        if outcome.succeeded() {
+            continue;
+        }
+        let conclusive =
+            matches!(&outcome.exit, process::Exit::Status(status) if status.code().is_some());
+        // cf-promises names the file and line of a syntax error as `PATH:LINE:COL: error:
+        // ...`, and says `error: ...` of a policy that does not validate.
+        let tree_prefix = format!("{tree}/");
+        let first_error = outcome
+            .output
+            .lines()
+            .find(|line| line.contains("error:"))
+            .or_else(|| outcome.last_line())
+            .map(|line| one_line(&line.trim().replace(&tree_prefix, ""), QUOTED_CHARS_MAX));
+        let how = format!(
+            "{} {}",
+            program_name(&expanded),
+            outcome.describe(context.timeout)
+        );
+        let reason = match first_error {
+            Some(line) => format!("{how}: {line}"),
+            None => how,
+        };
+        return fail(*entry, reason, outcome.output, conclusive);
+    }
+    let what = if config.checks.per_entry_point() {
+        config.checks.entry_points.join(", ")
+    } else {
+        "the policy".to_string()
+    };
+    let detail = format!("{} accepted {what}", argv[0]);
+    Ok(Some((passed("parse", detail, started), true)))
 }
 
 fn program_name(argv: &[String]) -> String {

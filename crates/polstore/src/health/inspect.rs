@@ -350,11 +350,22 @@ pub fn parse_failure(
         output_file: &output_file,
         timeout: Duration::from_secs(store.config.checks.timeout_secs),
     };
-    let (verdict, conclusive) = checks::parse_conclusively(&store.config, &context)?;
+    let result = checks::parse_conclusively(&store.config, &context);
     let _ = fs::remove_file(&output_file);
-    verdict
-        .rejection
-        .map(|rejection| (rejection.reason, conclusive))
+    match result {
+        // The check cannot run at all (its program found nowhere): no verdict.
+        Err(error) => Some((error.to_string(), false)),
+        Ok(verdict) => {
+            let (verdict, conclusive) = verdict?;
+            verdict.rejection.map(|rejection| {
+                let reason = match rejection.path {
+                    Some(entry) => format!("{entry}: {}", rejection.reason),
+                    None => rejection.reason,
+                };
+                (reason, conclusive)
+            })
+        }
+    }
 }
 
 fn inspect_leftovers(store: &Store, inspection: &mut Inspection) -> Result<()> {

@@ -523,7 +523,7 @@ fn ingest_inner(
         timeout: Duration::from_secs(config.checks.timeout_secs),
     };
     (request.progress)(Progress::Check("parse"));
-    if let Some(verdict) = checks::parse(config, &context) {
+    if let Some(verdict) = checks::parse(config, &context)? {
         record_verdict(checks_done, verdict)?;
     }
     for check in checks::user_checks(&config.checks)? {
@@ -786,7 +786,15 @@ fn store_new_objects(
     Ok(())
 }
 
+/// What cf-agent prints when its own validation (`cf-promises -c`) refuses the policy it
+/// was given and it runs failsafe.cf instead (`SelectAndLoadPolicy` in cfengine/core's
+/// `libpromises/generic_agent.c`, the same words from 3.12 to 3.26). It may then exit 0.
+pub const FAILSAFE_LINE: &str =
+    "CFEngine was not able to get confirmation of promises from cf-promises, so going to failsafe";
+
 /// Runs the agent once on the new generation. With `agent.confirm`, a failure rolls back.
+/// A failure is a non-zero exit, a timeout, a program not found, or a fall back to
+/// failsafe.cf ([`FAILSAFE_LINE`] anywhere in its output).
 fn confirm_with_agent(
     store: &Store,
     generation: u64,
@@ -801,39 +809,60 @@ fn confirm_with_agent(
     // The path the view points at: through the read-only mount, where the agent cannot
     // write into the generation it confirms.
     let tree = crate::store::protect::readable_tree(&store.layout, generation);
-    let argv = config::expand_command(&config.agent.command, &tree, serial, generation);
     let timeout = Duration::from_secs(config.agent.timeout_secs);
-    let output_file = store.layout.staging().join("agent-output");
-    let context = CommandContext {
-        tree: &tree,
-        serial,
-        generation,
-        output_file: &output_file,
-        timeout,
+    let quoted = |line: &str| {
+        crate::format::text::one_line(line.trim(), crate::format::text::QUOTED_CHARS_MAX)
     };
-    let outcome = context.run(&argv);
-    let _ = fs::remove_file(&output_file);
-    if outcome.succeeded() {
-        crashpoint::point("confirm-agent-ran");
-        if config.agent.confirm {
-            transition::confirm(store, generation)?;
+    let reason = match config.resolve(&config.agent.command) {
+        // Not found, or not fit to run: the run failed before it started.
+        Err(error) => error.to_string(),
+        Ok(command) => {
+            let argv = config::expand_command(&command, &tree, serial, generation);
+            let output_file = store.layout.staging().join("agent-output");
+            let context = CommandContext {
+                tree: &tree,
+                serial,
+                generation,
+                output_file: &output_file,
+                timeout,
+            };
+            let outcome = context.watch(&argv, &[FAILSAFE_LINE, "error:"]);
+            let _ = fs::remove_file(&output_file);
+            let fell_to_failsafe = outcome.watched[0].is_some();
+            if outcome.succeeded() && !fell_to_failsafe {
+                crashpoint::point("confirm-agent-ran");
+                if config.agent.confirm {
+                    transition::confirm(store, generation)?;
+                }
+                return Ok(AgentRun::Succeeded);
+            }
+            let mut reason = format!("{} {}", argv[0], outcome.describe(timeout));
+            if fell_to_failsafe {
+                // cf-agent's own validation refused the policy: it ran failsafe.cf instead,
+                // and may well have exited 0. Its first error says why.
+                reason.push_str(
+                    ", but its own validation refused the policy and it fell back to failsafe.cf",
+                );
+                if let Some(line) = &outcome.watched[1] {
+                    reason.push_str(": ");
+                    reason.push_str(&quoted(line));
+                }
+            } else {
+                // cf-agent says why it stopped in a line with "aborted"; otherwise its last
+                // line.
+                let telling_line = outcome
+                    .output
+                    .lines()
+                    .map(str::trim)
+                    .find(|line| line.contains("aborted"));
+                if let Some(line) = telling_line.or_else(|| outcome.last_line()) {
+                    reason.push_str(": ");
+                    reason.push_str(&quoted(line));
+                }
+            }
+            reason
         }
-        return Ok(AgentRun::Succeeded);
-    }
-    let mut reason = format!("{} {}", argv[0], outcome.describe(timeout));
-    // cf-agent says why it stopped in a line with "aborted"; otherwise its last line.
-    let telling_line = outcome
-        .output
-        .lines()
-        .map(str::trim)
-        .find(|line| line.contains("aborted"));
-    if let Some(line) = telling_line.or_else(|| outcome.last_line()) {
-        reason.push_str(": ");
-        reason.push_str(&crate::format::text::one_line(
-            line,
-            crate::format::text::QUOTED_CHARS_MAX,
-        ));
-    }
+    };
     if !config.agent.confirm {
         return Ok(AgentRun::FailedUnconfirmed(reason));
     }

@@ -19,6 +19,8 @@ use crate::transport::ObjectSource;
 pub struct DropPlace<'a> {
     fetch: &'a FetchConfig,
     limits: &'a LimitsConfig,
+    /// Where a CFEngine program the fetch command names bare is found.
+    bin_dirs: &'a [PathBuf],
     /// Where the fetch command's output goes while it runs.
     output_file: PathBuf,
 }
@@ -28,6 +30,7 @@ impl<'a> DropPlace<'a> {
         DropPlace {
             fetch: &config.fetch,
             limits: &config.limits,
+            bin_dirs: &config.cfengine.bin_dirs,
             output_file: staging.join("fetch-output"),
         }
     }
@@ -52,8 +55,9 @@ impl<'a> DropPlace<'a> {
             .map(|drop| drop.display().to_string())
             .unwrap_or_default();
         let force_text = if force { "1" } else { "0" };
-        let argv: Vec<String> = fetch
-            .command
+        let command = crate::programs::resolve(&fetch.command, self.bin_dirs)
+            .map_err(|error| Error::Refused(format!("the fetch command: {error}")))?;
+        let argv: Vec<String> = command
             .iter()
             .map(|argument| {
                 argument

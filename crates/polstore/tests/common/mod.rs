@@ -69,11 +69,11 @@ impl TestStore {
         assert!(text.contains("\nrequire_signature = false\n"), "{text}");
         for (from, to) in [
             (
-                r#"cf_promises = ["/usr/bin/cf-promises", "-f", "{tree}/promises.cf"]"#.to_string(),
+                r#"cf_promises = ["cf-promises", "-c", "-f", "{tree}/{entry}"]"#.to_string(),
                 "cf_promises = []".to_string(),
             ),
             (
-                r#"command = ["/usr/bin/cf-agent", "-K", "-f", "{tree}/promises.cf"]"#.to_string(),
+                r#"command = ["cf-agent", "-K", "-f", "{tree}/promises.cf"]"#.to_string(),
                 "command = []".to_string(),
             ),
             (
