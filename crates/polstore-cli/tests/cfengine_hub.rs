@@ -686,7 +686,7 @@ fn the_stock_update_failsafe_and_bootstrap_change_no_generation() {
     );
 }
 
-/// PENDING `init` on an empty inputs: a fresh node, whose inputs is the empty directory
+/// `init` on an empty inputs: a fresh node, whose inputs is the empty directory
 /// cf-key leaves, takes its first publication by running the integration's policy file
 /// on its own, then follows the hub.
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use util::{
     ABORTING_POLICY, Background, Gate, MARKER_POLICY, MISSING_BUNDLE_ERROR, MISSING_BUNDLE_POLICY,
-    Node, POLICY, assert_refused, s, set_mode, toml_string, tool, tree_content,
+    Node, POLICY, assert_refused, mode_of, s, set_mode, toml_string, tool, tree_content,
 };
 
 const GEN1: &[(&str, &str)] = &[
@@ -441,15 +441,79 @@ fn init_refuses_an_existing_view_directory_unless_adopting_it() {
 }
 
 #[test]
-fn adopt_needs_something_to_adopt() {
+fn init_on_a_fresh_node_s_empty_inputs_adopts_nothing_and_the_first_ingest_replaces_it() {
+    for adopt in [false, true] {
+        let node = Node::new();
+        // As cf-key leaves it on a fresh install.
+        fs::create_dir(&node.view).unwrap();
+        set_mode(&node.view, 0o700);
+        let mut args = vec![
+            "init",
+            "--view",
+            s(&node.view),
+            "--trust",
+            s(&node.public_key),
+        ];
+        if adopt {
+            args.push("--adopt");
+        }
+        let out = node.run(&args).success();
+        let nothing = if adopt { "nothing to adopt: " } else { "" };
+        assert!(
+            out.stdout.contains(&format!(
+                "{nothing}{} is an empty directory; the first ingest replaces it with the view\n",
+                node.view.display()
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("adopted "), "{}", out.stdout);
+        node.configure_for_tests();
+        // Left as it was until then: init writes nothing outside the store.
+        assert!(node.view.symlink_metadata().unwrap().is_dir());
+        assert_eq!(mode_of(&node.view), 0o700);
+        assert_eq!(fs::read_dir(&node.view).unwrap().count(), 0);
+        assert!(!node.store.join("adopting").exists());
+        assert_eq!(node.active_generation(), None);
+        assert!(node.list().is_empty());
+        assert!(node.log().is_empty());
+
+        node.ingest(&node.serial_tree("gen1", 1)).success();
+        assert_eq!(node.view_target().unwrap(), node.view_path(1));
+        assert_eq!(node.list()[0]["origin"], "ingested");
+        node.run(&["verify"]).success();
+    }
+}
+
+#[test]
+fn adopt_with_nothing_to_adopt_makes_a_store_the_first_ingest_fills() {
+    // A fresh node whose inputs does not exist yet: the quick start's `init --adopt`
+    // makes the store, and says nothing was adopted.
     let node = Node::new();
-    assert_refused(
-        &node,
-        &["init", "--view", s(&node.view), "--adopt"],
-        1,
-        "nothing to adopt",
+    let out = node
+        .run(&[
+            "init",
+            "--view",
+            s(&node.view),
+            "--trust",
+            s(&node.public_key),
+            "--adopt",
+        ])
+        .success();
+    assert!(
+        out.stdout.ends_with(&format!(
+            "nothing to adopt: {} does not exist; the first ingest puts the view there\n",
+            node.view.display()
+        )),
+        "{}",
+        out.stdout
     );
-    assert!(!node.store.exists());
+    node.configure_for_tests();
+    assert!(node.list().is_empty());
+    assert!(!node.store.join("adopting").exists());
+    node.ingest(&node.serial_tree("gen1", 1)).success();
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.list()[0]["origin"], "ingested");
 }
 
 #[test]

@@ -45,6 +45,18 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
             "polstore: warning: the view is not read-only: {reason}; writes through it reach the store"
         ),
     }
+    let nothing = if args.adopt { "nothing to adopt: " } else { "" };
+    if report.empty_directory {
+        outln!(
+            "{nothing}{} is an empty directory; the first ingest replaces it with the view",
+            view.display()
+        );
+    } else if args.adopt && report.adopted.is_none() {
+        outln!(
+            "{nothing}{} does not exist; the first ingest puts the view there",
+            view.display()
+        );
+    }
     if let (Some((directory, generation)), Some(target)) = (&report.adopted, &report.view_target) {
         outln!(
             "adopted {} as generation {generation} (unsigned, not checked); it is now a symlink to {}",

@@ -4,6 +4,11 @@
 //! An `init --adopt` interrupted before its commit left a store with the adoption marker
 //! and no generation: nothing was adopted, and running `init` again starts over. A failed
 //! adoption takes the new store away again, so that `init` can simply be run again.
+//!
+//! A fresh node's inputs directory is empty (`cf-key` makes it) or missing. Either is
+//! accepted, with or without `--adopt`, and nothing is adopted: init writes nothing
+//! outside the store, and the first activation puts the view in place of the empty
+//! directory (`Store::switch_view`, by an exchange: the path is never missing).
 
 use crate::store::protect::{self, Protection};
 use std::fs;
@@ -37,6 +42,9 @@ pub struct InitReport {
     pub view_target: Option<PathBuf>,
     /// Whether writes through the view will reach the store.
     pub protection: Protection,
+    /// The view is an empty directory: nothing was adopted, and the first activation
+    /// replaces it with the view.
+    pub empty_directory: bool,
 }
 
 /// A failed adoption: the store was taken away again, nothing was adopted.
@@ -83,15 +91,11 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         .into());
     }
     let existing = fs::symlink_metadata(view).ok();
+    let empty = durable::is_empty_directory(view);
     let adopt_directory = match &existing {
-        None if request.adopt => {
-            return Err(Error::Refused(format!(
-                "nothing to adopt: {} does not exist",
-                view.display()
-            ))
-            .into());
-        }
+        // Nothing to adopt, with or without `--adopt`: the first ingest makes the view.
         None => None,
+        Some(_) if empty => None,
         Some(metadata)
             if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
         {
@@ -127,6 +131,7 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         adopted: None,
         view_target: None,
         protection,
+        empty_directory: empty,
     };
     if let Some(directory) = adopt_directory {
         match ingest::adopt(&store, &directory, request.progress) {
