@@ -700,9 +700,17 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
         out.stderr
     );
     assert_eq!(node.view_target().unwrap(), node.view_path(1));
-    // Someone put a directory in its place: polstore does not touch it, and says what it is.
+    // An empty directory in its place (cf-agent makes inputs again when it is missing)
+    // holds nothing to lose: the next writer replaces it.
     fs::remove_file(&node.view).unwrap();
     fs::create_dir(&node.view).unwrap();
+    node.run(&["gc"]).success();
+    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    // Someone put a directory with something in it in its place: polstore does not touch
+    // it, and says what it is.
+    fs::remove_file(&node.view).unwrap();
+    fs::create_dir(&node.view).unwrap();
+    fs::write(node.view.join("promises.cf"), POLICY).unwrap();
     let status = node.status();
     assert_eq!(status["view_type"], "directory");
     assert_eq!(status["view_target"], Value::Null);
@@ -721,7 +729,7 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
     );
     assert!(node.view.symlink_metadata().unwrap().is_dir());
     // Once it is moved away, the next writer restores the view.
-    fs::remove_dir(&node.view).unwrap();
+    fs::remove_dir_all(&node.view).unwrap();
     node.run(&["gc"]).success();
     assert_eq!(node.view_target().unwrap(), node.view_path(1));
 }

@@ -179,6 +179,8 @@ fn interrupted_adoption(layout: &Layout) -> Result<bool> {
 
 /// Removes a store `init` just made (the directory too, unless it existed before, empty).
 fn remove_new_store(root: &Path, existed: bool) {
+    // The read-only mount first: through it, nothing of the store could be removed.
+    let _ = protect::unmount_all(&Layout::new(root));
     if existed {
         if let Ok(entries) = fs::read_dir(root) {
             for entry in entries.flatten() {
