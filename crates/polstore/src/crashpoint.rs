@@ -40,7 +40,7 @@ pub const POINTS: &[&str] = &[
     "publish-renamed",
     "publish-current-switched",
     "publish-head-written",
-    "readonly-bound",
+    "readonly-prepared",
 ];
 
 #[cfg(feature = "crash-points")]

@@ -18,23 +18,21 @@ fn lock(store_root: &Path, lock_timeout: Duration, command: &str) -> Result<Lock
 pub(super) fn mount(store_root: &Path, lock_timeout: Duration) -> Result<()> {
     let locked = lock(store_root, lock_timeout, "mount")?;
     let readonly = locked.layout.readonly();
-    match protect::ensure_mounted(&locked.layout, locked.config.protect_view)? {
-        (Protection::ReadOnly, true) => {
-            outln!(
-                "mounted {} read-only: writes through the view fail",
-                readonly.display()
-            )
-        }
-        (Protection::ReadOnly, false) => {
+    let ensured = protect::ensure_mounted(&locked.layout, locked.config.protect_view)?;
+    for note in &ensured.notes {
+        outln!("{note}");
+    }
+    match ensured.protection {
+        Protection::ReadOnly if ensured.notes.is_empty() => {
             outln!("{} is mounted read-only already", readonly.display())
         }
-        (Protection::Off, _) => bail!(
+        Protection::ReadOnly => {}
+        // What the operator asked for: not an error, so that the boot unit does not fail.
+        Protection::Off => outln!(
             "not mounting {}: polstore.toml says protect_view = false",
             readonly.display()
         ),
-        (Protection::Missing(reason), _) => {
-            bail!("cannot make the view read-only: {reason}")
-        }
+        Protection::Missing(reason) => bail!("cannot make the view read-only: {reason}"),
     }
     Ok(())
 }

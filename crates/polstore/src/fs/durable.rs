@@ -114,9 +114,31 @@ pub fn replace_empty_directory_with_symlink(link: &Path, target: &Path) -> io::R
     Ok(removed)
 }
 
-/// True when `path` is a directory (not a symlink to one) with no entries.
+/// True when `path` is a directory (not a symlink to one) with no entries, and not a
+/// mount point (an empty volume or tmpfs cannot be renamed away).
 pub fn is_empty_directory(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_dir())
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    let Ok(stat) = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) else {
+        return false;
+    };
+    let mount_root = stat
+        .stx_attributes_mask
+        .contains(StatxAttributes::MOUNT_ROOT)
+        && stat.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+    let other_device = path
+        .parent()
+        .and_then(|parent| fs::metadata(parent).ok())
+        .is_some_and(|parent| {
+            use std::os::unix::fs::MetadataExt;
+            (u64::from(stat.stx_dev_major), u64::from(stat.stx_dev_minor))
+                != (
+                    u64::from(rustix::fs::major(parent.dev())),
+                    u64::from(rustix::fs::minor(parent.dev())),
+                )
+        });
+    u32::from(stat.stx_mode) & 0o170000 == 0o040000
+        && !mount_root
+        && !other_device
         && fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 

@@ -224,6 +224,17 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
             .push(Finding::new(None, None, Kind::View, problem));
     }
 
+    // What the view resolves through: something planted or mounted in `readonly/` makes
+    // the view show what is not the store.
+    if let Some(what) = crate::store::protect::foreign(&store.layout) {
+        inspection.findings.push(Finding::new(
+            None,
+            None,
+            Kind::View,
+            format!("{what}: the view does not show the store"),
+        ));
+    }
+
     // The parse check, on an active generation whose bytes are right. Only a conclusive
     // refusal (cf-promises ran and said no) lets repair replace the generation; a check
     // that timed out or could not start is reported and left for the next run.

@@ -111,6 +111,11 @@ pub fn verify_store(
     // planted is moved aside, rights others should not have are taken away.
     if repair {
         repair_own_paths(&locked.layout, &mut report)?;
+        // Then the read-only mount the view points through, and what is planted in
+        // `readonly/`: before anything (the parse check) reads a tree through it. Without
+        // the privilege to mount, the view stays writable; `report.protection` says so.
+        let ensured = protect::ensure_mounted(&locked.layout, locked.config.protect_view)?;
+        report.changes.extend(ensured.notes);
     }
     progress("opening the database", false);
     let db = match inspect::open_checked_db(&locked.layout) {
@@ -139,22 +144,6 @@ pub fn verify_store(
     };
     let store = locked.with_db(db);
     check_and_repair(&store, repair, &mut report, progress)?;
-    // Last, whatever else was found: the read-only mount the view points through.
-    if repair {
-        let (protection, mounted) =
-            protect::ensure_mounted(&store.layout, store.config.protect_view)?;
-        if mounted {
-            report.changes.push(format!(
-                "mounted {} read-only: writes through the view fail",
-                store.layout.readonly().display()
-            ));
-        }
-        if let Protection::Missing(reason) = protection {
-            report
-                .alarms
-                .push(format!("the view is not read-only: {reason}"));
-        }
-    }
     report.protection = Some(protect::protection(
         &store.layout,
         store.config.protect_view,

@@ -125,7 +125,7 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
     let existed = root.exists();
     let store = Store::create(root, view, request.keys, adopt_directory.is_some())?;
     // The read-only mount is in place before any view points through it.
-    let (protection, _) = protect::ensure_mounted(&store.layout, store.config.protect_view)?;
+    let protection = protect::ensure_mounted(&store.layout, store.config.protect_view)?.protection;
     let mut report = InitReport {
         restarted,
         adopted: None,

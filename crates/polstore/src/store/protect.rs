@@ -12,17 +12,19 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{StatVfsMountFlags, statvfs};
-use rustix::mount::{MountFlags, UnmountFlags, mount_bind, mount_remount, unmount};
+use rustix::fs::{CWD, StatVfsMountFlags, statvfs};
+use rustix::mount::{
+    MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount, open_tree, unmount,
+};
 
 use crate::error::{Error, Result};
+use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
-use crate::store::layout::{
-    Layout, READONLY_FALLBACK_TARGET, READONLY_MODE, READONLY_MOUNT_OPTIONS,
-};
+use crate::store::layout::{Layout, READONLY_FALLBACK_TARGET, READONLY_MODE};
 
 /// Whether writes through the view reach the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +34,8 @@ pub enum Protection {
     ReadOnly,
     /// `protect_view = false` in polstore.toml: polstore does not mount.
     Off,
-    /// Not in place, and why: the view reaches the writable generations.
+    /// Not in place, and why: the view reaches the writable generations, or (something
+    /// planted in `readonly/`) something that is not the store at all.
     Missing(String),
 }
 
@@ -53,86 +56,166 @@ impl Protection {
 pub fn protection(layout: &Layout, enabled: bool) -> Protection {
     match mount_state(layout) {
         MountState::ReadOnly => Protection::ReadOnly,
-        _ if !enabled => Protection::Off,
-        MountState::NotMounted => {
-            Protection::Missing(format!("{} is not mounted", layout.readonly().display()))
-        }
+        MountState::NotMounted | MountState::Absent if !enabled => Protection::Off,
+        MountState::NotMounted => Protection::Missing(format!(
+            "{} is not mounted",
+            layout.readonly().display()
+        )),
+        MountState::Absent => Protection::Missing(format!(
+            "{} does not exist yet (an older polstore made the store; the next command that writes makes it)",
+            layout.readonly().display()
+        )),
         MountState::Writable => Protection::Missing(format!(
             "{} is mounted writable",
             layout.readonly().display()
         )),
-        MountState::Other(what) => Protection::Missing(what),
+        MountState::Foreign(what) => Protection::Missing(what),
     }
 }
 
+/// What is wrong with `readonly/` beyond a missing mount, if anything: something mounted
+/// inside it, a fallback symlink pointing elsewhere, something planted. The view then does
+/// not show the store at all: damage, which writers and `verify --repair` put right.
+pub fn foreign(layout: &Layout) -> Option<String> {
+    match mount_state(layout) {
+        MountState::Foreign(what) => Some(what),
+        _ => None,
+    }
+}
+
+/// The tree of `generation` as commands polstore runs on it (the confirming agent run,
+/// verify's parse check) read it: through the read-only mount when it is in place, where
+/// they cannot write into it; else the tree itself, never through a `readonly/` whose
+/// content polstore has not vouched for.
+pub fn readable_tree(layout: &Layout, generation: u64) -> PathBuf {
+    if mount_state(layout) == MountState::ReadOnly {
+        layout.view_target(generation)
+    } else {
+        layout.generation_tree(generation)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum MountState {
     ReadOnly,
+    /// Nothing mounted; the fallback symlink is what polstore made.
     NotMounted,
+    /// No `readonly/` at all (a store an older polstore made).
+    Absent,
+    /// The store's bind, but writable.
     Writable,
-    Other(String),
+    /// Anything else: something mounted inside, a retargeted fallback, something planted.
+    Foreign(String),
 }
 
 /// Looks at `STORE/readonly`: the read-only mount shows the store's own `generations/`
-/// (same device and inode) on a mount whose flags say read-only; without the mount the
-/// fallback symlink shows.
+/// (same device and inode) on a mount whose flags say read-only, with nothing mounted
+/// anywhere below it; without the mount, the fallback symlink polstore made shows.
 fn mount_state(layout: &Layout) -> MountState {
     let readonly = layout.readonly();
     if fs::symlink_metadata(&readonly).is_err() {
-        return MountState::Other(format!(
-            "{} does not exist yet (an older polstore made the store; the next command that writes makes it)",
-            readonly.display()
+        return MountState::Absent;
+    }
+    if let Some(inside) = mounts_at(&readonly)
+        .into_iter()
+        .find(|point| point.as_path() != readonly)
+    {
+        return MountState::Foreign(format!(
+            "something else is mounted at {}",
+            inside.display()
         ));
     }
-    let shown = layout.readonly_fallback();
-    let shown = match fs::symlink_metadata(&shown) {
+    let fallback = layout.readonly_fallback();
+    let shown = match fs::symlink_metadata(&fallback) {
         Ok(metadata) => metadata,
         Err(error) => {
-            return MountState::Other(format!("{} cannot be read: {error}", shown.display()));
+            return MountState::Foreign(format!("{} cannot be read: {error}", fallback.display()));
         }
     };
     if shown.file_type().is_symlink() {
-        return MountState::NotMounted;
+        return match fs::read_link(&fallback) {
+            Ok(target) if target == Path::new(READONLY_FALLBACK_TARGET) => MountState::NotMounted,
+            Ok(target) => MountState::Foreign(format!(
+                "{} points at {}, not at {READONLY_FALLBACK_TARGET}",
+                fallback.display(),
+                target.display()
+            )),
+            Err(error) => {
+                MountState::Foreign(format!("{} cannot be read: {error}", fallback.display()))
+            }
+        };
     }
     let generations = match fs::symlink_metadata(layout.generations()) {
         Ok(metadata) => metadata,
         Err(error) => {
-            return MountState::Other(format!(
+            return MountState::Foreign(format!(
                 "{} cannot be read: {error}",
                 layout.generations().display()
             ));
         }
     };
     if (shown.dev(), shown.ino()) != (generations.dev(), generations.ino()) {
-        return MountState::Other(format!(
-            "{} shows something other than the store",
-            readonly.display()
+        return MountState::Foreign(format!(
+            "{} is not the store's generations directory",
+            fallback.display()
         ));
     }
     match statvfs(&readonly) {
         Ok(stat) if stat.f_flag.contains(StatVfsMountFlags::RDONLY) => MountState::ReadOnly,
         Ok(_) => MountState::Writable,
-        Err(error) => MountState::Other(format!("{} cannot be read: {error}", readonly.display())),
+        Err(error) => MountState::Foreign(format!("{} cannot be read: {error}", readonly.display())),
     }
 }
 
-/// The path commands polstore runs on a committed generation read it at: the view's
-/// target, through `readonly/` (read-only when mounted), or the tree itself in a store an
-/// older polstore made, which has no `readonly/` yet.
-pub fn readable_tree(layout: &Layout, generation: u64) -> std::path::PathBuf {
-    let through = layout.view_target(generation);
-    if through.is_dir() {
-        through
-    } else {
-        layout.generation_tree(generation)
+/// The mount points at `path` or below it, from this process's mount table.
+fn mounts_at(path: &Path) -> Vec<PathBuf> {
+    // The table names canonical paths; the store's own path may be a symlink.
+    let Ok(canonical) = fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mount_point(point)))
+        .filter(|point| point.starts_with(&canonical))
+        .map(|point| path.join(point.strip_prefix(&canonical).unwrap_or(Path::new(""))))
+        .collect()
+}
+
+/// The kernel writes a space, tab, newline and backslash of a mount point as `\ooo`.
+fn unescape_mount_point(escaped: &str) -> String {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'\\'
+            && index + 3 < bytes.len()
+            && bytes[index + 1..=index + 3].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = (bytes[index + 1] - b'0') * 64 + (bytes[index + 2] - b'0') * 8
+                + (bytes[index + 3] - b'0');
+            out.push(value);
+            index += 4;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Makes `STORE/readonly` with its fallback symlink if they are missing, synced: the view
 /// resolves through them, so they are durable before any view points there. Run by every
-/// writer before it points the view. Returns a note when it made or mended something.
-pub fn ensure_directory(layout: &Layout) -> Result<Option<String>> {
+/// writer before it points the view, and with nothing mounted there. A fallback that is
+/// not polstore's symlink (retargeted, a directory planted in its place) is put right: a
+/// directory is moved into `untrusted/`, never deleted. Returns what it mended.
+pub fn ensure_directory(layout: &Layout) -> Result<Vec<String>> {
     let readonly = layout.readonly();
     let fallback = layout.readonly_fallback();
+    let mut notes = Vec::new();
     let mut made = false;
     match fs::symlink_metadata(&readonly) {
         Ok(metadata) if metadata.is_dir() => {}
@@ -150,19 +233,42 @@ pub fn ensure_directory(layout: &Layout) -> Result<Option<String>> {
         }
         Err(error) => return Err(Error::io("cannot read", &readonly)(error)),
     }
+    if mount_state(layout) == MountState::ReadOnly {
+        return Ok(notes);
+    }
     match fs::symlink_metadata(&fallback) {
-        // Mounted: the store's own generations/ shows here; the fallback is underneath.
-        Ok(metadata) if metadata.is_dir() => {}
         Ok(metadata)
             if metadata.file_type().is_symlink()
                 && fs::read_link(&fallback).ok().as_deref()
                     == Some(Path::new(READONLY_FALLBACK_TARGET)) => {}
-        Ok(_) => {
-            // Something else under polstore's own root-only directory: put the symlink
-            // back by an atomic switch.
+        Ok(metadata) if metadata.file_type().is_symlink() => {
             durable::switch_symlink(&fallback, Path::new(READONLY_FALLBACK_TARGET))
                 .map_err(Error::io("cannot mend", &fallback))?;
-            return Ok(Some(format!("mended {}", fallback.display())));
+            notes.push(format!(
+                "pointed {} back at {READONLY_FALLBACK_TARGET}: it pointed elsewhere",
+                fallback.display()
+            ));
+        }
+        Ok(metadata) => {
+            if !mounts_at(&readonly).is_empty() {
+                return Err(Error::Refused(format!(
+                    "something is still mounted at {}",
+                    readonly.display()
+                )));
+            }
+            let aside = untrusted_name(layout, "readonly-generations");
+            durable::create_tree_directory(&layout.untrusted())
+                .map_err(Error::io("cannot create", &layout.untrusted()))?;
+            fs::rename(&fallback, &aside).map_err(Error::io("cannot move aside", &fallback))?;
+            std::os::unix::fs::symlink(READONLY_FALLBACK_TARGET, &fallback)
+                .map_err(Error::io("cannot create", &fallback))?;
+            durable::sync_directory(&readonly).map_err(Error::io("cannot sync", &readonly))?;
+            notes.push(format!(
+                "moved the {} planted at {} to {}, and put polstore's symlink back",
+                crate::fs::type_name(metadata.file_type()),
+                fallback.display(),
+                aside.display()
+            ));
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             std::os::unix::fs::symlink(READONLY_FALLBACK_TARGET, &fallback)
@@ -176,76 +282,186 @@ pub fn ensure_directory(layout: &Layout) -> Result<Option<String>> {
     if made {
         durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
     }
-    Ok(None)
+    Ok(notes)
 }
 
-/// Puts the read-only mount in place if it is not. A mount that is there but wrong
-/// (writable, left by a crash between the bind and the remount) is taken away first.
-/// Never fails the command: without the privilege to mount, the view stays as it was and
-/// the returned [`Protection::Missing`] says why.
-pub fn ensure_mounted(layout: &Layout, enabled: bool) -> Result<(Protection, bool)> {
-    ensure_directory(layout)?;
-    if !enabled {
-        return Ok((protection(layout, false), false));
+fn untrusted_name(layout: &Layout, name: &str) -> PathBuf {
+    let stamp = Timestamp::now().unix_secs();
+    let mut attempt = 0;
+    loop {
+        let candidate = if attempt == 0 {
+            layout.untrusted().join(format!("{name}-{stamp}"))
+        } else {
+            layout.untrusted().join(format!("{name}-{stamp}-{attempt}"))
+        };
+        if fs::symlink_metadata(&candidate).is_err() {
+            return candidate;
+        }
+        attempt += 1;
     }
-    match mount_state(layout) {
-        MountState::ReadOnly => return Ok((Protection::ReadOnly, false)),
-        MountState::NotMounted => {}
-        MountState::Writable | MountState::Other(_) => {
-            if let Err(error) = unmount_all(layout) {
-                return Ok((
-                    Protection::Missing(format!(
-                        "cannot take away what is mounted at {}: {error}",
-                        layout.readonly().display()
-                    )),
-                    false,
-                ));
+}
+
+/// What [`ensure_mounted`] found and did.
+pub struct Ensured {
+    pub protection: Protection,
+    /// One line for each change: mounted, something taken away or mended.
+    pub notes: Vec<String>,
+}
+
+/// Puts the read-only mount in place if it is not. Whatever is mounted at or inside
+/// `readonly/` and is not the store's read-only bind is taken away first, and the fallback
+/// symlink put right. Never fails the command for want of the privilege to mount: the
+/// view then stays writable and the returned [`Protection::Missing`] says why.
+pub fn ensure_mounted(layout: &Layout, enabled: bool) -> Result<Ensured> {
+    let mut notes = Vec::new();
+    if fs::symlink_metadata(layout.readonly()).is_ok() {
+        match mount_state(layout) {
+            MountState::ReadOnly if enabled => {
+                return Ok(Ensured {
+                    protection: Protection::ReadOnly,
+                    notes,
+                });
+            }
+            MountState::NotMounted | MountState::Absent | MountState::ReadOnly => {}
+            MountState::Writable | MountState::Foreign(_) => {
+                if !mounts_at(&layout.readonly()).is_empty() {
+                    match unmount_all(layout) {
+                        Ok(count) => notes.push(format!(
+                            "took away {count} mount(s) at {} that were not the store's read-only mount",
+                            layout.readonly().display()
+                        )),
+                        Err(error) => {
+                            return Ok(Ensured {
+                                protection: Protection::Missing(format!(
+                                    "cannot take away what is mounted at {}: {error}",
+                                    layout.readonly().display()
+                                )),
+                                notes,
+                            });
+                        }
+                    }
+                }
             }
         }
     }
-    if let Err(error) = mount_read_only(layout) {
-        return Ok((
-            Protection::Missing(format!(
-                "cannot mount {} read-only: {error}",
-                layout.readonly().display()
-            )),
-            false,
+    if mount_state(layout) != MountState::ReadOnly {
+        notes.extend(ensure_directory(layout)?);
+    }
+    if !enabled {
+        return Ok(Ensured {
+            protection: protection(layout, false),
+            notes,
+        });
+    }
+    if mount_state(layout) != MountState::ReadOnly {
+        if let Err(error) = mount_read_only(layout) {
+            return Ok(Ensured {
+                protection: Protection::Missing(format!(
+                    "cannot mount {} read-only: {error}",
+                    layout.readonly().display()
+                )),
+                notes,
+            });
+        }
+        notes.push(format!(
+            "mounted {} read-only: writes through the view fail",
+            layout.readonly().display()
         ));
     }
-    Ok((protection(layout, true), true))
+    Ok(Ensured {
+        protection: protection(layout, true),
+        notes,
+    })
 }
 
-/// Bind-mounts the store on `STORE/readonly`, then makes that mount read-only. A bind
-/// cannot be made read-only in the same call; between the two the path is a writable
-/// view of a root-only store, and if the second step fails the first is undone.
+/// A clone of the store's mount at `STORE` (not its submounts), made read-only (and
+/// nosuid, nodev) while it is still detached, then attached at `STORE/readonly`. Attached
+/// read-only from the first instant, it is read-only too wherever mount propagation
+/// copies it (other mount namespaces: containers, sandboxed services), which a bind
+/// followed by a remount would not be.
 fn mount_read_only(layout: &Layout) -> io::Result<()> {
-    let readonly = layout.readonly();
-    mount_bind(&layout.root, &readonly)?;
-    crate::crashpoint::point("readonly-bound");
-    if let Err(error) = mount_remount(&readonly, READONLY_MOUNT_OPTIONS | MountFlags::BIND, "") {
-        let _ = unmount(&readonly, UnmountFlags::DETACH);
-        return Err(error.into());
-    }
+    let tree = open_tree(
+        CWD,
+        &layout.root,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    set_read_only(&tree)?;
+    crate::crashpoint::point("readonly-prepared");
+    move_mount(
+        &tree,
+        "",
+        CWD,
+        &layout.readonly(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
     Ok(())
 }
 
-/// How many mounts stacked at `STORE/readonly` [`unmount_all`] takes away at most.
-const STACKED_MOUNTS_MAX: usize = 16;
+/// `struct mount_attr` of linux/mount.h, the argument of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
 
-/// Takes away every mount at `STORE/readonly` (detached: an agent reading through one
-/// keeps reading what it opened). Returns how many it took away.
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// mount_setattr(2) on the detached mount `tree`: read-only, nosuid, nodev. rustix has no
+/// wrapper for it (Linux 5.12 or later).
+fn set_read_only(tree: &impl AsFd) -> io::Result<()> {
+    let attributes = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr(2) reads `size` bytes at the pointer, which is a live
+    // `MountAttr` laid out as the kernel's `struct mount_attr` (four u64, repr(C)) and
+    // exactly that size; the path is a NUL-terminated empty string that outlives the call;
+    // the descriptor is open for the duration of the call (borrowed from `tree`). The
+    // kernel writes nothing back.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_fd().as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attributes as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// How many mounts [`unmount_all`] takes away at most.
+const MOUNTS_MAX: usize = 64;
+
+/// Takes away every mount at `STORE/readonly` and below it, deepest first (detached: an
+/// agent reading through one keeps reading what it opened). Returns how many it took
+/// away; with nothing mounted there, it asks the kernel nothing.
 pub fn unmount_all(layout: &Layout) -> io::Result<usize> {
     let readonly = layout.readonly();
-    for removed in 0..STACKED_MOUNTS_MAX {
-        match unmount(&readonly, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
-            Ok(()) => {}
-            // EINVAL: not a mount point (any more).
-            Err(rustix::io::Errno::INVAL) => return Ok(removed),
-            Err(rustix::io::Errno::NOENT) => return Ok(removed),
+    let mut removed = 0;
+    while removed < MOUNTS_MAX {
+        let mut points = mounts_at(&readonly);
+        if points.is_empty() {
+            return Ok(removed);
+        }
+        points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
+        match unmount(&points[0], UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
+            Ok(()) => removed += 1,
             Err(error) => return Err(error.into()),
         }
     }
     Err(io::Error::other(format!(
-        "more than {STACKED_MOUNTS_MAX} mounts are stacked there"
+        "more than {MOUNTS_MAX} mounts are there"
     )))
 }

@@ -101,15 +101,12 @@ impl Store {
             }
         }
         // 4. The view follows the database, through the read-only mount.
-        match protect::ensure_mounted(&self.layout, self.config.protect_view)? {
-            (Protection::Missing(reason), _) => recovery.warnings.push(format!(
+        let ensured = protect::ensure_mounted(&self.layout, self.config.protect_view)?;
+        recovery.notes.extend(ensured.notes);
+        if let Protection::Missing(reason) = ensured.protection {
+            recovery.warnings.push(format!(
                 "the view is not read-only: {reason}; writes through the view reach the store"
-            )),
-            (_, true) => recovery.notes.push(format!(
-                "mounted {} read-only: writes through the view fail",
-                self.layout.readonly().display()
-            )),
-            _ => {}
+            ));
         }
         match self.sync_view() {
             Ok(Some(note)) => recovery.notes.push(note),
