@@ -118,7 +118,12 @@ pub fn replace_empty_directory_with_symlink(link: &Path, target: &Path) -> io::R
 /// mount point (an empty volume or tmpfs cannot be renamed away).
 pub fn is_empty_directory(path: &Path) -> bool {
     use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
-    let Ok(stat) = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) else {
+    let Ok(stat) = statx(
+        CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    ) else {
         return false;
     };
     let mount_root = stat

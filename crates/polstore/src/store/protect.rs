@@ -17,9 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{CWD, StatVfsMountFlags, statvfs};
-use rustix::mount::{
-    MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount, open_tree, unmount,
-};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount, open_tree, unmount};
 
 use crate::error::{Error, Result};
 use crate::format::timestamp::Timestamp;
@@ -57,10 +55,9 @@ pub fn protection(layout: &Layout, enabled: bool) -> Protection {
     match mount_state(layout) {
         MountState::ReadOnly => Protection::ReadOnly,
         MountState::NotMounted | MountState::Absent if !enabled => Protection::Off,
-        MountState::NotMounted => Protection::Missing(format!(
-            "{} is not mounted",
-            layout.readonly().display()
-        )),
+        MountState::NotMounted => {
+            Protection::Missing(format!("{} is not mounted", layout.readonly().display()))
+        }
         MountState::Absent => Protection::Missing(format!(
             "{} does not exist yet (an older polstore made the store; the next command that writes makes it)",
             layout.readonly().display()
@@ -120,10 +117,7 @@ fn mount_state(layout: &Layout) -> MountState {
         .into_iter()
         .find(|point| point.as_path() != readonly)
     {
-        return MountState::Foreign(format!(
-            "something else is mounted at {}",
-            inside.display()
-        ));
+        return MountState::Foreign(format!("something else is mounted at {}", inside.display()));
     }
     let fallback = layout.readonly_fallback();
     let shown = match fs::symlink_metadata(&fallback) {
@@ -163,7 +157,9 @@ fn mount_state(layout: &Layout) -> MountState {
     match statvfs(&readonly) {
         Ok(stat) if stat.f_flag.contains(StatVfsMountFlags::RDONLY) => MountState::ReadOnly,
         Ok(_) => MountState::Writable,
-        Err(error) => MountState::Foreign(format!("{} cannot be read: {error}", readonly.display())),
+        Err(error) => {
+            MountState::Foreign(format!("{} cannot be read: {error}", readonly.display()))
+        }
     }
 }
 
@@ -193,9 +189,12 @@ fn unescape_mount_point(escaped: &str) -> String {
     while index < bytes.len() {
         if bytes[index] == b'\\'
             && index + 3 < bytes.len()
-            && bytes[index + 1..=index + 3].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[index + 1..=index + 3]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
-            let value = (bytes[index + 1] - b'0') * 64 + (bytes[index + 2] - b'0') * 8
+            let value = (bytes[index + 1] - b'0') * 64
+                + (bytes[index + 2] - b'0') * 8
                 + (bytes[index + 3] - b'0');
             out.push(value);
             index += 4;
