@@ -1,7 +1,8 @@
 //! `mount`, `unmount`: the read-only mount the view reads the generations through.
 
 use super::*;
-use polstore::store::LockedStore;
+use polstore::store::lock::StoreLock;
+use polstore::store::{Layout, LockedStore};
 use polstore::store::protect::{self, Protection};
 
 fn lock(store_root: &Path, lock_timeout: Duration, command: &str) -> Result<LockedStore> {
@@ -37,10 +38,19 @@ pub(super) fn mount(store_root: &Path, lock_timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Needs neither the configuration nor the database: a store whose configuration is
+/// damaged can still be unmounted, to be moved or removed.
 pub(super) fn unmount(store_root: &Path, lock_timeout: Duration) -> Result<()> {
-    let locked = lock(store_root, lock_timeout, "unmount")?;
-    let readonly = locked.layout.readonly();
-    let removed = protect::unmount_all(&locked.layout)
+    let layout = Layout::new(store_root);
+    if fs::symlink_metadata(layout.format_file()).is_err() {
+        return Err(polstore::error::Error::NotAStore {
+            root: store_root.to_path_buf(),
+        }
+        .into());
+    }
+    let _lock = StoreLock::acquire(store_root, "unmount", lock_timeout, &mut print_wait)?;
+    let readonly = layout.readonly();
+    let removed = protect::unmount_all(&layout)
         .with_context(|| format!("cannot unmount {}", readonly.display()))?;
     if removed == 0 {
         outln!("nothing is mounted at {}", readonly.display());
