@@ -961,24 +961,27 @@ fn cfengine_programs_named_bare_run_from_the_first_bin_dir_that_holds_them() {
         "{out:#?}"
     );
 
-    // An agent found nowhere has not confirmed the generation: it is rolled back.
+    // An agent found nowhere could never confirm the generation: refused before the commit,
+    // so the serial is not used up.
     node.set_config("cfengine", "bin_dirs", &bin_dirs(&[&fake]));
     node.set_config(
         "agent",
         "command",
         r#"["cf-agent", "-K", "-f", "{tree}/promises.cf"]"#,
     );
-    let out = node.ingest(&node.serial_tree("gen3-again", 3));
-    assert_eq!(out.code, 3, "{out:#?}");
+    let again = node.serial_tree("gen3-again", 3);
+    let out = node.ingest(&again);
+    assert_eq!(out.code, 1, "{out:#?}");
     assert_eq!(
         out.stderr,
         format!(
-            "polstore: rejected by the agent run check: generation 3 failed: cf-agent is in none of the directories of cfengine.bin_dirs ({}); rolled back to generation 2\n",
+            "polstore: the agent run cannot start: cf-agent is in none of the directories of cfengine.bin_dirs ({}); generation 2 stays active\n",
             fake.display()
         )
     );
     assert_eq!(node.active_generation(), Some(2));
     assert_eq!(node.view_target().unwrap(), node.view_path(2));
+    assert_eq!(node.generations(), vec![1, 2]);
 }
 
 #[test]

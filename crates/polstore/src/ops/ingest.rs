@@ -535,6 +535,15 @@ fn ingest_inner(
         record_verdict(checks_done, checks::user_check(&check, &context))?;
     }
     let _ = fs::remove_file(&output_file);
+    // An agent that cannot run could never confirm the generation: refused now, before the
+    // commit would use up the serial.
+    if !config.agent.command.is_empty() {
+        config.resolve(&config.agent.command).map_err(|error| {
+            Error::Refused(format!(
+                "the agent run cannot start: {error}"
+            ))
+        })?;
+    }
 
     // Every check passed: commit.
     crashpoint::point("ingest-checked");
