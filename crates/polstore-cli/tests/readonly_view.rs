@@ -493,9 +493,7 @@ fn a_fallback_pointed_elsewhere_is_damage_never_read_through_and_put_back() {
     let status = node.status();
     assert_eq!(
         status["view_protection"]["detail"],
-        format!(
-            "MISSING: {what}; writes through the view reach the store (`polstore mount` as root puts the read-only mount in place)"
-        )
+        format!("MISSING: {what}; writes through the view reach the store")
     );
     let out = node.run(&["verify"]);
     assert_eq!(out.code, 4, "{out:#?}");

@@ -2,8 +2,8 @@
 
 use super::*;
 use polstore::store::lock::StoreLock;
-use polstore::store::{Layout, LockedStore};
 use polstore::store::protect::{self, Protection};
+use polstore::store::{Layout, LockedStore};
 
 fn lock(store_root: &Path, lock_timeout: Duration, command: &str) -> Result<LockedStore> {
     Ok(LockedStore::acquire(

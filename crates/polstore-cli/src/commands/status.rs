@@ -46,7 +46,11 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
             .clone()
             .unwrap_or_else(|| format!("({})", status.view_type.unwrap_or("missing")))
     );
-    outln!("protection   {}", status.view_protection.detail);
+    outln!(
+        "protection   {}{}",
+        status.view_protection.detail,
+        mount_advice(status.view_protection.state)
+    );
     match &status.active {
         Some(active) => outln!(
             "active       generation {}, serial {}, {}, {} files, made {}{}",
@@ -217,4 +221,13 @@ pub(super) fn log(store_root: &Path, args: crate::args::LogArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What to do about a view that is not read-only, for the human-readable output.
+pub(super) fn mount_advice(state: &str) -> &'static str {
+    if state == "missing" {
+        " (`polstore mount` as root puts the read-only mount in place; `polstore verify --repair` puts right what was planted)"
+    } else {
+        ""
+    }
 }

@@ -88,8 +88,9 @@ pub(super) fn print_verify_report(report: &VerifyReport, json: bool) -> Result<(
             && *protection != Protection::ReadOnly
         {
             outln!(
-                "WARNING  view protection {}",
-                printable(&protection.describe())
+                "WARNING  view protection {}{}",
+                printable(&protection.describe()),
+                super::status::mount_advice(ProtectionJson::new(protection).state)
             );
         }
         for generation in &report.generations {

@@ -538,11 +538,9 @@ fn ingest_inner(
     // An agent that cannot run could never confirm the generation: refused now, before the
     // commit would use up the serial.
     if !config.agent.command.is_empty() {
-        config.resolve(&config.agent.command).map_err(|error| {
-            Error::Refused(format!(
-                "the agent run cannot start: {error}"
-            ))
-        })?;
+        config
+            .resolve(&config.agent.command)
+            .map_err(|error| Error::Refused(format!("the agent run cannot start: {error}")))?;
     }
 
     // Every check passed: commit.

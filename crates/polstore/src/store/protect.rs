@@ -44,7 +44,7 @@ impl Protection {
             Protection::ReadOnly => "read-only: writes through the view fail".into(),
             Protection::Off => "off (protect_view = false in polstore.toml): writes through the view reach the store".into(),
             Protection::Missing(reason) => format!(
-                "MISSING: {reason}; writes through the view reach the store (`polstore mount` as root puts the read-only mount in place)"
+                "MISSING: {reason}; writes through the view reach the store"
             ),
         }
     }
