@@ -390,7 +390,7 @@ fn mount_read_only(layout: &Layout) -> io::Result<()> {
         &tree,
         "",
         CWD,
-        &layout.readonly(),
+        layout.readonly(),
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )?;
     Ok(())
