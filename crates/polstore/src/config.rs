@@ -469,8 +469,10 @@ pub fn default_config_text(view: &Path, keys: &[PathBuf]) -> String {
     let keys: Vec<String> = keys.iter().map(|key| quote(key)).collect();
     let require_signature = !keys.is_empty();
     format!(
-        r#"# polstore configuration. Every key is optional except `view`; the values shown
-# are the defaults unless init was told otherwise. Reference: README.md.
+        r#"# polstore configuration. Every key is optional except `view`; a key left out
+# takes its default, which is the value shown, except for `keep` (see below) and
+# [trust] `keys` and `require_signature`, which init writes from its --trust options.
+# Reference: README.md.
 
 # The path the agent reads its policy from. polstore makes it a symlink to the
 # active generation and switches it atomically.
@@ -484,7 +486,8 @@ protect_view = true
 
 # Generations kept by garbage collection: the newest `keep`, plus the active one,
 # the last good one before it and pinned ones (`polstore pin`). With `keep` set, gc
-# runs after every successful ingest; without it, only `polstore gc` collects.
+# runs after every successful ingest. Left out, there is no default: only
+# `polstore gc` collects, and it keeps the newest 10.
 keep = 10
 
 [trust]
@@ -536,8 +539,8 @@ path_bytes_max = 1024
 [fetch]
 # Run by `polstore update`, and by `verify --repair` when it needs a fresh copy. It
 # must leave the policy tree (a directory) or a .tar/.tar.gz at `drop`. {{drop}} and
-# {{force}} (1 with `update --force`, else 0) are replaced; POLSTORE_DROP and
-# POLSTORE_FORCE are set too. Examples:
+# {{force}} (1 with `update --force` and when `verify --repair` fetches a fresh copy,
+# else 0) are replaced; POLSTORE_DROP and POLSTORE_FORCE are set too. Examples:
 #   command = ["/usr/bin/rsync", "-a", "--delete", "server::policy/", "{{drop}}/"]
 #   command = ["/usr/bin/curl", "-fsSo", "{{drop}}", "https://server/policy.tar.gz"]
 command = []
