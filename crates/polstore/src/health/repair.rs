@@ -486,28 +486,11 @@ fn repair_own_paths(layout: &Layout, report: &mut VerifyReport) -> Result<()> {
 
 /// Moves `path` into `untrusted/` under its name and the time, durably; returns where.
 pub fn move_aside(layout: &Layout, path: &Path) -> Result<std::path::PathBuf> {
-    let untrusted = layout.untrusted();
-    match durable::create_directory(&untrusted, crate::store::STAGING_MODE) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(Error::io("cannot create", &untrusted)(error)),
-    }
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stamp = Timestamp::now().unix_secs();
-    let mut target = untrusted.join(format!("{name}-{stamp}"));
-    let mut attempt = 1;
-    while fs::symlink_metadata(&target).is_ok() {
-        target = untrusted.join(format!("{name}-{stamp}-{attempt}"));
-        attempt += 1;
-    }
-    fs::rename(path, &target).map_err(Error::io("cannot move aside", path))?;
-    durable::sync_directory(&untrusted).map_err(Error::io("cannot sync", &untrusted))?;
-    let parent = durable::parent_of(path).map_err(Error::io("cannot sync", path))?;
-    durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
-    Ok(target)
+    layout.move_into_untrusted(path, &name)
 }
 
 /// Copies each needed object from a generation file that still hashes right.

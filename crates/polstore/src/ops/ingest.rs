@@ -800,8 +800,9 @@ pub const FAILSAFE_LINE: &str =
     "CFEngine was not able to get confirmation of promises from cf-promises, so going to failsafe";
 
 /// Runs the agent once on the new generation. With `agent.confirm`, a failure rolls back.
-/// A failure is a non-zero exit, a timeout, a program not found, or a fall back to
-/// failsafe.cf ([`FAILSAFE_LINE`] anywhere in its output).
+/// A failure is a non-zero exit, a timeout, or a fall back to failsafe.cf
+/// ([`FAILSAFE_LINE`] anywhere in its output). A program that cannot start was refused
+/// before the commit; found unfit here (it changed since), the run failed too.
 fn confirm_with_agent(
     store: &Store,
     generation: u64,

@@ -9,9 +9,10 @@
 //! 2. SRC is copied into `OUT/.staging-SERIAL` without following a symlink, with
 //!    normalised modes; every file is synced, then every directory, deepest first.
 //! 3. The manifest is made from the copy (never from SRC, which the hub's agent may be
-//!    rewriting meanwhile), written and signed beside it, and the copy's root synced.
-//! 4. Unless asked otherwise, a copy whose files are those of the current publication
-//!    is dropped: nothing changes (a publication about to expire is made again).
+//!    rewriting meanwhile). Unless asked otherwise, a copy whose files are those of the
+//!    current publication, signed by the same key, is dropped: nothing changes (a
+//!    publication past half of its validity is made again).
+//! 4. The manifest is written and signed beside the copy, and the copy's root synced.
 //! 5. The copy is renamed to `versions/SERIAL`, then `current` is switched to it, then
 //!    `head` is replaced, each synced before the next; then versions beyond `keep` go.
 //!

@@ -283,3 +283,29 @@ impl Layout {
         problems
     }
 }
+
+impl Layout {
+    /// Moves `path` into `untrusted/` (made 0700 if missing) as `NAME-TIME[-K]`, never
+    /// replacing anything there, then syncs `untrusted/` and `path`'s parent; returns where.
+    pub fn move_into_untrusted(&self, path: &Path, name: &str) -> Result<PathBuf> {
+        use crate::fs::durable;
+        let untrusted = self.untrusted();
+        match durable::create_directory(&untrusted, STAGING_MODE) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(Error::io("cannot create", &untrusted)(error)),
+        }
+        let stamp = crate::format::timestamp::Timestamp::now().unix_secs();
+        let mut target = untrusted.join(format!("{name}-{stamp}"));
+        let mut attempt = 1;
+        while fs::symlink_metadata(&target).is_ok() {
+            target = untrusted.join(format!("{name}-{stamp}-{attempt}"));
+            attempt += 1;
+        }
+        fs::rename(path, &target).map_err(Error::io("cannot move aside", path))?;
+        durable::sync_directory(&untrusted).map_err(Error::io("cannot sync", &untrusted))?;
+        let parent = durable::parent_of(path).map_err(Error::io("cannot sync", path))?;
+        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        Ok(target)
+    }
+}

@@ -20,7 +20,6 @@ use rustix::fs::{CWD, StatVfsMountFlags, statvfs};
 use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount, open_tree, unmount};
 
 use crate::error::{Error, Result};
-use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
 use crate::store::layout::{Layout, READONLY_FALLBACK_TARGET, READONLY_MODE};
 
@@ -255,10 +254,7 @@ pub fn ensure_directory(layout: &Layout) -> Result<Vec<String>> {
                     readonly.display()
                 )));
             }
-            let aside = untrusted_name(layout, "readonly-generations");
-            durable::create_tree_directory(&layout.untrusted())
-                .map_err(Error::io("cannot create", &layout.untrusted()))?;
-            fs::rename(&fallback, &aside).map_err(Error::io("cannot move aside", &fallback))?;
+            let aside = layout.move_into_untrusted(&fallback, "readonly-generations")?;
             std::os::unix::fs::symlink(READONLY_FALLBACK_TARGET, &fallback)
                 .map_err(Error::io("cannot create", &fallback))?;
             durable::sync_directory(&readonly).map_err(Error::io("cannot sync", &readonly))?;
@@ -282,22 +278,6 @@ pub fn ensure_directory(layout: &Layout) -> Result<Vec<String>> {
         durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
     }
     Ok(notes)
-}
-
-fn untrusted_name(layout: &Layout, name: &str) -> PathBuf {
-    let stamp = Timestamp::now().unix_secs();
-    let mut attempt = 0;
-    loop {
-        let candidate = if attempt == 0 {
-            layout.untrusted().join(format!("{name}-{stamp}"))
-        } else {
-            layout.untrusted().join(format!("{name}-{stamp}-{attempt}"))
-        };
-        if fs::symlink_metadata(&candidate).is_err() {
-            return candidate;
-        }
-        attempt += 1;
-    }
 }
 
 /// What [`ensure_mounted`] found and did.
