@@ -721,6 +721,14 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
         "{}",
         out.stdout
     );
+    // The mount is there, but the agent does not read through it.
+    if util::running_as_root() {
+        assert!(
+            out.stdout.contains("protection   read-only: writes through the view fail, but the view does not point through the mount (see the warning)\n"),
+            "{}",
+            out.stdout
+        );
+    }
     assert_refused(
         &node,
         &["rollback"],
@@ -1122,4 +1130,82 @@ fn the_first_ingest_replaces_an_empty_inputs_directory_and_refuses_a_full_one() 
         .collect();
     assert_eq!(siblings, ["inputs"]);
     node.run(&["verify"]).success();
+}
+
+/// An agent named by an absolute path that is not there could never confirm: refused
+/// before the commit, like one found in no bin_dirs, so the serial is not used up.
+#[test]
+fn an_agent_program_that_is_not_there_refuses_before_the_commit() {
+    let node = Node::with_generation();
+    let missing = node.root.join("no-such-cf-agent");
+    node.set_config(
+        "agent",
+        "command",
+        &format!(r#"["{}", "-f", "{{tree}}/promises.cf"]"#, s(&missing)),
+    );
+    let tree = node.serial_tree("gen2", 2);
+    let outside = node.outside_the_store();
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "polstore: the agent run cannot start: {}: No such file or directory (os error 2); generation 1 stays active\n",
+            s(&missing)
+        ),
+    );
+    assert_eq!(node.generations(), vec![1]);
+    assert_eq!(node.outside_the_store(), outside);
+    // Fixed, the same serial goes through: it was never used up.
+    node.set_config("agent", "command", "[]");
+    node.ingest(&tree).success();
+    assert_eq!(node.active_generation(), Some(2));
+}
+
+/// `update` run again on a drop that still holds a policy whose generation failed says so
+/// every time, with the exit code of a refusal, and status keeps warning: a timer never
+/// turns a failure into "unchanged".
+#[test]
+fn update_on_a_drop_still_holding_a_failed_policy_says_so_every_time() {
+    let node = Node::with_generation();
+    let drop = node.signed_tree("drop", &[("promises.cf", POLICY), ("lib/x.cf", "# 2\n")], 2);
+    node.set_config("fetch", "drop", &util::toml_string(s(&drop)));
+    node.set_config("agent", "command", r#"["/bin/false"]"#);
+    let out = node.run(&["update"]);
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert!(
+        out.stderr.ends_with("; rolled back to generation 1\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    node.set_config("agent", "command", "[]");
+    for _ in 0..2 {
+        let out = node.run(&["update"]);
+        assert_eq!(out.code, 3, "{out:#?}");
+        assert_eq!(out.stdout, "");
+        assert!(
+            out.stderr.starts_with(
+                "polstore: the drop still holds serial 2, whose generation 2 failed: /bin/false exited with status 1"
+            ),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.ends_with("; generation 1 stays active\n"),
+            "{}",
+            out.stderr
+        );
+        let status = node.status();
+        assert_eq!(status["active"]["generation"], 1);
+        assert_eq!(status["last_update"]["outcome"], "failed", "{status:#}");
+        assert!(
+            status["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|warning| warning.as_str().unwrap().starts_with("the last update")),
+            "{status:#}"
+        );
+    }
 }

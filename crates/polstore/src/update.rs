@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::envelope::Envelope;
 use crate::format::manifest::{Entry, Hash, Manifest};
 use crate::format::policy_path::MANIFEST_NAME;
-use crate::format::records::{HealthOutcome, HealthRecord};
+use crate::format::records::{GenerationState, HealthOutcome, HealthRecord};
 use crate::format::timestamp::Timestamp;
 use crate::health::repair::{self, VerifyReport};
 use crate::ops::ingest::{self, IngestReport, IngestRequest, Progress};
@@ -25,10 +25,13 @@ use crate::transport::ObjectSource;
 use crate::transport::drop::DropPlace;
 
 pub enum UpdateOutcome {
-    /// The drop holds what generation `generation` already has.
+    /// The drop holds what generation `generation` already has. `failed` is the reason
+    /// when that generation failed: the drop still holds the policy that was refused or
+    /// rolled back, and the node stays on another one until a fix comes.
     Unchanged {
         generation: u64,
         serial: u64,
+        failed: Option<String>,
     },
     Ingested(IngestReport),
     /// `--force` with an unchanged serial: the fresh copy was verified and the store
@@ -45,9 +48,24 @@ pub fn update(
 ) -> Result<UpdateOutcome> {
     let result = update_inner(store, force, progress, verify_progress);
     let (outcome, message) = match &result {
-        Ok(UpdateOutcome::Unchanged { generation, serial }) => (
+        Ok(UpdateOutcome::Unchanged {
+            generation,
+            serial,
+            failed: None,
+        }) => (
             HealthOutcome::Unchanged,
             format!("serial {serial} unchanged (generation {generation})"),
+        ),
+        // Still the policy that failed: not a success for monitoring.
+        Ok(UpdateOutcome::Unchanged {
+            generation,
+            serial,
+            failed: Some(reason),
+        }) => (
+            HealthOutcome::Failed,
+            format!(
+                "the drop still holds serial {serial}, whose generation {generation} failed: {reason}"
+            ),
         ),
         Ok(UpdateOutcome::Ingested(report)) => (
             HealthOutcome::Updated,
@@ -113,7 +131,19 @@ fn update_inner(
     };
     if let Some((generation, serial)) = already_have(store, &place, &source)? {
         if !force {
-            return Ok(UpdateOutcome::Unchanged { generation, serial });
+            let failed = store
+                .db
+                .read()?
+                .generations()?
+                .into_iter()
+                .find(|(number, _)| *number == generation)
+                .filter(|(_, record)| record.state == GenerationState::Failed)
+                .map(|(_, record)| record.reason.unwrap_or_else(|| "no reason recorded".into()));
+            return Ok(UpdateOutcome::Unchanged {
+                generation,
+                serial,
+                failed,
+            });
         }
         verify_progress("checking the fresh copy against its signed manifest", false);
         check_fresh_copy(store, &source)?;

@@ -118,16 +118,34 @@ pub(super) fn update_command(
     progress.clear();
     verify_line.clear();
     match result {
-        Ok(UpdateOutcome::Unchanged { generation, serial }) => {
+        Ok(UpdateOutcome::Unchanged {
+            generation,
+            serial,
+            failed,
+        }) => {
             if args.json {
                 outln!(
                     "{}",
-                    serde_json::json!({"outcome": "unchanged", "generation": generation, "serial": serial})
+                    serde_json::json!({"outcome": if failed.is_some() { "failed" } else { "unchanged" }, "generation": generation, "serial": serial, "reason": failed})
                 );
-            } else {
+            } else if failed.is_none() {
                 outln!("unchanged: the drop holds serial {serial}, generation {generation}");
             }
-            Ok(())
+            match failed {
+                // Every run says so, with the exit code of a refusal, until a fix comes.
+                Some(reason) => Err(Failure {
+                    line: format!(
+                        "the drop still holds serial {serial}, whose generation {generation} failed: {}{}",
+                        polstore::format::text::one_line(&reason, polstore::format::text::QUOTED_CHARS_MAX),
+                        before
+                            .map(|active| format!("; generation {active} stays active"))
+                            .unwrap_or_default()
+                    ),
+                    code: crate::exit::EXIT_REJECTED,
+                }
+                .into()),
+                None => Ok(()),
+            }
         }
         Ok(UpdateOutcome::Ingested(report)) => {
             print_ingest_report(&report, args.json)?;
@@ -136,7 +154,10 @@ pub(super) fn update_command(
         }
         Ok(UpdateOutcome::Verified(report)) => print_verify_report(&report, args.json),
         Err(error) => {
+            // A rolled-back agent run says where it rolled back to already.
+            let rolled_back = matches!(&error, polstore::error::Error::Rejected(rejection) if rejection.check == polstore::error::Check::Agent);
             let stays = match store.state().ok().and_then(|state| state.active) {
+                _ if rolled_back => String::new(),
                 Some(active) if Some(active) == before => {
                     format!("; generation {active} stays active")
                 }

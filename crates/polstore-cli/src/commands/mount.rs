@@ -56,7 +56,7 @@ pub(super) fn unmount(store_root: &Path, lock_timeout: Duration) -> Result<()> {
         outln!("nothing is mounted at {}", readonly.display());
     } else {
         outln!(
-            "unmounted {}: writes through the view reach the store until the next polstore command that writes mounts it again",
+            "unmounted {}: writes through the view reach the store (the next polstore command that writes mounts it again, unless protect_view = false)",
             readonly.display()
         );
     }

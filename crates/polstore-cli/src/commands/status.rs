@@ -46,10 +46,19 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
             .clone()
             .unwrap_or_else(|| format!("({})", status.view_type.unwrap_or("missing")))
     );
+    let bypassed = found
+        .warnings
+        .iter()
+        .any(|warning| matches!(warning, Warning::ViewElsewhere { .. }));
     outln!(
-        "protection   {}{}",
+        "protection   {}{}{}",
         status.view_protection.detail,
-        mount_advice(status.view_protection.state)
+        mount_advice(status.view_protection.state),
+        if bypassed && status.view_protection.state == "read-only" {
+            ", but the view does not point through the mount (see the warning)"
+        } else {
+            ""
+        }
     );
     match &status.active {
         Some(active) => outln!(

@@ -538,9 +538,29 @@ fn ingest_inner(
     // An agent that cannot run could never confirm the generation: refused now, before the
     // commit would use up the serial.
     if !config.agent.command.is_empty() {
-        config
+        let command = config
             .resolve(&config.agent.command)
             .map_err(|error| Error::Refused(format!("the agent run cannot start: {error}")))?;
+        let program = Path::new(&command[0]);
+        let executable = fs::metadata(program).map(|metadata| {
+            use std::os::unix::fs::PermissionsExt;
+            metadata.is_file() && metadata.permissions().mode() & 0o111 != 0
+        });
+        match executable {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::Refused(format!(
+                    "the agent run cannot start: {} is not an executable file",
+                    program.display()
+                )));
+            }
+            Err(error) => {
+                return Err(Error::Refused(format!(
+                    "the agent run cannot start: {}: {error}",
+                    program.display()
+                )));
+            }
+        }
     }
 
     // Every check passed: commit.

@@ -323,6 +323,17 @@ pub fn ensure_mounted(layout: &Layout, enabled: bool) -> Result<Ensured> {
             }
         }
     }
+    if !enabled && !mounts_at(&layout.readonly()).is_empty() {
+        // Turned off in the configuration: the mount goes too.
+        let count = unmount_all(layout).map_err(Error::io(
+            "cannot unmount (protect_view = false)",
+            &layout.readonly(),
+        ))?;
+        notes.push(format!(
+            "took away {count} mount(s) at {}: polstore.toml says protect_view = false",
+            layout.readonly().display()
+        ));
+    }
     if mount_state(layout) != MountState::ReadOnly {
         notes.extend(ensure_directory(layout)?);
     }
