@@ -195,7 +195,8 @@ pub struct PublishArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// A directory, a .tar or .tar.gz file, or - for a tar stream on standard input.
+    /// A directory, a .tar, .tar.gz or .tar.bz2 file (the compression is told by its first
+    /// bytes), or - for a tar stream on standard input.
     pub source: PathBuf,
     /// The manifest, if it does not travel in the source as polstore.manifest.
     #[arg(long, value_name = "FILE")]

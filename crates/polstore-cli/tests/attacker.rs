@@ -452,22 +452,39 @@ fn an_unknown_directory_in_generations_is_reported_and_moved_aside_never_deleted
 
 // ---------------------------------------------------------------- memory before trust
 
-/// Writes a `.tar.gz` whose first entry is an extension header of type `kind` (`L`: GNU
-/// long name, `x`: PAX) claiming `size` bytes, all present (zeros compress to almost
-/// nothing), followed by an ordinary file.
+/// Writes a `.tar.gz` or `.tar.bz2` (by `path`'s name) whose first entry is an extension
+/// header of type `kind` (`L`: GNU long name, `x`: PAX) claiming `size` bytes, all present
+/// (zeros compress to almost nothing), followed by an ordinary file. The bzip2 archive is
+/// a stream for the header, one stream of a mebibyte of zeros repeated (`size` must be a
+/// whole number of mebibytes), and a stream for the rest: what a bzip2 decoder reads as
+/// one.
 fn archive_with_huge_extension_header(path: &std::path::Path, kind: char, size: u64) {
     let script = r#"
-import gzip, sys, tarfile
+import bz2, gzip, sys, tarfile
 path, kind, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 header = tarfile.TarInfo("././@LongLink")
 header.type = kind.encode()
 header.size = size
-with gzip.open(path, "wb", compresslevel=1) as out:
+chunk = b"\0" * (1 << 20)
+
+class Streams:
+    """Each write a bzip2 stream of its own; a mebibyte of zeros is compressed once."""
+    def __init__(self, path):
+        self.file = open(path, "wb")
+        self.zeros = bz2.compress(chunk)
+    def write(self, data):
+        self.file.write(self.zeros if data is chunk else bz2.compress(data))
+    def __enter__(self):
+        return self
+    def __exit__(self, *_):
+        self.file.close()
+
+opened = Streams(path) if path.endswith(".bz2") else gzip.open(path, "wb", compresslevel=1)
+with opened as out:
     out.write(header.tobuf(format=tarfile.GNU_FORMAT))
-    chunk = b"\0" * (1 << 20)
     left = size
     while left > 0:
-        out.write(chunk[: min(left, len(chunk))])
+        out.write(chunk if left >= len(chunk) else chunk[:left])
         left -= min(left, len(chunk))
     out.write(b"\0" * ((512 - size % 512) % 512))
     info = tarfile.TarInfo("promises.cf")
@@ -490,11 +507,13 @@ with gzip.open(path, "wb", compresslevel=1) as out:
 #[test]
 fn a_gigabyte_extension_header_is_refused_within_a_small_memory_bound() {
     let node = Node::with_generation();
-    for (kind, fragment) in [
-        ('L', "a GNU long name: is larger than 1025 bytes"),
-        ('x', "a PAX header: is larger than 65536 bytes"),
+    for (kind, fragment, suffix) in [
+        ('L', "a GNU long name: is larger than 1025 bytes", "gz"),
+        ('x', "a PAX header: is larger than 65536 bytes", "gz"),
+        ('L', "a GNU long name: is larger than 1025 bytes", "bz2"),
+        ('x', "a PAX header: is larger than 65536 bytes", "bz2"),
     ] {
-        let archive = node.root.join(format!("huge-{kind}.tar.gz"));
+        let archive = node.root.join(format!("huge-{kind}.tar.{suffix}"));
         archive_with_huge_extension_header(&archive, kind, 1 << 30);
         assert!(fs::metadata(&archive).unwrap().len() < 8 << 20);
         // With 256 MiB of address space, reading the header whole (as the tar reader
@@ -508,7 +527,7 @@ fn a_gigabyte_extension_header_is_refused_within_a_small_memory_bound() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(3), "{kind}: {stderr}");
+        assert_eq!(output.status.code(), Some(3), "{kind}, {suffix}: {stderr}");
         assert_eq!(
             stderr,
             format!(

@@ -5,7 +5,7 @@ mod util;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -259,6 +259,114 @@ fn ingest_from_tar_gzip_and_standard_input() {
         assert!(
             out.stdout.starts_with(&format!(
                 "generation {serial} active: serial {serial}, 2 files"
+            )),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(tree_content(&node.view), policy_files(&dir));
+        assert_eq!(node.status()["active"]["source"], "standard input");
+    }
+}
+
+/// A signed manifest and its signature for `tree`, made beside it at `name.manifest` and
+/// `name.manifest.sig` in the node's root.
+fn manifest_beside(node: &Node, tree: &Path, name: &str, serial: u64) -> (PathBuf, PathBuf) {
+    let manifest = node.root.join(format!("{name}.manifest"));
+    let signature = node.root.join(format!("{name}.manifest.sig"));
+    let serial = serial.to_string();
+    node.run(&["manifest", s(tree), "--serial", &serial, "-o", s(&manifest)])
+        .success();
+    node.run(&[
+        "sign",
+        "--key",
+        s(&node.secret_key),
+        s(&manifest),
+        "-o",
+        s(&signature),
+    ])
+    .success();
+    (manifest, signature)
+}
+
+#[test]
+fn ingest_from_tar_bz2_as_rudder_serves_it() {
+    // Rudder's HTTPS mode downloads its policies as .tar.bz2 (rules/rudder.tar.bz2,
+    // policies-library-linux.tar.bz2); here made by the real tar and bzip2.
+    let node = Node::signed();
+    let bzip2_magic = b"BZh91AY&SY";
+
+    // The signed manifest inside the archive.
+    let gen1 = node.signed_tree("gen1", GEN1, 1);
+    let archive = node.drop.join("gen1.tar.bz2");
+    tool("tar", &["-cjf", s(&archive), "-C", s(&gen1), "."]);
+    assert!(fs::read(&archive).unwrap().starts_with(bzip2_magic));
+    let out = node.run(&["ingest", "--json", s(&archive)]).success();
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["generation"], 1);
+    assert_eq!(report["serial"], 1);
+    assert_eq!(report["files"], 3);
+    assert_eq!(tree_content(&node.view), policy_files(&gen1));
+    assert_eq!(node.status()["active"]["source"], s(&archive));
+
+    // The manifest and signature beside it (--manifest, --signature), none inside.
+    let gen2 = node.tree("gen2", GEN2);
+    let (manifest, signature) = manifest_beside(&node, &gen2, "gen2", 2);
+    let archive = node.drop.join("gen2.tar.bz2");
+    tool("tar", &["-cjf", s(&archive), "-C", s(&gen2), "."]);
+    let out = node
+        .run(&[
+            "ingest",
+            s(&archive),
+            "--manifest",
+            s(&manifest),
+            "--signature",
+            s(&signature),
+        ])
+        .success();
+    assert!(
+        out.stdout
+            .starts_with("generation 2 active: serial 2, 3 files"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(tree_content(&node.view), policy_files(&gen2));
+
+    // Through a pipe; then in two bzip2 streams one after the other, as pbzip2 writes
+    // them (`bzip2 -c A B` compresses each file to a stream of its own), cut inside a
+    // file's data.
+    for (serial, streams) in [(3u64, 1), (4, 2)] {
+        let files = [
+            ("promises.cf", POLICY),
+            ("lib/common.cf", &*format!("# common, version {serial}\n")),
+            ("lib/big.cf", &*"# padding\n".repeat(1000)),
+        ];
+        let dir = node.signed_tree(&format!("gen{serial}"), &files, serial);
+        let archive = node.drop.join(format!("gen{serial}.archive"));
+        if streams == 1 {
+            tool("tar", &["-cjf", s(&archive), "-C", s(&dir), "."]);
+        } else {
+            let tar = node.root.join(format!("gen{serial}.tar"));
+            tool("tar", &["-cf", s(&tar), "-C", s(&dir), "."]);
+            let bytes = fs::read(&tar).unwrap();
+            let (first, second) = (node.root.join("first"), node.root.join("second"));
+            fs::write(&first, &bytes[..bytes.len() / 2]).unwrap();
+            fs::write(&second, &bytes[bytes.len() / 2..]).unwrap();
+            let script = r#"bzip2 -c "$1" "$2" > "$3""#;
+            tool(
+                "sh",
+                &["-c", script, "sh", s(&first), s(&second), s(&archive)],
+            );
+        }
+        let bytes = fs::read(&archive).unwrap();
+        let found = bytes
+            .windows(bzip2_magic.len())
+            .filter(|window| window == bzip2_magic)
+            .count();
+        assert_eq!(found, streams);
+        let out = node.run_with(&["ingest", "-"], &[], Some(&bytes)).success();
+        assert!(
+            out.stdout.starts_with(&format!(
+                "generation {serial} active: serial {serial}, 3 files"
             )),
             "{}",
             out.stdout

@@ -599,12 +599,13 @@ fn directory_source_refusals() {
     );
 }
 
-/// A tar at `<drop>/<name>` of `entries` after a valid policy file.
-fn bad_tar(node: &Node, name: &str, entries: serde_json::Value, gzip: bool) -> std::path::PathBuf {
+/// A tar at `<drop>/<name>` of `entries` after a valid policy file, compressed as its
+/// name says.
+fn bad_tar(node: &Node, name: &str, entries: serde_json::Value) -> std::path::PathBuf {
     let path = node.drop.join(name);
     let mut all = vec![json!({"name": "promises.cf", "kind": "file", "data": POLICY})];
     all.extend(entries.as_array().unwrap().iter().cloned());
-    python_tar(&path, json!(all), gzip);
+    python_tar(&path, json!(all));
     path
 }
 
@@ -622,6 +623,11 @@ fn archive_refusals() {
         ),
         (
             "dotdot-inside.tar.gz",
+            json!([{"name": "lib/../../escape", "kind": "file", "data": "x"}]),
+            "lib/../../escape: '..' or '.' component",
+        ),
+        (
+            "dotdot-inside.tar.bz2",
             json!([{"name": "lib/../../escape", "kind": "file", "data": "x"}]),
             "lib/../../escape: '..' or '.' component",
         ),
@@ -663,7 +669,7 @@ fn archive_refusals() {
     ];
     for (name, entries, fragment) in cases {
         eprintln!("case: {name}");
-        let tar = bad_tar(&node, name, entries, name.ends_with(".gz"));
+        let tar = bad_tar(&node, name, entries);
         assert_ingest_refused(&node, &tar, fragment);
     }
 
@@ -672,7 +678,6 @@ fn archive_refusals() {
         &node,
         "whole.tar",
         json!([{"name": "lib/common.cf", "kind": "file", "data": "#".repeat(2000)}]),
-        false,
     );
     let bytes = fs::read(&whole).unwrap();
     let truncated = node.drop.join("truncated.tar");
@@ -695,6 +700,37 @@ fn archive_refusals() {
         .stdout;
     fs::write(&gzipped, &compressed[..compressed.len() / 2]).unwrap();
     assert_ingest_refused(&node, &gzipped, "the archive is truncated");
+    // And with bzip2: cut in the middle, and in the stream's end, which comes after the
+    // tar's end-of-archive blocks.
+    let bzipped = node.drop.join("truncated.tar.bz2");
+    let compressed = std::process::Command::new("bzip2")
+        .args(["-c", "-9", s(&whole)])
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(compressed.starts_with(b"BZh9"));
+    for cut in [compressed.len() / 2, compressed.len() - 2] {
+        fs::write(&bzipped, &compressed[..cut]).unwrap();
+        assert_ingest_refused(
+            &node,
+            &bzipped,
+            "rejected by the source check: the archive is truncated",
+        );
+    }
+    // Damaged: the block's CRC (after "BZh9" and the block's magic) no longer matches its
+    // data, or the stream's CRC no longer matches the blocks'. The stream ends on a bit,
+    // not a byte: its last byte holds the CRC's last bits, then up to 7 bits of padding.
+    let damaged = node.drop.join("damaged.tar.bz2");
+    for at in [10, compressed.len() - 1] {
+        let mut bytes = compressed.clone();
+        bytes[at] ^= 0xff;
+        fs::write(&damaged, &bytes).unwrap();
+        assert_ingest_refused(
+            &node,
+            &damaged,
+            "rejected by the source check: not a valid bzip2 stream: the compressed data is corrupt",
+        );
+    }
 
     let not_tar = node.drop.join("not-a.tar");
     fs::write(&not_tar, "this is not a tar archive\n".repeat(40)).unwrap();
@@ -714,6 +750,13 @@ fn archive_refusals() {
     let not_gzip = node.drop.join("not-a.tar.gz");
     fs::write(&not_gzip, b"\x1f\x8b\x08\x00garbage that does not inflate").unwrap();
     assert_ingest_refused(&node, &not_gzip, "not a valid gzip stream");
+    let not_bzip2 = node.drop.join("not-a.tar.bz2");
+    fs::write(&not_bzip2, b"BZh9 garbage that does not decompress").unwrap();
+    assert_ingest_refused(
+        &node,
+        &not_bzip2,
+        "not a valid bzip2 stream: the compressed data is corrupt",
+    );
 
     // Nothing was written outside the store.
     assert!(!escape.exists());
@@ -753,7 +796,7 @@ fn standard_input_refusals() {
     );
     // A valid archive that holds no policy file at all.
     let empty = node.drop.join("empty.tar");
-    python_tar(&empty, json!([{"name": "lib", "kind": "dir"}]), false);
+    python_tar(&empty, json!([{"name": "lib", "kind": "dir"}]));
     assert_ingest_refused_with(
         &node,
         &["ingest", "-"],
@@ -822,7 +865,6 @@ fn gzip_bomb_is_refused_quickly() {
     python_tar(
         &bomb,
         json!([{"name": "zeros.cf", "kind": "zeros", "size": size}]),
-        true,
     );
     assert!(fs::metadata(&bomb).unwrap().len() < 4 << 20);
     let started = Instant::now();
@@ -839,6 +881,64 @@ fn gzip_bomb_is_refused_quickly() {
         "refusing the bomb took {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn bzip2_bomb_is_refused_quickly() {
+    let node = Node::with_generation();
+    // A file of 200 MiB of zeros, as gzip's bomb above: refused by its header.
+    let size: u64 = 200 << 20;
+    let in_a_file = node.drop.join("bomb.tar.bz2");
+    python_tar(
+        &in_a_file,
+        json!([{"name": "zeros.cf", "kind": "zeros", "size": size}]),
+    );
+    assert!(fs::metadata(&in_a_file).unwrap().len() < 1 << 20);
+    // A tree that passes every check, followed by a gibibyte of zeros in 1024 bzip2
+    // streams of a mebibyte each: refused after the first mebibyte past the tar's end.
+    let zeros = node.root.join("zeros");
+    fs::write(&zeros, vec![0u8; 1 << 20]).unwrap();
+    let stream = std::process::Command::new("bzip2")
+        .args(["-c", "-9", s(&zeros)])
+        .output()
+        .unwrap()
+        .stdout;
+    let tree = node.signed_tree("gen2", FILES, 2);
+    let good = node.drop.join("good.tar.bz2");
+    tool("tar", &["-cjf", s(&good), "-C", s(&tree), "."]);
+    let after_the_end = node.drop.join("after-the-end.tar.bz2");
+    let bytes = [fs::read(&good).unwrap(), stream.repeat(1 << 10)].concat();
+    assert!(bytes.len() < 1 << 20);
+    fs::write(&after_the_end, bytes).unwrap();
+    for (bomb, fragment) in [
+        (
+            &in_a_file,
+            format!(
+                "zeros.cf: {size} bytes is over the limit of {} bytes per file (limits.file_bytes_max)",
+                32 << 20
+            ),
+        ),
+        (
+            &after_the_end,
+            format!(
+                "rejected by the source check: more than {} bytes follow the end of the tar archive",
+                1 << 20
+            ),
+        ),
+    ] {
+        let started = Instant::now();
+        assert_ingest_refused(&node, bomb, &fragment);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refusing {} took {:?}",
+            bomb.display(),
+            started.elapsed()
+        );
+    }
+    assert_eq!(node.status()["serial_max"], 1);
+    // Without the zeros, the same tree is accepted.
+    node.ingest(&good).success();
+    assert_eq!(node.active_generation(), Some(2));
 }
 
 #[test]

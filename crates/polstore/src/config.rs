@@ -71,7 +71,7 @@ pub struct FetchConfig {
     /// transport runs on its own and `update` only ingests what is at `drop`.
     #[serde(default)]
     pub command: Vec<String>,
-    /// Where new policy arrives: a directory, or a .tar/.tar.gz file.
+    /// Where new policy arrives: a directory, or a .tar/.tar.gz/.tar.bz2 file.
     pub drop: Option<PathBuf>,
     #[serde(default = "defaults::fetch_timeout_secs")]
     pub timeout_secs: u64,
@@ -538,9 +538,10 @@ path_bytes_max = 1024
 
 [fetch]
 # Run by `polstore update`, and by `verify --repair` when it needs a fresh copy. It
-# must leave the policy tree (a directory) or a .tar/.tar.gz at `drop`. {{drop}} and
-# {{force}} (1 with `update --force` and when `verify --repair` fetches a fresh copy,
-# else 0) are replaced; POLSTORE_DROP and POLSTORE_FORCE are set too. Examples:
+# must leave the policy tree (a directory) or a .tar/.tar.gz/.tar.bz2 at `drop`.
+# {{drop}} and {{force}} (1 with `update --force` and when `verify --repair` fetches a
+# fresh copy, else 0) are replaced; POLSTORE_DROP and POLSTORE_FORCE are set too.
+# Examples:
 #   command = ["/usr/bin/rsync", "-a", "--delete", "server::policy/", "{{drop}}/"]
 #   command = ["/usr/bin/curl", "-fsSo", "{{drop}}", "https://server/policy.tar.gz"]
 command = []

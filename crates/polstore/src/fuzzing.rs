@@ -43,7 +43,8 @@ pub fn signify(data: &[u8]) {
     }
 }
 
-/// Tar and gzip ingest from memory, under small limits, into a sink that keeps nothing.
+/// Tar, gzip and bzip2 ingest from memory, under small limits, into a sink that keeps
+/// nothing.
 pub fn tar(data: &[u8]) {
     let limits = LimitsConfig {
         files_max: 64,

@@ -1,5 +1,6 @@
-//! `candidate::source`: what a directory or tar source yields, and every refusal of the
-//! admission gate (type, name, mode, limits) and of the archive reader.
+//! `candidate::source`: what a directory or tar source (plain, gzip or bzip2) yields, and
+//! every refusal of the admission gate (type, name, mode, limits) and of the archive
+//! reader.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use polstore::candidate::source::{self, Item, Source};
 use polstore::config::LimitsConfig;
@@ -165,6 +167,19 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+fn bzip2(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `bytes` compressed in `count` bzip2 streams one after the other, as `pbzip2` writes
+/// them (and `bzip2 -c a b`): the cuts fall inside tar headers and file data.
+fn bzip2_streams(bytes: &[u8], count: usize) -> Vec<u8> {
+    let part = bytes.len().div_ceil(count);
+    bytes.chunks(part).flat_map(bzip2).collect()
+}
+
 /// Writes `bytes` to an archive file and returns it as a source.
 fn archive(bytes: &[u8]) -> (tempfile::TempDir, Source) {
     let temporary = tempfile::tempdir().unwrap();
@@ -185,7 +200,7 @@ fn directory_refusal(root: &Path, limits: &LimitsConfig) -> Rejection {
 // --- The same files from every kind of source ---------------------------------------
 
 #[test]
-fn a_directory_a_tar_and_a_tar_gz_with_the_same_files_give_the_same_items() {
+fn a_directory_a_tar_a_tar_gz_and_a_tar_bz2_with_the_same_files_give_the_same_items() {
     let files: &[(&str, &[u8], u32)] = &[
         ("promises.cf", b"body common control {}\n", 0o644),
         ("lib/a.cf", b"# a\n", 0o600),
@@ -221,7 +236,9 @@ fn a_directory_a_tar_and_a_tar_gz_with_the_same_files_give_the_same_items() {
         entries.push(file(name, content, *mode));
     }
     let tar = tar_bytes(&entries);
-    for bytes in [tar.clone(), gzip(&tar)] {
+    let in_streams = bzip2_streams(&tar, 3);
+    assert_eq!(in_streams.windows(4).filter(|w| w == b"BZh9").count(), 3);
+    for bytes in [tar.clone(), gzip(&tar), bzip2(&tar), in_streams] {
         let (_temporary, source) = archive(&bytes);
         let (mut from_archive, stamped) = read(&source, &limits()).unwrap();
         assert!(!stamped, "an archive's files have no stamps");
@@ -579,6 +596,74 @@ fn more_bytes_than_tree_bytes_max_is_refused() {
     }
 }
 
+/// A mebibyte of zeros compressed by `compress`, `count` times over: as many streams (or
+/// gzip members) one after the other, which both decoders read as one.
+fn compressed_zeros(compress: fn(&[u8]) -> Vec<u8>, count: usize) -> Vec<u8> {
+    compress(&vec![0; 1 << 20]).repeat(count)
+}
+
+#[test]
+fn a_compressed_bomb_is_cut_at_the_limits_quickly() {
+    // The fuzz target's limits: the decompressed stream is cut at about 34 MiB (the tree's
+    // bytes, tar's overhead for files_max entries, a manifest and a signature).
+    let limits = LimitsConfig {
+        files_max: 64,
+        file_bytes_max: 1 << 16,
+        tree_bytes_max: 1 << 20,
+        depth_max: 8,
+        path_bytes_max: 256,
+    };
+    let policy = tar_bytes(&[file("promises.cf", b"p", 0o644)]);
+    // promises.cf, then a directory whose header says a gibibyte of data follows (256 MiB
+    // of zeros do): the tar reader skips data it is not asked for, so only the cap on
+    // decompressed bytes stops it.
+    let mut directory = Header::new_gnu();
+    directory.set_path("lib/").unwrap();
+    directory.set_entry_type(EntryType::Directory);
+    directory.set_mode(0o755);
+    directory.set_size(1 << 30);
+    directory.set_cksum();
+    let before_bomb = [&policy[..1024], directory.as_bytes()].concat();
+    for (name, compress) in [("gzip", gzip as fn(&[u8]) -> Vec<u8>), ("bzip2", bzip2)] {
+        for (shape, bytes, reason) in [
+            (
+                "a directory's data",
+                [
+                    compress(&before_bomb),
+                    compressed_zeros(compress, 256),
+                    compress(&[0; 1024]),
+                ]
+                .concat(),
+                "archive is larger than the configured limits allow".to_string(),
+            ),
+            (
+                "after the tar's end",
+                [compress(&policy), compressed_zeros(compress, 256)].concat(),
+                format!(
+                    "more than {} bytes follow the end of the tar archive",
+                    1 << 20
+                ),
+            ),
+        ] {
+            assert!(
+                bytes.len() < 1 << 20,
+                "{name}, {shape}: {} bytes",
+                bytes.len()
+            );
+            let (_temporary, source) = archive(&bytes);
+            let started = Instant::now();
+            let rejection = refusal(&source, &limits);
+            assert_eq!(rejection.reason, reason, "{name}, {shape}");
+            assert_eq!(rejection.path, None, "{name}, {shape}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name}, {shape}: refusing the bomb took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
+
 // --- Damaged archives ----------------------------------------------------------------
 
 fn archive_refusal(bytes: &[u8]) -> Rejection {
@@ -633,20 +718,91 @@ fn a_plain_tar_cut_at_an_entry_boundary_is_accepted_without_the_files_after_the_
 }
 
 #[test]
-fn a_tar_gz_whose_gzip_trailer_is_cut_or_damaged_is_accepted() {
+fn a_tar_gz_whose_gzip_trailer_is_cut_or_damaged_is_refused() {
     let tar = tar_bytes(&[file("promises.cf", &common::noise(4096, 6), 0o644)]);
     let compressed = gzip(&tar);
+    // The tar's end-of-archive block comes before the gzip trailer (CRC-32 and length):
+    // the reader goes on to the stream's end, so that the trailer is checked too.
+    let rejection = archive_refusal(&compressed[..compressed.len() - 4]);
+    assert_eq!(rejection.reason, "the archive is truncated");
     let mut damaged_crc = compressed.clone();
     let crc_at = compressed.len() - 8;
     damaged_crc[crc_at] ^= 0xff;
-    // FIXME: the reader stops at the tar end-of-archive blocks and never reads the rest
-    // of the gzip stream, so its trailer (CRC-32 and length) is never checked: a tar.gz
-    // cut inside its trailer, or whose CRC does not match the data, is accepted. This
-    // asserts today's behaviour; it should be refused as truncated, or as not valid gzip.
-    for bytes in [&compressed[..compressed.len() - 8], &damaged_crc[..]] {
-        let (_temporary, source) = archive(bytes);
-        let (items, _) = read(&source, &limits()).unwrap();
-        assert_eq!(describe(&items), "promises.cf (4096 bytes)");
+    let rejection = archive_refusal(&damaged_crc);
+    assert_eq!(
+        rejection.reason,
+        "not a valid gzip stream: corrupt gzip stream does not have a matching checksum"
+    );
+}
+
+#[test]
+fn a_truncated_tar_bz2_is_refused_as_truncated() {
+    let tar = tar_bytes(&[
+        file("promises.cf", b"p", 0o644),
+        file("lib/big.dat", &common::noise(64 << 10, 7), 0o644),
+    ]);
+    let compressed = bzip2(&tar);
+    // Inside the header, the first block, the tar's end and the stream's end-of-stream
+    // marker and checksum (its last 10 bytes, read only after the tar's end).
+    for cut in [
+        3,
+        20,
+        compressed.len() / 4,
+        compressed.len() / 2,
+        compressed.len() * 3 / 4,
+        compressed.len() - 8,
+        compressed.len() - 1,
+    ] {
+        let rejection = archive_refusal(&compressed[..cut]);
+        assert_eq!(rejection.reason, "the archive is truncated", "cut at {cut}");
+    }
+    // A later stream cut short is as truncated as the first.
+    let in_streams = bzip2_streams(&tar, 2);
+    let rejection = archive_refusal(&in_streams[..in_streams.len() - 1]);
+    assert_eq!(rejection.reason, "the archive is truncated");
+}
+
+#[test]
+fn a_damaged_tar_bz2_is_refused_as_not_valid_bzip2() {
+    let tar = tar_bytes(&[file("promises.cf", &common::noise(4096, 8), 0o644)]);
+    let compressed = bzip2(&tar);
+    let corrupt = "not a valid bzip2 stream: the compressed data is corrupt";
+    let no_magic = "not a valid bzip2 stream: no bzip2 magic where a stream should start";
+    // Every bit of the byte: the stream ends on a bit, not a byte, so its last byte holds
+    // the CRC's last bits and up to 7 bits of padding that nothing checks.
+    let flipped = |at: usize| {
+        let mut bytes = compressed.clone();
+        bytes[at] ^= 0xff;
+        bytes
+    };
+    let mut after_garbage = compressed.clone();
+    after_garbage.extend_from_slice(b"not another stream");
+    let cases: &[(&str, Vec<u8>, &str)] = &[
+        // "BZh", a block size, a block's magic, then its CRC: the data decodes, the CRC
+        // does not match it.
+        ("the first block's CRC", flipped(10), corrupt),
+        (
+            "the stream's CRC, after the tar's end",
+            flipped(compressed.len() - 1),
+            corrupt,
+        ),
+        ("the block's coding tables", flipped(40), corrupt),
+        ("a block size that is no digit", flipped(3), no_magic),
+        (
+            "garbage after the magic",
+            [b"BZh9".as_slice(), &common::noise(4096, 9)].concat(),
+            corrupt,
+        ),
+        ("garbage after the stream's end", after_garbage, no_magic),
+    ];
+    for (case, bytes, reason) in cases {
+        let rejection = archive_refusal(bytes);
+        assert_eq!(rejection.reason, *reason, "{case}");
+        assert_eq!(
+            rejection.to_string(),
+            format!("rejected by the source check: {reason}"),
+            "{case}"
+        );
     }
 }
 

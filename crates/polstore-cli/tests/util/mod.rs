@@ -905,8 +905,9 @@ pub fn assert_ingest_refused_with(
 
 /// Writes a tar archive at `path` with python3's tarfile module. Each entry is a JSON
 /// object: `{"name", "kind": "file"|"dir"|"symlink"|"hardlink"|"char"|"fifo"|"zeros",
-/// "data", "mode", "target", "size"}`; `gzip` compresses it (level 1).
-pub fn python_tar(path: &Path, entries: Value, gzip: bool) {
+/// "data", "mode", "target", "size"}`. A name ending in `.gz` or `.bz2` compresses it
+/// with gzip or bzip2 (level 1).
+pub fn python_tar(path: &Path, entries: Value) {
     const SCRIPT: &str = r#"
 import io, json, sys, tarfile
 
@@ -921,12 +922,13 @@ class Zeros(io.RawIOBase):
         self.left -= count
         return count
 
-path, spec, gzip = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1"
+path, spec = sys.argv[1], json.loads(sys.argv[2])
+compression = path.rsplit(".", 1)[-1] if path.endswith((".gz", ".bz2")) else ""
 kinds = {"file": tarfile.REGTYPE, "zeros": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
          "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE,
          "fifo": tarfile.FIFOTYPE}
-options = {"compresslevel": 1} if gzip else {}
-with tarfile.open(path, "w:gz" if gzip else "w", format=tarfile.GNU_FORMAT, **options) as archive:
+options = {"compresslevel": 1} if compression else {}
+with tarfile.open(path, "w:" + compression, format=tarfile.GNU_FORMAT, **options) as archive:
     for entry in spec:
         info = tarfile.TarInfo(entry["name"])
         info.type = kinds[entry["kind"]]
@@ -944,16 +946,7 @@ with tarfile.open(path, "w:gz" if gzip else "w", format=tarfile.GNU_FORMAT, **op
         else:
             archive.addfile(info)
 "#;
-    tool(
-        "python3",
-        &[
-            "-c",
-            SCRIPT,
-            s(path),
-            &entries.to_string(),
-            if gzip { "1" } else { "0" },
-        ],
-    );
+    tool("python3", &["-c", SCRIPT, s(path), &entries.to_string()]);
 }
 
 /// Takes away every mount under `root` (the read-only mounts of stores a test made), so

@@ -1,11 +1,11 @@
 //! Reads a candidate policy tree from wherever a transport dropped it: a directory, a tar
-//! archive (plain or gzip), or a tar stream on standard input.
+//! archive (plain, gzip or bzip2), or a tar stream on standard input.
 //!
 //! Everything read here is hostile. Each file passes one gate, [`Admission`], that checks
 //! its name, type, mode and the limits before a byte of it is kept; a refusal names the
 //! entry and the rule. Nothing here writes anywhere: files go to the caller's sink.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -19,15 +19,17 @@ use crate::format::manifest::{self, MANIFEST_BYTES_MAX};
 use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::Stamp;
 use crate::format::signify::KEY_FILE_BYTES_MAX;
+use crate::format::text;
 use crate::fs::read;
 
 /// Where a candidate comes from.
 #[derive(Clone, Debug)]
 pub enum Source {
     Directory(PathBuf),
-    /// A `.tar` or `.tar.gz` file; the compression is told by its first bytes, not its name.
+    /// A `.tar`, `.tar.gz` or `.tar.bz2` file; the compression is told by its first bytes,
+    /// not its name.
     Archive(PathBuf),
-    /// A tar stream (plain or gzip) on standard input.
+    /// A tar stream (plain, gzip or bzip2) on standard input.
     Stdin,
 }
 
@@ -226,8 +228,8 @@ pub fn read(
     read_with(source, limits, None, sink)
 }
 
-/// Reads a tar stream (plain or gzip) from memory under `limits`: what `ingest -` does with
-/// standard input. For the fuzz targets and their corpus tests.
+/// Reads a tar stream (plain, gzip or bzip2) from memory under `limits`: what `ingest -`
+/// does with standard input. For the fuzz targets and their corpus tests.
 pub fn read_archive_bytes(
     bytes: &[u8],
     limits: &LimitsConfig,
@@ -573,16 +575,44 @@ fn read_regular(path: &Path, expected: &fs::Metadata, limit: u64, shown: &str) -
     Ok(content)
 }
 
+/// The compression of an archive, told by its first bytes (its magic), never by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Bzip2,
+}
+
+impl Compression {
+    fn of(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(b"BZh") {
+            Compression::Bzip2
+        } else {
+            Compression::None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "tar",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+        }
+    }
+}
+
 /// What happened to the byte stream under the tar reader, so that its errors are told
-/// apart by what happened rather than by the words of the tar or gzip crate.
-#[derive(Clone, Copy, Debug, Default)]
+/// apart by what happened rather than by the words of the tar, gzip or bzip2 crate.
+#[derive(Debug, Default)]
 struct StreamState {
     /// The stream ended (the input, or the decompressed data).
     ended: bool,
     /// More bytes than the limits can ever need.
     too_large: bool,
-    /// The decompressor refused the input.
-    decompression_failed: bool,
+    /// The decompressor refused its input: what was wrong with it, on one bounded line.
+    damage: Option<String>,
 }
 
 /// Stops a decompressor or a lying archive from feeding more bytes than the limits can
@@ -590,17 +620,16 @@ struct StreamState {
 struct CappedReader<R> {
     inner: R,
     remaining: u64,
-    state: Rc<Cell<StreamState>>,
-    /// `inner` is a decompressor: its errors are about the compressed data.
-    decompresses: bool,
+    state: Rc<RefCell<StreamState>>,
+    /// What `inner` decompresses, if anything: its errors are then about the compressed
+    /// data.
+    compression: Compression,
 }
 
 impl<R: Read> Read for CappedReader<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let mut state = self.state.get();
         if self.remaining == 0 {
-            state.too_large = true;
-            self.state.set(state);
+            self.state.borrow_mut().too_large = true;
             return Err(io::Error::new(
                 io::ErrorKind::FileTooLarge,
                 ARCHIVE_TOO_LARGE,
@@ -611,8 +640,7 @@ impl<R: Read> Read for CappedReader<R> {
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         match self.inner.read(&mut buffer[..allowed]) {
             Ok(0) if !buffer.is_empty() => {
-                state.ended = true;
-                self.state.set(state);
+                self.state.borrow_mut().ended = true;
                 Ok(0)
             }
             Ok(count) => {
@@ -621,18 +649,31 @@ impl<R: Read> Read for CappedReader<R> {
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Err(error),
             Err(error) => {
-                // A compressed stream cut short is a truncated archive; any other error of
-                // a decompressor is about its input. The plain input's own I/O errors are
-                // neither.
+                // A compressed stream cut short is a truncated archive (both decoders say
+                // UnexpectedEof); any other error of a decompressor is about its input. The
+                // plain input's own I/O errors are neither.
+                let mut state = self.state.borrow_mut();
                 if error.kind() == io::ErrorKind::UnexpectedEof {
                     state.ended = true;
-                } else {
-                    state.decompression_failed = self.decompresses;
+                } else if self.compression != Compression::None {
+                    state.damage = Some(damage(&error));
                 }
-                self.state.set(state);
                 Err(error)
             }
         }
+    }
+}
+
+/// What a decompressor's error says was wrong with its input: bzip2's typed errors in our
+/// words, gzip's (flate2's are not typed) in flate2's, on one bounded line.
+fn damage(error: &io::Error) -> String {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<bzip2::Error>())
+    {
+        Some(bzip2::Error::Data) => "the compressed data is corrupt".to_string(),
+        Some(bzip2::Error::DataMagic) => "no bzip2 magic where a stream should start".to_string(),
+        _ => text::one_line(&error.to_string(), text::QUOTED_CHARS_MAX),
     }
 }
 
@@ -640,6 +681,10 @@ const ARCHIVE_TOO_LARGE: &str = "archive is larger than the configured limits al
 const ARCHIVE_TRUNCATED: &str = "the archive is truncated";
 /// Tar spends at most a header block, a long-name block pair and padding per entry.
 const ARCHIVE_BYTES_PER_ENTRY_MAX: u64 = 4 * 512 + 2 * 4096;
+/// What a compressed archive may hold after the tar's first end-of-archive block: a tar
+/// writer pads its end to a whole record (10 KiB by default), and nothing else belongs
+/// there.
+const ARCHIVE_END_PADDING_BYTES_MAX: u64 = 1 << 20;
 
 fn read_archive(
     mut input: impl io::BufRead,
@@ -647,6 +692,7 @@ fn read_archive(
     sink: &mut dyn FnMut(Item) -> Result<()>,
 ) -> Result<()> {
     let limits = admission.limits;
+    // Decompressed bytes count here, against the same cap, whatever the compression.
     let cap = limits
         .tree_bytes_max
         .saturating_add((limits.files_max as u64 + 64).saturating_mul(ARCHIVE_BYTES_PER_ENTRY_MAX))
@@ -657,31 +703,32 @@ fn read_archive(
     if magic.is_empty() {
         return Err(reject(None, "the source is empty"));
     }
-    let gzip = magic.starts_with(&[0x1f, 0x8b]);
-    let state = Rc::new(Cell::new(StreamState::default()));
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(CappedReader {
-            inner: flate2::bufread::MultiGzDecoder::new(input),
-            remaining: cap,
-            state: Rc::clone(&state),
-            decompresses: true,
-        })
-    } else {
-        Box::new(CappedReader {
-            inner: input,
-            remaining: cap,
-            state: Rc::clone(&state),
-            decompresses: false,
-        })
+    let compression = Compression::of(magic);
+    let state = Rc::new(RefCell::new(StreamState::default()));
+    // Both decoders read every stream of a concatenation (as `pbzip2` and `cat a.gz b.gz`
+    // write), and each stream must be whole: a cut one is truncated, anything else after
+    // a stream's end is damage.
+    let inner: Box<dyn Read + '_> = match compression {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        Compression::None => Box::new(input),
+    };
+    let reader = CappedReader {
+        inner,
+        remaining: cap,
+        state: Rc::clone(&state),
+        compression,
     };
     let mut archive = tar::Archive::new(reader);
     let archive_error = |error: io::Error| -> Error {
-        let text = error.to_string();
-        let stream = state.get();
+        let stream = state.borrow();
         if stream.too_large {
             reject(None, ARCHIVE_TOO_LARGE)
-        } else if stream.decompression_failed {
-            reject(None, format!("not a valid gzip stream: {text}"))
+        } else if let Some(damage) = &stream.damage {
+            reject(
+                None,
+                format!("not a valid {} stream: {damage}", compression.name()),
+            )
         } else if stream.ended || error.kind() == io::ErrorKind::UnexpectedEof {
             reject(None, ARCHIVE_TRUNCATED)
         } else {
@@ -690,7 +737,7 @@ fn read_archive(
                 None,
                 format!(
                     "not a valid tar archive: {}",
-                    policy_path::display(text.as_bytes())
+                    policy_path::display(error.to_string().as_bytes())
                 ),
             )
         }
@@ -790,6 +837,22 @@ fn read_archive(
             "the archive ends with an extension header that describes no entry",
         ));
     }
+    // The tar reader stops at the first end-of-archive block. Behind it, a compressed
+    // stream still holds the tar's padding and its own end: gzip's CRC-32 and length,
+    // bzip2's last block and checksums. It is read to its end, bounded, so that a stream
+    // cut or damaged there is refused like one cut or damaged earlier.
+    if compression != Compression::None {
+        let mut rest = archive.into_inner().take(ARCHIVE_END_PADDING_BYTES_MAX + 1);
+        let count = io::copy(&mut rest, &mut io::sink()).map_err(archive_error)?;
+        if count > ARCHIVE_END_PADDING_BYTES_MAX {
+            return Err(reject(
+                None,
+                format!(
+                    "more than {ARCHIVE_END_PADDING_BYTES_MAX} bytes follow the end of the tar archive"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -880,4 +943,65 @@ fn read_entry(
         return Err(reject(Some(shown), format!("is larger than {limit} bytes")));
     }
     Ok(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compression_is_told_by_the_first_bytes() {
+        assert_eq!(Compression::of(b"\x1f\x8b\x08\0"), Compression::Gzip);
+        assert_eq!(Compression::of(b"BZh91AY&SY"), Compression::Bzip2);
+        assert_eq!(Compression::of(b"promises.cf\0\0\0"), Compression::None);
+        assert_eq!(Compression::of(b"BZ"), Compression::None);
+    }
+
+    /// What a [`CappedReader`] over a reader failing with `error` records of the stream.
+    fn state_after(error: io::Error, compression: Compression) -> StreamState {
+        struct Failing(Option<io::Error>);
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(self.0.take().expect("read once"))
+            }
+        }
+        let state = Rc::new(RefCell::new(StreamState::default()));
+        let mut reader = CappedReader {
+            inner: Failing(Some(error)),
+            remaining: 1 << 20,
+            state: Rc::clone(&state),
+            compression,
+        };
+        reader.read(&mut [0; 512]).unwrap_err();
+        state.take()
+    }
+
+    #[test]
+    fn a_decoder_s_errors_are_told_by_their_kind_and_type_never_their_words() {
+        let cut = || io::Error::new(io::ErrorKind::UnexpectedEof, "whatever the words");
+        for compression in [Compression::Gzip, Compression::Bzip2, Compression::None] {
+            let state = state_after(cut(), compression);
+            assert!(state.ended && state.damage.is_none(), "{compression:?}");
+        }
+        let cases = [
+            (bzip2::Error::Data, "the compressed data is corrupt"),
+            (
+                bzip2::Error::DataMagic,
+                "no bzip2 magic where a stream should start",
+            ),
+        ];
+        for (error, words) in cases {
+            let error = io::Error::new(io::ErrorKind::InvalidInput, error);
+            let state = state_after(error, Compression::Bzip2);
+            assert_eq!(state.damage.as_deref(), Some(words));
+            assert!(!state.ended);
+        }
+        // flate2's errors carry only words: quoted on one bounded line.
+        let error = io::Error::new(io::ErrorKind::InvalidInput, "corrupt\n\x1b[2J stream");
+        let state = state_after(error, Compression::Gzip);
+        assert_eq!(state.damage.as_deref(), Some("corrupt\\n\\e[2J stream"));
+        // The plain input's own I/O errors are no damage to a compressed stream.
+        let state = state_after(io::Error::other("disk error"), Compression::None);
+        assert!(!state.ended && state.damage.is_none());
+    }
 }

@@ -1,5 +1,5 @@
-//! The drop place: a directory, tarball or `.tar.gz` that any transport fills, and the fetch
-//! command that fills it (`[fetch]` in `polstore.toml`).
+//! The drop place: a directory, tarball, `.tar.gz` or `.tar.bz2` that any transport fills,
+//! and the fetch command that fills it (`[fetch]` in `polstore.toml`).
 
 use std::collections::HashSet;
 use std::fs;
