@@ -94,9 +94,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The path the agent reads its policy from (e.g. /var/cfengine/inputs). polstore makes
-    /// it a symlink to the active generation.
-    #[arg(long, value_name = "PATH")]
-    pub view: PathBuf,
+    /// it a symlink to the active generation. Several views, NAME=PATH each, repeated
+    /// (e.g. --view inputs=/var/rudder/cfengine-community/inputs --view
+    /// ncf=/var/rudder/ncf/common): each shows the top-level directory NAME of every
+    /// generation, and all switch together.
+    #[arg(long, value_name = "PATH|NAME=PATH", required = true)]
+    pub view: Vec<String>,
     /// A signify public key whose signatures are trusted. Repeat for several. Without any,
     /// the store accepts unsigned policy (trust.require_signature = false).
     #[arg(long = "trust", value_name = "PUBKEY")]

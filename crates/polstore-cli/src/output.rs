@@ -70,6 +70,10 @@ pub struct StatusJson {
     pub view_target: Option<String>,
     /// What is at the view when it is not a symlink: "directory", "missing", ...
     pub view_type: Option<&'static str>,
+    /// Every view (`view`, `view_target` and `view_type` repeat the first).
+    pub views: Vec<ViewJson>,
+    /// Where `STORE/active`, the one switch every view resolves through, points.
+    pub active_link: Option<String>,
     pub view_protection: ProtectionJson,
     pub active: Option<GenerationJson>,
     pub serial_max: u64,
@@ -78,6 +82,18 @@ pub struct StatusJson {
     pub last_verify: Option<HealthJson>,
     pub last_update: Option<HealthJson>,
     pub warnings: Vec<String>,
+}
+
+/// One view in `status --json`.
+#[derive(Serialize)]
+pub struct ViewJson {
+    /// Its name in `[views]`; null for the one view of `view = PATH`.
+    pub name: Option<String>,
+    pub path: String,
+    pub target: Option<String>,
+    /// What is at the view when it is not a symlink: "directory", "missing", ...
+    #[serde(rename = "type")]
+    pub kind: Option<&'static str>,
 }
 
 /// Whether writes through the view reach the store.

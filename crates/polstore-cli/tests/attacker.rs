@@ -766,7 +766,7 @@ fn a_rebuild_does_not_take_back_a_planted_generation_that_calls_itself_adopted()
         "{out:#?}"
     );
     assert_eq!(node.active_generation(), Some(1));
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     let generations: Vec<u64> = node
         .list()
         .iter()
@@ -855,9 +855,9 @@ fn a_directory_at_the_view_s_temporary_name_wedges_nothing_and_is_left_alone() {
     fs::create_dir(&temporary).unwrap();
     fs::write(temporary.join("someone's"), "keep\n").unwrap();
     node.ingest(&candidate(&node, 2)).success();
-    assert_eq!(node.view_target(), Some(node.view_path(2)));
+    assert_eq!(node.viewed_generation(), Some(2));
     node.run(&["rollback"]).success();
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     assert_eq!(
         fs::read_to_string(temporary.join("someone's")).unwrap(),
         "keep\n"
@@ -1059,7 +1059,7 @@ fn the_automatic_rollback_never_activates_a_tampered_generation() {
         out.stderr
     );
     assert_eq!(node.active_generation(), Some(2));
-    assert_eq!(node.view_target(), Some(node.view_path(2)));
+    assert_eq!(node.viewed_generation(), Some(2));
     assert!(
         node.status()["warnings"]
             .as_array()

@@ -317,16 +317,27 @@ fn a_format_1_store_is_read_verified_and_extended() {
         .collect();
     assert_eq!(checked, expected);
 
-    // The first writer points the view through `readonly/` and mounts it.
+    // The first writer makes `STORE/active`, the one switch, and points the view through
+    // it for good.
     let out = node.run(&["gc"]).success();
-    assert!(
-        out.stderr.contains(&format!(
-            "polstore: recovery: pointed the view {} at generation {ACTIVE}\n",
-            s(&node.view)
-        )),
-        "{out:#?}"
+    for note in [
+        format!(
+            "polstore: recovery: pointed {} at generation {ACTIVE}\n",
+            s(&node.store.join("active"))
+        ),
+        format!(
+            "polstore: recovery: pointed the view {} at {}\n",
+            s(&node.view),
+            s(&node.store.join("readonly/active"))
+        ),
+    ] {
+        assert!(out.stderr.contains(&note), "{note}{out:#?}");
+    }
+    assert_eq!(
+        fs::read_link(&node.view).unwrap(),
+        node.store.join("readonly/active")
     );
-    assert_eq!(node.view_target(), Some(node.view_path(ACTIVE)));
+    assert_eq!(node.viewed_generation(), Some(ACTIVE));
 
     // ingest: the serial floor read from the old state record refuses a replay of the
     // highest serial; the next serial, signed by the fixture's key, becomes generation 6.
@@ -360,7 +371,7 @@ fn a_format_1_store_is_read_verified_and_extended() {
             .starts_with("generation 6 active: serial 5, 3 files"),
         "{out:#?}"
     );
-    assert_eq!(node.view_target(), Some(node.view_path(6)));
+    assert_eq!(node.viewed_generation(), Some(6));
     let view = tree_content(&node.view);
     let expected: Vec<(&str, u32, &[u8])> = vec![
         ("bin/hello.sh", 0o755, HELLO.as_bytes()),

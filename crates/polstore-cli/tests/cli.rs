@@ -96,10 +96,13 @@ fn full_happy_path() {
     assert_eq!(status["active"]["serial"], 2);
     assert_eq!(status["active"]["root"], s(&node.generation_tree(2)));
     assert_eq!(status["view"], s(&node.view));
-    assert_eq!(status["view_target"], s(&node.view_path(2)));
+    assert_eq!(status["view_target"], s(&node.view_fixed_target()));
+    assert_eq!(status["active_link"], "generations/2/tree");
+    assert_eq!(status["views"][0]["path"], s(&node.view));
+    assert_eq!(status["views"][0]["name"], serde_json::Value::Null);
     assert_eq!(status["serial_max"], 2);
     assert_eq!(status["warnings"], Value::Array(vec![]));
-    assert_eq!(node.view_target().unwrap(), node.view_path(2));
+    assert_eq!(node.viewed_generation().unwrap(), 2);
     assert_eq!(tree_content(&node.view), policy_files(&gen2));
 
     let out = node.run(&["diff", "1", "2"]).success();
@@ -112,7 +115,7 @@ fn full_happy_path() {
     let out = node.run(&["rollback"]).success();
     assert_eq!(out.stdout, "generation 1 active (serial 1), was 2\n");
     assert_eq!(node.active_generation(), Some(1));
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
     assert_eq!(tree_content(&node.view), policy_files(&gen1));
     // A rollback does not reopen the door to replays.
     assert_eq!(node.status()["serial_max"], 2);
@@ -120,7 +123,7 @@ fn full_happy_path() {
     let out = node.run(&["rollback", "2"]).success();
     assert_eq!(out.stdout, "generation 2 active (serial 2), was 1\n");
     assert_eq!(node.active_generation(), Some(2));
-    assert_eq!(node.view_target().unwrap(), node.view_path(2));
+    assert_eq!(node.viewed_generation().unwrap(), 2);
     assert_eq!(tree_content(&node.view), policy_files(&gen2));
 
     // A third generation adds, removes and re-modes files.
@@ -523,7 +526,7 @@ fn init_refuses_an_existing_view_directory_unless_adopting_it() {
             .file_type()
             .is_symlink()
     );
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
     assert_eq!(tree_content(&node.view), original);
     let list = node.list();
     assert_eq!(list.len(), 1);
@@ -587,7 +590,7 @@ fn init_on_a_fresh_node_s_empty_inputs_adopts_nothing_and_the_first_ingest_repla
         assert!(node.log().is_empty());
 
         node.ingest(&node.serial_tree("gen1", 1)).success();
-        assert_eq!(node.view_target().unwrap(), node.view_path(1));
+        assert_eq!(node.viewed_generation().unwrap(), 1);
         assert_eq!(node.list()[0]["origin"], "ingested");
         node.run(&["verify"]).success();
     }
@@ -620,7 +623,7 @@ fn adopt_with_nothing_to_adopt_makes_a_store_the_first_ingest_fills() {
     assert!(node.list().is_empty());
     assert!(!node.store.join("adopting").exists());
     node.ingest(&node.serial_tree("gen1", 1)).success();
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
     assert_eq!(node.list()[0]["origin"], "ingested");
 }
 
@@ -807,13 +810,13 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
         "{}",
         out.stderr
     );
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
     // An empty directory in its place (cf-agent makes inputs again when it is missing)
     // holds nothing to lose: the next writer replaces it.
     fs::remove_file(&node.view).unwrap();
     fs::create_dir(&node.view).unwrap();
     node.run(&["gc"]).success();
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
     // Someone put a directory with something in it in its place: polstore does not touch
     // it, and says what it is.
     fs::remove_file(&node.view).unwrap();
@@ -847,7 +850,7 @@ fn status_reports_a_view_that_went_missing_and_the_next_writer_repairs_it() {
     // Once it is moved away, the next writer restores the view.
     fs::remove_dir_all(&node.view).unwrap();
     node.run(&["gc"]).success();
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
 }
 
 #[test]
@@ -904,7 +907,7 @@ fn failing_agent_run_rolls_back() {
     );
     // The view points back at generation 1, as before.
     assert_eq!(node.snapshot(), before);
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
 
     let list = node.list();
     assert_eq!(list.len(), 2);
@@ -964,7 +967,7 @@ fn an_agent_run_that_falls_back_to_failsafe_fails_and_is_rolled_back() {
     // cf-agent did go to failsafe: it wrote failsafe.cf into its inputs directory.
     assert!(failsafe.exists(), "cf-agent never ran failsafe.cf");
     assert_eq!(node.snapshot(), before);
-    assert_eq!(node.view_target().unwrap(), node.view_path(1));
+    assert_eq!(node.viewed_generation().unwrap(), 1);
     let list = node.list();
     assert_eq!(list[1]["generation"], 2);
     assert_eq!(list[1]["state"], "failed");
@@ -1096,7 +1099,7 @@ fn cfengine_programs_named_bare_run_from_the_first_bin_dir_that_holds_them() {
         )
     );
     assert_eq!(node.active_generation(), Some(2));
-    assert_eq!(node.view_target().unwrap(), node.view_path(2));
+    assert_eq!(node.viewed_generation().unwrap(), 2);
     assert_eq!(node.generations(), vec![1, 2]);
 }
 
@@ -1124,7 +1127,7 @@ fn failing_agent_run_without_confirm_stays_active() {
         out.stdout
     );
     assert_eq!(node.active_generation(), Some(2));
-    assert_eq!(node.view_target().unwrap(), node.view_path(2));
+    assert_eq!(node.viewed_generation().unwrap(), 2);
     assert_eq!(node.list()[1]["state"], "good");
 }
 
@@ -1226,7 +1229,7 @@ fn the_first_ingest_replaces_an_empty_inputs_directory_and_refuses_a_full_one() 
     fs::remove_file(node.view.join("promises.cf")).unwrap();
     let out = node.ingest(&tree).success();
     assert!(out.stdout.starts_with("generation 1 active"), "{out:#?}");
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     assert_eq!(
         fs::read_to_string(node.view.join("promises.cf")).unwrap(),
         POLICY

@@ -47,7 +47,7 @@ fn recovered(node: &Node, allowed: &[u64]) -> u64 {
         allowed.contains(&active),
         "generation {active} active, expected one of {allowed:?}"
     );
-    assert_eq!(node.view_target(), Some(node.view_path(active)));
+    assert_eq!(node.viewed_generation(), Some(active));
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(active));
     assert_eq!(node.staging_leftovers(), Vec::<String>::new());
     active
@@ -361,7 +361,7 @@ fn finishing_an_adoption_keeps_a_directory_changed_since_the_commit() {
     fs::write(node.view.join("new-since.cf"), "# added after the commit\n").unwrap();
     node.configure_for_tests();
     node.run(&["gc"]).success();
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     let kept: Vec<_> = fs::read_dir(node.view.parent().unwrap())
         .unwrap()
         .map(|entry| entry.unwrap().path())

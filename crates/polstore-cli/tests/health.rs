@@ -84,7 +84,7 @@ fn assert_repaired(node: &Node) -> Out {
         "{again:#?}"
     );
     let active = node.active_generation().expect("a generation is active");
-    assert_eq!(node.view_target(), Some(node.view_path(active)));
+    assert_eq!(node.viewed_generation(), Some(active));
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(active));
     out
 }
@@ -221,7 +221,7 @@ fn a_view_pointed_elsewhere_is_pointed_back() {
     std::os::unix::fs::symlink(node.generation_tree(1), &node.view).unwrap();
     assert_detected(&node, None, "points at");
     assert_repaired(&node);
-    assert_eq!(node.view_target(), Some(node.view_path(2)));
+    assert_eq!(node.viewed_generation(), Some(2));
 }
 
 #[test]
@@ -754,7 +754,7 @@ fn a_database_rebuild_refuses_when_no_manifest_verifies_against_the_trusted_keys
         "{out:#?}"
     );
     assert_eq!(generation_dirs(&node), [1, 2], "nothing was removed");
-    assert_eq!(node.view_target(), Some(node.view_path(2)));
+    assert_eq!(node.viewed_generation(), Some(2));
 }
 
 #[test]

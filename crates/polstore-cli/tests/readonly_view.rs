@@ -51,7 +51,7 @@ fn no_write_through_the_view_reaches_any_generation() {
         return;
     }
     let node = node_with_two_generations();
-    assert_eq!(node.view_target(), Some(node.view_path(2)));
+    assert_eq!(node.viewed_generation(), Some(2));
     let before = tree_content(&node.generation_tree(1));
     let active_before = tree_content(&node.generation_tree(2));
     let view = &node.view;
@@ -112,7 +112,7 @@ fn status_says_when_the_mount_is_missing_and_mount_puts_it_back() {
     );
     // As after a reboot: the view still shows the active generation, through the
     // fallback symlink, but writes reach the store.
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     assert_eq!(
         fs::read_to_string(node.view.join("promises.cf")).unwrap(),
         POLICY
@@ -236,7 +236,7 @@ fn without_the_privilege_to_mount_the_view_works_writable_and_every_command_says
         "{out:#?}"
     );
     // The view works, through the fallback symlink, and it is writable.
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     assert_eq!(
         fs::read_to_string(node.view.join("promises.cf")).unwrap(),
         POLICY
@@ -326,8 +326,9 @@ fn verify_names_the_cfengine_writers_it_recognises_and_repair_undoes_them() {
     }
     assert!(
         out.stdout.contains(&format!(
-            "DAMAGED  the view {} is a directory, not polstore's symlink to generation 1 (something copied policy into it); {} is there: CFEngine's move_obstructions moved the view aside\n",
+            "DAMAGED  the view {} is a directory, not polstore's symlink to {} (something copied policy into it); {} is there: CFEngine's move_obstructions moved the view aside\n",
             s(view),
+            s(&node.view_fixed_target()),
             s(&moved)
         )),
         "{}",
@@ -339,7 +340,7 @@ fn verify_names_the_cfengine_writers_it_recognises_and_repair_undoes_them() {
 
     let out = node.run(&["verify", "--repair"]).success();
     assert!(out.stdout.contains("REPAIRED mounted"), "{}", out.stdout);
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     node.run(&["verify"]).success();
     assert!(
         !node
@@ -392,7 +393,7 @@ fn a_store_made_before_the_read_only_view_keeps_working_until_a_writer_upgrades_
     }
     // The first writer points the view through readonly/.
     node.run(&["gc"]).success();
-    assert_eq!(node.view_target(), Some(node.view_path(1)));
+    assert_eq!(node.viewed_generation(), Some(1));
     node.run(&["verify"]).success();
 }
 

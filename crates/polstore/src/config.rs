@@ -11,13 +11,42 @@ use crate::format::manifest::ManifestLimits;
 use crate::format::policy_path::PathLimits;
 
 pub const CONFIG_FILE_NAME: &str = "polstore.toml";
+/// How many views a `[views]` table may name.
+pub const VIEWS_MAX: usize = 16;
+/// How long a view's name may be, in bytes.
+pub const VIEW_NAME_BYTES_MAX: usize = 64;
+
+/// One path the agent reads policy from: a symlink polstore puts there once, resolving
+/// through `STORE/active` (store-format.md § Views).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// `None` for the one view of `view = PATH`, which shows the whole tree; `Some(NAME)`
+    /// for a view of `[views]`, which shows the tree's top-level directory NAME.
+    pub name: Option<String>,
+    pub path: PathBuf,
+}
+
+/// Whether `name` is a view name: 1 to [`VIEW_NAME_BYTES_MAX`] bytes of `[a-z0-9_-]`.
+pub fn is_view_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= VIEW_NAME_BYTES_MAX
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-'
+        })
+}
 const CONFIG_BYTES_MAX: u64 = 1 << 20;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The symlink the agent reads; polstore points it at the active generation.
-    pub view: PathBuf,
+    /// The one view: the symlink the agent reads, resolving to the active generation's
+    /// tree. Exactly one of `view` and `views` is set; callers use [`Config::views`].
+    #[serde(default)]
+    view: Option<PathBuf>,
+    /// Several views, NAME = PATH: each shows the top-level directory NAME of the active
+    /// generation's tree, and all switch together (store-format.md § Views).
+    #[serde(default)]
+    views: Option<std::collections::BTreeMap<String, PathBuf>>,
     /// Whether the view reads the generations through a read-only bind mount, so that
     /// nothing (the agent, root) writes into a generation through it. Needs the privilege to
     /// mount; without it polstore falls back to a writable view and says so.
@@ -340,10 +369,36 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if !self.view.is_absolute() {
-            return Err(format!("view {:?} must be an absolute path", self.view));
+    /// The views, whichever form the configuration uses: one unnamed view, or the named
+    /// ones in name order.
+    pub fn views(&self) -> Vec<View> {
+        match (&self.view, &self.views) {
+            (Some(path), _) => vec![View {
+                name: None,
+                path: path.clone(),
+            }],
+            (None, Some(views)) => views
+                .iter()
+                .map(|(name, path)| View {
+                    name: Some(name.clone()),
+                    path: path.clone(),
+                })
+                .collect(),
+            // validate() refuses a configuration without either.
+            (None, None) => Vec::new(),
         }
+    }
+
+    /// The view names of a several-view store (the top-level directories every candidate
+    /// has, and only those), or `None` for a one-view store.
+    pub fn view_names(&self) -> Option<Vec<String>> {
+        self.views
+            .as_ref()
+            .map(|views| views.keys().cloned().collect())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        validate_views(self.view.as_deref(), self.views.as_ref())?;
         if let Some(drop) = &self.fetch.drop
             && !drop.is_absolute()
         {
@@ -463,21 +518,101 @@ impl LimitsConfig {
     }
 }
 
+/// Refuses views that are not exactly one of `view` and `[views]`, a bad name, more than
+/// [`VIEWS_MAX`], a relative path, or two paths where one is the other or inside it.
+fn validate_views(
+    view: Option<&Path>,
+    views: Option<&std::collections::BTreeMap<String, PathBuf>>,
+) -> Result<(), String> {
+    let paths: Vec<(String, &Path)> = match (view, views) {
+        (Some(_), Some(_)) => {
+            return Err("both view and [views] are set: use one of them".into());
+        }
+        (None, None) => {
+            return Err("neither view nor [views] is set: say where the agent reads".into());
+        }
+        (Some(path), None) => vec![("view".into(), path)],
+        (None, Some(views)) => {
+            if views.is_empty() {
+                return Err("[views] names no view".into());
+            }
+            if views.len() > VIEWS_MAX {
+                return Err(format!(
+                    "[views] names {} views, at most {VIEWS_MAX}",
+                    views.len()
+                ));
+            }
+            for name in views.keys() {
+                if !is_view_name(name) {
+                    return Err(format!(
+                        "views: {:?} is not a view name (1 to {VIEW_NAME_BYTES_MAX} of a-z 0-9 _ -)",
+                        name.chars().take(80).collect::<String>()
+                    ));
+                }
+            }
+            views
+                .iter()
+                .map(|(name, path)| (format!("views.{name}"), path.as_path()))
+                .collect()
+        }
+    };
+    for (key, path) in &paths {
+        if !path.is_absolute() {
+            return Err(format!("{key} {path:?} must be an absolute path"));
+        }
+    }
+    for (index, (key, path)) in paths.iter().enumerate() {
+        for (other_key, other) in &paths[index + 1..] {
+            if path.starts_with(other) || other.starts_with(path) {
+                return Err(format!(
+                    "{key} {path:?} and {other_key} {other:?}: a view may not be another or inside it"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The commented configuration `polstore init` writes.
-pub fn default_config_text(view: &Path, keys: &[PathBuf]) -> String {
+pub fn default_config_text(views: &[View], keys: &[PathBuf]) -> String {
     let quote = |path: &Path| toml_string(&path.to_string_lossy());
     let keys: Vec<String> = keys.iter().map(|key| quote(key)).collect();
+    let (view_line, views_table) = match views {
+        [View { name: None, path }] => (
+            format!(
+                "# The path the agent reads its policy from. polstore makes it a symlink that\n\
+             # resolves, through STORE/active, to the active generation's tree.\n\
+             view = {}\n",
+                quote(path)
+            ),
+            String::new(),
+        ),
+        _ => {
+            let mut lines = String::from(
+                "# The paths the agent reads its policy from, NAME = PATH. Each is a symlink\n\
+                 # that resolves, through STORE/active, to the directory NAME of the active\n\
+                 # generation's tree: every candidate holds exactly these directories at its\n\
+                 # top, and all views switch together.\n\
+                 [views]",
+            );
+            for view in views {
+                lines.push_str(&format!(
+                    "\n{} = {}",
+                    view.name.as_deref().unwrap_or("tree"),
+                    quote(&view.path)
+                ));
+            }
+            (String::new(), lines + "\n")
+        }
+    };
     let require_signature = !keys.is_empty();
     format!(
-        r#"# polstore configuration. Every key is optional except `view`; a key left out
-# takes its default, which is the value shown, except for `keep` (see below) and
-# [trust] `keys` and `require_signature`, which init writes from its --trust options.
-# Reference: README.md.
+        r#"# polstore configuration. Every key is optional except `view` (or [views]); a key
+# left out takes its default, which is the value shown, except for `keep` (see
+# below) and [trust] `keys` and `require_signature`, which init writes from its
+# --trust options. Reference: README.md.
 
-# The path the agent reads its policy from. polstore makes it a symlink to the
-# active generation and switches it atomically.
-view = {view}
-
+{view_line}
 # The view reads the generations through a read-only bind mount of the store
 # (STORE/readonly), so that nothing, root included, writes into a generation
 # through it. Needs the privilege to mount (root, outside a restricted container);
@@ -559,8 +694,7 @@ parse = true
 # directories that holds it: cfengine.com's packages, Rudder's, Debian's. What runs,
 # and its directory, must belong to root and be writable by no one else.
 bin_dirs = ["/var/cfengine/bin", "/opt/rudder/bin", "/usr/bin"]
-"#,
-        view = quote(view),
+{views_table}"#,
         keys = keys.join(", "),
     )
 }
@@ -630,12 +764,19 @@ mod tests {
 
     #[test]
     fn default_text_parses_to_the_documented_defaults() {
+        let one = |path: &str| {
+            vec![View {
+                name: None,
+                path: PathBuf::from(path),
+            }]
+        };
         let text = default_config_text(
-            Path::new("/var/cfengine/inputs"),
+            &one("/var/cfengine/inputs"),
             &[PathBuf::from("/etc/k\"ey.pub")],
         );
         let config = Config::parse(&text).unwrap();
-        assert_eq!(config.view, Path::new("/var/cfengine/inputs"));
+        assert_eq!(config.views(), one("/var/cfengine/inputs"));
+        assert_eq!(config.view_names(), None);
         assert_eq!(config.trust.keys, [PathBuf::from("/etc/k\"ey.pub")]);
         assert!(config.trust.require_signature);
         assert_eq!(config.keep, Some(10));
@@ -646,8 +787,62 @@ mod tests {
         assert_eq!(config.agent.command, defaults::agent_command());
         assert_eq!(config.cfengine.bin_dirs, defaults::bin_dirs());
         assert_eq!(config.limits.file_bytes_max, 32 << 20);
-        let unsigned = Config::parse(&default_config_text(Path::new("/v"), &[])).unwrap();
+        let unsigned = Config::parse(&default_config_text(&one("/v"), &[])).unwrap();
         assert!(!unsigned.trust.require_signature);
+        let several = vec![
+            View {
+                name: Some("inputs".into()),
+                path: PathBuf::from("/var/rudder/cfengine-community/inputs"),
+            },
+            View {
+                name: Some("ncf".into()),
+                path: PathBuf::from("/var/rudder/ncf/common"),
+            },
+        ];
+        let config = Config::parse(&default_config_text(&several, &[])).unwrap();
+        assert_eq!(config.views(), several);
+        assert_eq!(
+            config.view_names(),
+            Some(vec!["inputs".into(), "ncf".into()])
+        );
+        assert_eq!(config.keep, Some(10));
+    }
+
+    #[test]
+    fn refuses_views_that_are_not_one_form_of_distinct_absolute_paths() {
+        for (text, expected) in [
+            ("", "neither view nor [views] is set"),
+            (
+                "view = \"/v\"\n[views]\na = \"/a\"\n",
+                "both view and [views] are set",
+            ),
+            ("[views]\n", "[views] names no view"),
+            (
+                "[views]\nInputs = \"/a\"\n",
+                "\"Inputs\" is not a view name",
+            ),
+            (
+                "[views]\na = \"a\"\n",
+                "views.a \"a\" must be an absolute path",
+            ),
+            (
+                "[views]\na = \"/x\"\nb = \"/x/y\"\n",
+                "a view may not be another or inside it",
+            ),
+            (
+                "[views]\na = \"/x\"\nb = \"/x\"\n",
+                "a view may not be another or inside it",
+            ),
+        ] {
+            let error = Config::parse(text).unwrap_err();
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+        let many: String = (0..=VIEWS_MAX)
+            .map(|n| format!("v{n} = \"/v{n}\"\n"))
+            .collect();
+        let error = Config::parse(&format!("[views]\n{many}")).unwrap_err();
+        assert!(error.contains("at most 16"), "{error}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use polstore::ops::init::{self, InitRequest};
 use polstore::store::protect::Protection;
 
 pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
-    let view = absolute(&args.view)?;
+    let views = parse_views(&args.view)?;
     let keys = args
         .trust
         .iter()
@@ -14,7 +14,7 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
     let mut progress = ProgressLine::new();
     let report = init::init(InitRequest {
         root: store_root,
-        view: &view,
+        views: &views,
         keys: &keys,
         adopt: args.adopt,
         progress: &mut |event| progress.update(event),
@@ -46,16 +46,19 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
         ),
     }
     let nothing = if args.adopt { "nothing to adopt: " } else { "" };
-    if report.empty_directory {
+    for view in &report.empty_directories {
         outln!(
             "{nothing}{} is an empty directory; the first ingest replaces it with the view",
             view.display()
         );
-    } else if args.adopt && report.adopted.is_none() {
-        outln!(
-            "{nothing}{} does not exist; the first ingest puts the view there",
-            view.display()
-        );
+    }
+    if args.adopt && report.adopted.is_none() {
+        for view in &report.missing {
+            outln!(
+                "{nothing}{} does not exist; the first ingest puts the view there",
+                view.display()
+            );
+        }
     }
     if let (Some((directory, generation)), Some(target)) = (&report.adopted, &report.view_target) {
         outln!(
@@ -65,4 +68,32 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// The views of `--view`: one `PATH`, or `NAME=PATH` each (NAME as in `[views]`).
+fn parse_views(values: &[String]) -> Result<Vec<polstore::config::View>> {
+    let mut views = Vec::new();
+    for value in values {
+        let named = value
+            .split_once('=')
+            .filter(|(name, _)| polstore::config::is_view_name(name));
+        views.push(match named {
+            Some((name, path)) => polstore::config::View {
+                name: Some(name.to_string()),
+                path: absolute(Path::new(path))?,
+            },
+            None => polstore::config::View {
+                name: None,
+                path: absolute(Path::new(value))?,
+            },
+        });
+    }
+    let unnamed = views.iter().filter(|view| view.name.is_none()).count();
+    if unnamed > 0 && views.len() > 1 {
+        return Err(polstore::error::Error::Refused(
+            "--view PATH stands alone; for several views give each as --view NAME=PATH".into(),
+        )
+        .into());
+    }
+    Ok(views)
 }

@@ -12,8 +12,8 @@ use polstore::store::{LockWait, Recovery, Store, StoreReader};
 use crate::args::{Cli, Command};
 use crate::exit::Failure;
 use crate::output::{
-    AttemptJson, GenerationJson, HealthJson, ProgressLine, ProtectionJson, StatusJson, state_name,
-    time,
+    AttemptJson, GenerationJson, HealthJson, ProgressLine, ProtectionJson, StatusJson, ViewJson,
+    state_name, time,
 };
 
 /// `println!` that returns a closed pipe as an error (for `exit`) instead of panicking.

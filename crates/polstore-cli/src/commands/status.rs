@@ -13,12 +13,29 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
     let found = status::status(&reader)?;
     let status = StatusJson {
         store: store_root.display().to_string(),
-        view: found.view.display().to_string(),
-        view_target: found
-            .view_target
+        view: found.views[0].path.display().to_string(),
+        view_target: found.views[0]
+            .target
             .as_ref()
             .map(|target| target.display().to_string()),
-        view_type: found.view_type,
+        view_type: found.views[0].kind,
+        views: found
+            .views
+            .iter()
+            .map(|view| ViewJson {
+                name: view.name.clone(),
+                path: view.path.display().to_string(),
+                target: view
+                    .target
+                    .as_ref()
+                    .map(|target| target.display().to_string()),
+                kind: view.kind,
+            })
+            .collect(),
+        active_link: found
+            .active_link
+            .as_ref()
+            .map(|target| target.display().to_string()),
         view_protection: ProtectionJson::new(&found.protection),
         active: found.active.as_ref().map(|(number, record, tree, pinned)| {
             GenerationJson::new(*number, record, tree.display().to_string(), true, *pinned)
@@ -38,13 +55,23 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     outln!("store        {}", status.store);
+    for view in &status.views {
+        outln!(
+            "view         {}{} -> {}",
+            view.name
+                .as_ref()
+                .map(|name| format!("{name} "))
+                .unwrap_or_default(),
+            view.path,
+            view.target
+                .clone()
+                .unwrap_or_else(|| format!("({})", view.kind.unwrap_or("missing")))
+        );
+    }
     outln!(
-        "view         {} -> {}",
-        status.view,
-        status
-            .view_target
-            .clone()
-            .unwrap_or_else(|| format!("({})", status.view_type.unwrap_or("missing")))
+        "switch       {} -> {}",
+        store_root.join("active").display(),
+        status.active_link.as_deref().unwrap_or("(missing)")
     );
     let bypassed = found
         .warnings

@@ -446,6 +446,8 @@ pub struct Snapshot {
     /// active.
     pub active: Option<u64>,
     pub view_target: Option<PathBuf>,
+    /// The generation `STORE/active`, the one switch, names.
+    pub active_link: Option<u64>,
     pub view_content: Option<BTreeMap<String, (u32, Vec<u8>)>>,
 }
 
@@ -708,7 +710,7 @@ impl Node {
             .collect()
     }
 
-    /// Where the view points for `generation`: its tree through the store's read-only mount.
+    /// `generation`'s tree through the store's read-only mount (`readonly/generations`).
     pub fn view_path(&self, generation: u64) -> PathBuf {
         self.store
             .join("readonly")
@@ -719,6 +721,27 @@ impl Node {
 
     pub fn view_target(&self) -> Option<PathBuf> {
         fs::read_link(&self.view).ok()
+    }
+
+    /// The fixed target of the one view: `STORE/active` through the read-only mount.
+    pub fn view_fixed_target(&self) -> PathBuf {
+        self.store.join("readonly").join("active")
+    }
+
+    /// The generation `STORE/active`, the one switch, names (`generations/N/tree`).
+    pub fn active_link_generation(&self) -> Option<u64> {
+        let target = fs::read_link(self.store.join("active")).ok()?;
+        let mut parts = target.strip_prefix("generations").ok()?.iter();
+        let number = parts.next()?.to_str()?.parse().ok()?;
+        (parts.next()? == "tree" && parts.next().is_none()).then_some(number)
+    }
+
+    /// Which generation the view shows: its symlink is the fixed one through
+    /// `readonly/active` and `STORE/active` names the generation, or (a store an older
+    /// polstore left) it points at `readonly/generations/N/tree` itself. `None` for
+    /// anything else.
+    pub fn viewed_generation(&self) -> Option<u64> {
+        viewed_generation(&self.store, &self.view, None)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -732,6 +755,7 @@ impl Node {
         Snapshot {
             active,
             view_target: self.view_target(),
+            active_link: self.active_link_generation(),
             view_content: self.view.is_dir().then(|| tree_content(&self.view)),
         }
     }
@@ -968,4 +992,26 @@ pub fn unmount_under(root: &Path) {
             .arg(&point)
             .status();
     }
+}
+
+/// Which generation the view at `view` (named `name` in `[views]`, or the one view) of the
+/// store at `store` shows: see [`Node::viewed_generation`].
+pub fn viewed_generation(store: &Path, view: &Path, name: Option<&str>) -> Option<u64> {
+    let target = fs::read_link(view).ok()?;
+    let fixed = match name {
+        None => store.join("readonly").join("active"),
+        Some(name) => store.join("readonly").join("active").join(name),
+    };
+    if target == fixed {
+        let active = fs::read_link(store.join("active")).ok()?;
+        let mut parts = active.strip_prefix("generations").ok()?.iter();
+        let number = parts.next()?.to_str()?.parse().ok()?;
+        return (parts.next()? == "tree" && parts.next().is_none()).then_some(number);
+    }
+    let mut parts = target
+        .strip_prefix(store.join("readonly").join("generations"))
+        .ok()?
+        .iter();
+    let number = parts.next()?.to_str()?.parse().ok()?;
+    (name.is_none() && parts.next()? == "tree" && parts.next().is_none()).then_some(number)
 }

@@ -121,6 +121,48 @@ pub fn integrity(
     }
 }
 
+/// A several-view store's candidate: its top level holds exactly one directory for each
+/// view name (`names`, sorted) and nothing else. Refused, naming the first entry that is
+/// not a view's directory, or the first view directory that is missing.
+pub fn view_directories(
+    names: &[String],
+    manifest: &Manifest,
+) -> std::result::Result<(), Rejection> {
+    let fail = |path: &str, reason: String| Rejection::new(Check::Integrity, Some(path), reason);
+    let mut found = std::collections::BTreeSet::new();
+    let paths = manifest
+        .entries
+        .iter()
+        .map(|entry| entry.path.as_str())
+        .chain(manifest.directories.iter().map(String::as_str));
+    for path in paths {
+        let (top, below) = match path.split_once('/') {
+            Some((top, _)) => (top, true),
+            None => (path, false),
+        };
+        if !names.iter().any(|name| name == top) {
+            return Err(fail(
+                top,
+                format!(
+                    "not a view's directory: the top of the tree holds only {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        if !below && manifest.entries.iter().any(|entry| entry.path == path) {
+            return Err(fail(top, "a file where a view's directory belongs".into()));
+        }
+        found.insert(top);
+    }
+    if let Some(missing) = names.iter().find(|name| !found.contains(name.as_str())) {
+        return Err(fail(
+            missing,
+            "the view's directory is missing (every view needs one; an empty one will do)".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn integrity_inner(
     manifest: &Manifest,
     manifest_bytes: Option<&[u8]>,

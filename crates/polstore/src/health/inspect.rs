@@ -22,7 +22,7 @@ use crate::format::policy_path::{MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::{GenerationRecord, GenerationState, ManifestRecord};
 use crate::fs::read::read_bounded;
 pub use crate::store::tree::{Finding, HashCache, Kind, check_tree, short};
-pub use crate::store::view::view_problem;
+pub use crate::store::view::{active_problem, view_problem};
 use crate::store::{self, Layout, Store};
 
 /// Reports what verify is doing, for a progress line. `true`: a counter that may be
@@ -212,16 +212,33 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
 
     // Generation directories: their findings come after the objects'.
     inspection.findings.extend(directories?);
-    // The view. One an older polstore pointed at the active generation's writable tree
-    // is not damage: the agent reads the right policy, the next writer points it through
-    // `readonly/`, and verify's warning about the missing read-only mount says the rest.
-    if let Some(active) = state.active
-        && let Some(problem) = view_problem(&store.layout, &store.config.view, active)
-        && !crate::store::view::is_older_view(&store.layout, &store.config.view, active)
-    {
-        inspection
-            .findings
-            .push(Finding::new(None, None, Kind::View, problem));
+    // `STORE/active` and the views. A view an older polstore pointed at the active
+    // generation's tree (through `readonly/generations`, or writable) is not damage, nor
+    // is a missing `STORE/active` behind it: the agent reads the right policy, and the
+    // next writer makes `active` and points the view through it.
+    if let Some(active) = state.active {
+        let views = store.config.views();
+        let older = !views.is_empty()
+            && views
+                .iter()
+                .all(|view| crate::store::view::is_older_view(&store.layout, view, active));
+        let active_missing = fs::symlink_metadata(store.layout.active_link()).is_err();
+        if !(older && active_missing)
+            && let Some(problem) = active_problem(&store.layout, active)
+        {
+            inspection
+                .findings
+                .push(Finding::new(None, None, Kind::View, problem));
+        }
+        for view in &views {
+            if let Some(problem) = view_problem(&store.layout, view, active)
+                && !crate::store::view::is_older_view(&store.layout, view, active)
+            {
+                inspection
+                    .findings
+                    .push(Finding::new(None, None, Kind::View, problem));
+            }
+        }
     }
 
     // What the view resolves through: something planted or mounted in `readonly/` makes

@@ -278,19 +278,23 @@ pub fn rebuild(
     }
     batch.finish()?;
 
-    // Records and state. The active generation is the one the view points at, if it was
-    // rebuilt and did not fail; else the newest good one.
-    let view_target = fs::read_link(&locked.config.view).ok();
+    // Records and state. The active generation is the one `STORE/active` names (or,
+    // in a store an older polstore made, the one its view points at), if it was rebuilt
+    // and did not fail; else the newest good one.
+    let shown = layout.active_generation().or_else(|| {
+        let views = locked.config.views();
+        let [view] = views.as_slice() else {
+            return None;
+        };
+        fs::read_link(&view.path)
+            .ok()
+            .and_then(|target| layout.view_generation(&target))
+    });
     let good = |generation: &&Found| generation.failed.is_none();
     let active = found
         .iter()
         .filter(good)
-        .find(|generation| {
-            view_target
-                .as_deref()
-                .and_then(|target| layout.view_generation(target))
-                .is_some_and(|(number, _)| number == generation.generation)
-        })
+        .find(|generation| shown == Some(generation.generation))
         .or_else(|| found.iter().rfind(good))
         .or_else(|| found.last())
         .map(|generation| generation.generation);

@@ -397,12 +397,21 @@ fn repair_store(
         }
     }
 
-    // 6. The view.
-    if let Some(active) = active
-        && inspect::view_problem(&store.layout, &store.config.view, active).is_some()
-    {
-        let change = restore_view(store, active)?;
-        report.changes.push(change);
+    // 6. `STORE/active`, then the views that resolve through it.
+    if let Some(active) = active {
+        if inspect::active_problem(&store.layout, active).is_some() {
+            store.switch_active(active)?;
+            report.changes.push(format!(
+                "pointed {} at generation {active}",
+                store.layout.active_link().display()
+            ));
+        }
+        for view in store.config.views() {
+            if inspect::view_problem(&store.layout, &view, active).is_some() {
+                let change = restore_view(store, &view)?;
+                report.changes.push(change);
+            }
+        }
     }
 
     Ok(())
@@ -801,19 +810,21 @@ fn switch_active(store: &Store, from: u64, to: u64, reason: &str) -> Result<()> 
 /// leaves what was at the view under that name, so a crash leaves either the old state
 /// (plus a stray symlink of that name) or the repaired one, never the directory at a name
 /// polstore would remove.
-fn restore_view(store: &Store, active: u64) -> Result<String> {
-    let view = &store.config.view;
-    let target = store.layout.view_target(active);
+fn restore_view(store: &Store, view: &crate::config::View) -> Result<String> {
+    let target = store.layout.view_target(view);
+    let view = &view.path;
     crate::store::protect::ensure_directory(&store.layout)?;
     let is_symlink_or_missing = match fs::symlink_metadata(view) {
         Ok(metadata) => metadata.file_type().is_symlink(),
         Err(_) => true,
     };
     if is_symlink_or_missing {
-        store.switch_view(active)?;
+        durable::switch_symlink(view, &target)
+            .map_err(Error::io("cannot switch the view", view))?;
         return Ok(format!(
-            "pointed the view {} at generation {active}",
-            view.display()
+            "pointed the view {} at {}",
+            view.display(),
+            target.display()
         ));
     }
     let stamp = Timestamp::now().unix_secs();
@@ -847,9 +858,10 @@ fn restore_view(store: &Store, active: u64) -> Result<String> {
     let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
     durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
     Ok(format!(
-        "put the view symlink back in place of what was at {} (moved aside to {}) and pointed it at generation {active}",
+        "put the view symlink back in place of what was at {} (moved aside to {}), pointing at {}",
         view.display(),
-        displaced.display()
+        displaced.display(),
+        target.display()
     ))
 }
 

@@ -498,6 +498,11 @@ fn ingest_inner(
             .into());
         }
     }
+    // A store with several views: the tree's top level is exactly one directory per
+    // view, so that every view shows something and nothing is outside every view.
+    if let Some(names) = config.view_names() {
+        checks::view_directories(&names, &manifest)?;
+    }
     for directory in &manifest.directories {
         staging.builder.make_directory(directory)?;
     }

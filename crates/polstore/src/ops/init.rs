@@ -14,6 +14,7 @@ use crate::store::protect::{self, Protection};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::config::View;
 use crate::error::{Error, Result};
 use crate::format::signify::{KEY_FILE_BYTES_MAX, PublicKey};
 use crate::fs::durable;
@@ -23,11 +24,11 @@ use crate::store::{Layout, Store, StoreReader};
 
 pub struct InitRequest<'a> {
     pub root: &'a Path,
-    /// Absolute path of the view.
-    pub view: &'a Path,
+    /// The views (absolute paths): one unnamed, or several named.
+    pub views: &'a [View],
     /// Absolute paths of the trusted public keys.
     pub keys: &'a [PathBuf],
-    /// Take the directory at the view in as generation 1.
+    /// Take the directory at the (one) view in as generation 1.
     pub adopt: bool,
     pub progress: &'a mut dyn FnMut(Progress),
 }
@@ -42,9 +43,11 @@ pub struct InitReport {
     pub view_target: Option<PathBuf>,
     /// Whether writes through the view will reach the store.
     pub protection: Protection,
-    /// The view is an empty directory: nothing was adopted, and the first activation
-    /// replaces it with the view.
-    pub empty_directory: bool,
+    /// Views that are an empty directory: nothing was adopted, and the first activation
+    /// replaces each with the view.
+    pub empty_directories: Vec<PathBuf>,
+    /// Views that do not exist: the first activation makes them.
+    pub missing: Vec<PathBuf>,
 }
 
 /// A failed adoption: the store was taken away again, nothing was adopted.
@@ -72,7 +75,6 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         remove_new_store(root, true);
         restarted = true;
     }
-    let view = request.view;
     for key in request.keys {
         let text = read_bounded(key, KEY_FILE_BYTES_MAX).ok_or_else(|| {
             Error::Refused(format!(
@@ -83,47 +85,66 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         PublicKey::parse(&text)
             .map_err(|error| Error::Refused(format!("trusted key {}: {error}", key.display())))?;
     }
-    if !view.parent().is_some_and(Path::is_dir) {
-        return Err(Error::Refused(format!(
-            "the view's parent directory does not exist: {}",
-            view.display()
-        ))
+    let views = request.views;
+    if request.adopt && views.len() > 1 {
+        return Err(Error::Refused(
+            "--adopt takes one view's directory in; a store with several views starts empty (ingest a tree with one directory per view)".into(),
+        )
         .into());
     }
-    let existing = fs::symlink_metadata(view).ok();
-    let empty = durable::is_empty_directory(view);
-    let adopt_directory = match &existing {
-        // Nothing to adopt, with or without `--adopt`: the first ingest makes the view.
-        None => None,
-        Some(_) if empty => None,
-        Some(metadata)
-            if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
-        {
-            if !request.adopt {
-                return Err(InitError::ViewHoldsPolicy {
-                    view: view.to_path_buf(),
-                });
-            }
-            Some(view.to_path_buf())
-        }
-        Some(_) => {
+    let mut adopt_directory = None;
+    let mut empty_directories = Vec::new();
+    let mut missing = Vec::new();
+    for view in views {
+        let view = view.path.as_path();
+        if !view.parent().is_some_and(Path::is_dir) {
             return Err(Error::Refused(format!(
-                "{} exists and is not a directory; move it away first",
+                "the view's parent directory does not exist: {}",
                 view.display()
             ))
             .into());
         }
-    };
-    if view.starts_with(root) {
-        return Err(Error::Refused(format!(
-            "the view {} must be outside the store {}",
-            view.display(),
-            root.display()
-        ))
-        .into());
+        let existing = fs::symlink_metadata(view).ok();
+        let empty = durable::is_empty_directory(view);
+        if existing.is_none() {
+            missing.push(view.to_path_buf());
+        } else if empty {
+            empty_directories.push(view.to_path_buf());
+        }
+        let adopted = match &existing {
+            // Nothing to adopt, with or without `--adopt`: the first ingest makes the view.
+            None => None,
+            Some(_) if empty => None,
+            Some(metadata)
+                if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
+            {
+                if !request.adopt {
+                    return Err(InitError::ViewHoldsPolicy {
+                        view: view.to_path_buf(),
+                    });
+                }
+                Some(view.to_path_buf())
+            }
+            Some(_) => {
+                return Err(Error::Refused(format!(
+                    "{} exists and is not a directory; move it away first",
+                    view.display()
+                ))
+                .into());
+            }
+        };
+        adopt_directory = adopt_directory.or(adopted);
+        if view.starts_with(root) {
+            return Err(Error::Refused(format!(
+                "the view {} must be outside the store {}",
+                view.display(),
+                root.display()
+            ))
+            .into());
+        }
     }
     let existed = root.exists();
-    let store = Store::create(root, view, request.keys, adopt_directory.is_some())?;
+    let store = Store::create(root, views, request.keys, adopt_directory.is_some())?;
     // The read-only mount is in place before any view points through it.
     let protection = protect::ensure_mounted(&store.layout, store.config.protect_view)?.protection;
     let mut report = InitReport {
@@ -131,12 +152,13 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         adopted: None,
         view_target: None,
         protection,
-        empty_directory: empty,
+        empty_directories,
+        missing,
     };
     if let Some(directory) = adopt_directory {
         match ingest::adopt(&store, &directory, request.progress) {
             Ok(generation) => {
-                report.view_target = Some(store.layout.view_target(generation));
+                report.view_target = views.first().map(|view| store.layout.view_target(view));
                 report.adopted = Some((directory, generation));
             }
             Err(error) => {

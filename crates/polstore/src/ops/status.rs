@@ -12,7 +12,7 @@ use crate::format::records::{
 use crate::format::timestamp::Timestamp;
 use crate::store::StoreReader;
 use crate::store::protect::{self, Protection};
-use crate::store::view::view_problem;
+use crate::store::view::{active_problem, view_problem};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 /// `status` warns when the active manifest expires sooner than this.
@@ -37,12 +37,22 @@ pub enum Warning {
     LastUpdateFailed { record: HealthRecord },
 }
 
-pub struct Status {
-    pub view: PathBuf,
+/// One view, as found.
+pub struct ViewStatus {
+    /// `None` for the one view of `view = PATH`.
+    pub name: Option<String>,
+    pub path: PathBuf,
     /// Where the view symlink points, if it is one.
-    pub view_target: Option<PathBuf>,
+    pub target: Option<PathBuf>,
     /// What is at the view when it is not a symlink ("directory", "missing", ...).
-    pub view_type: Option<&'static str>,
+    pub kind: Option<&'static str>,
+}
+
+pub struct Status {
+    /// The views, in the configuration's order (name order for `[views]`).
+    pub views: Vec<ViewStatus>,
+    /// Where `STORE/active`, the switch every view resolves through, points.
+    pub active_link: Option<PathBuf>,
     /// Whether writes through the view reach the store.
     pub protection: Protection,
     /// The active generation, its record, its tree and whether it is pinned.
@@ -62,13 +72,22 @@ pub fn status(reader: &StoreReader) -> Result<Status> {
 fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     let state = read.state()?;
     let generations = read.generations()?;
-    let view = reader.config.view.clone();
-    let view_target = fs::read_link(&view).ok();
-    let view_type = match fs::symlink_metadata(&view) {
-        Ok(metadata) if metadata.file_type().is_symlink() => None,
-        Ok(metadata) => Some(crate::fs::type_name(metadata.file_type())),
-        Err(_) => Some("missing"),
-    };
+    let views: Vec<ViewStatus> = reader
+        .config
+        .views()
+        .into_iter()
+        .map(|view| ViewStatus {
+            target: fs::read_link(&view.path).ok(),
+            kind: match fs::symlink_metadata(&view.path) {
+                Ok(metadata) if metadata.file_type().is_symlink() => None,
+                Ok(metadata) => Some(crate::fs::type_name(metadata.file_type())),
+                Err(_) => Some("missing"),
+            },
+            name: view.name,
+            path: view.path,
+        })
+        .collect();
+    let active_link = fs::read_link(reader.layout.active_link()).ok();
     let protection = protect::protection(&reader.layout, reader.config.protect_view);
     let active = state.active.and_then(|active| {
         generations
@@ -84,10 +103,18 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
             })
     });
     let mut warnings = Vec::new();
-    if let Some(active) = state.active
-        && let Some(problem) = view_problem(&reader.layout, &view, active)
-    {
-        warnings.push(Warning::ViewElsewhere { problem });
+    if let Some(active) = state.active {
+        // A store an older polstore made has no `active` yet: its view says where.
+        if fs::symlink_metadata(reader.layout.active_link()).is_ok()
+            && let Some(problem) = active_problem(&reader.layout, active)
+        {
+            warnings.push(Warning::ViewElsewhere { problem });
+        }
+        for view in reader.config.views() {
+            if let Some(problem) = view_problem(&reader.layout, &view, active) {
+                warnings.push(Warning::ViewElsewhere { problem });
+            }
+        }
     }
     if protection != Protection::ReadOnly {
         warnings.push(Warning::ViewWritable {
@@ -129,9 +156,8 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
         });
     }
     Ok(Status {
-        view,
-        view_target,
-        view_type,
+        views,
+        active_link,
         protection,
         active,
         serial_max: state.serial_max,

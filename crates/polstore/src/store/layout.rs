@@ -29,6 +29,9 @@ pub const READONLY_MODE: u32 = 0o755;
 /// The target of `readonly/generations`, the symlink the view resolves through when the
 /// read-only mount is not in place.
 pub const READONLY_FALLBACK_TARGET: &str = "../generations";
+/// The target of `readonly/active`, the symlink the views resolve through when the
+/// read-only mount is not in place.
+pub const READONLY_ACTIVE_TARGET: &str = "../active";
 /// The flags of the read-only bind mount at `readonly/`: nothing written, no device
 /// nodes, no set-user-ID programs through it.
 pub const READONLY_MOUNT_OPTIONS: rustix::mount::MountFlags = rustix::mount::MountFlags::RDONLY
@@ -87,20 +90,45 @@ impl Layout {
     pub fn readonly_fallback(&self) -> PathBuf {
         self.readonly().join("generations")
     }
-    /// Where the view points for `generation`: its tree through `readonly/`. The agent and
-    /// every command polstore runs on a committed generation read it at this path.
-    pub fn view_target(&self, generation: u64) -> PathBuf {
-        self.readonly_fallback()
+    /// `STORE/active`: the symlink to the active generation's tree, relative
+    /// ([`Layout::active_target`]). Switching it is THE activation: every view resolves
+    /// through it (store-format.md § Views).
+    pub fn active_link(&self) -> PathBuf {
+        self.root.join("active")
+    }
+    /// What `STORE/active` holds for `generation`: `generations/N/tree`, relative, so that
+    /// through the read-only mount it resolves inside the mount.
+    pub fn active_target(generation: u64) -> PathBuf {
+        Path::new("generations")
             .join(generation.to_string())
             .join("tree")
     }
-    /// The generation a view target names: [`Layout::view_target`], or the writable
-    /// `generations/N/tree` an older polstore pointed the view at (`true` when it is the latter).
-    pub fn view_generation(&self, target: &Path) -> Option<(u64, bool)> {
-        for (base, legacy) in [
-            (self.readonly_fallback(), false),
-            (self.generations(), true),
-        ] {
+    /// The generation `STORE/active` names, if it is polstore's symlink in the one form
+    /// polstore writes.
+    pub fn active_generation(&self) -> Option<u64> {
+        let target = fs::read_link(self.active_link()).ok()?;
+        let mut parts = target.strip_prefix("generations").ok()?.components();
+        let number = generation_number(parts.next()?.as_os_str())?;
+        (parts.next()?.as_os_str() == "tree" && parts.next().is_none()).then_some(number)
+    }
+    /// `readonly/active`: `STORE/active` through the read-only mount, or, not mounted, a
+    /// symlink to it ([`READONLY_ACTIVE_TARGET`]).
+    pub fn readonly_active(&self) -> PathBuf {
+        self.readonly().join("active")
+    }
+    /// Where `view` points, for ever: `readonly/active` (one view) or
+    /// `readonly/active/NAME` (a view of `[views]`). Only `STORE/active` changes.
+    pub fn view_target(&self, view: &config::View) -> PathBuf {
+        match &view.name {
+            None => self.readonly_active(),
+            Some(name) => self.readonly_active().join(name),
+        }
+    }
+    /// The generation an older polstore's view target names: `readonly/generations/N/tree`
+    /// (before `STORE/active`) or the writable `generations/N/tree` (before the read-only
+    /// view). The next writer points such a view at [`Layout::view_target`].
+    pub fn view_generation(&self, target: &Path) -> Option<u64> {
+        for base in [self.readonly_fallback(), self.generations()] {
             let Ok(rest) = target.strip_prefix(&base) else {
                 continue;
             };
@@ -109,7 +137,7 @@ impl Layout {
             if parts.next()?.as_os_str() != "tree" || parts.next().is_some() {
                 return None;
             }
-            return Some((number, legacy));
+            return Some(number);
         }
         None
     }
@@ -197,6 +225,8 @@ const OWN_NAMES: &[&str] = &[
     "generations",
     "untrusted",
     "readonly",
+    "active",
+    ".active.polstore-new",
 ];
 
 /// The generation number a name of `generations/` stands for: decimal, written the one

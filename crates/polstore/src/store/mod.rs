@@ -100,11 +100,9 @@ impl Store {
         let layout = Layout::new(root);
         check_format(&layout)?;
         let lock = StoreLock::acquire(root, wait.command, wait.timeout, wait.on_wait)?;
-        let (store, recovery) = Store::open_locked(layout, lock)?;
-        if recovery.view_displaced {
-            return Err(Error::ViewDisplaced {
-                view: store.config.view.clone(),
-            });
+        let (store, mut recovery) = Store::open_locked(layout, lock)?;
+        if let Some(view) = recovery.view_displaced.take() {
+            return Err(Error::ViewDisplaced { view });
         }
         Ok((store, recovery))
     }
@@ -131,7 +129,12 @@ impl Store {
     /// `adopting`, the adoption marker is written (and synced) before the format file, so
     /// that an `init --adopt` interrupted at any point before its commit leaves a store
     /// `init` recognizes and starts over.
-    pub fn create(root: &Path, view: &Path, keys: &[PathBuf], adopting: bool) -> Result<Store> {
+    pub fn create(
+        root: &Path,
+        views: &[config::View],
+        keys: &[PathBuf],
+        adopting: bool,
+    ) -> Result<Store> {
         let layout = Layout::new(root);
         // A directory that is there already must be one no one else can change: checked
         // before anything is written into it.
@@ -172,7 +175,7 @@ impl Store {
             }
             Err(error) => return Err(Error::io("cannot read", root)(error)),
         }
-        let text = config::default_config_text(view, keys);
+        let text = config::default_config_text(views, keys);
         // Fails here rather than at the first ingest if the view or keys are unusable.
         Config::parse(&text).map_err(Error::Refused)?;
         let lock = StoreLock::acquire(root, "init", Duration::ZERO, &mut |_| {})?;
@@ -188,7 +191,11 @@ impl Store {
         Db::create(&layout.database())?;
         if adopting {
             let marker = layout.adoption_marker();
-            durable::create_file_synced(&marker, view.as_os_str().as_encoded_bytes(), 0o600)
+            let first = views
+                .first()
+                .map(|view| view.path.as_os_str())
+                .unwrap_or_default();
+            durable::create_file_synced(&marker, first.as_encoded_bytes(), 0o600)
                 .map_err(Error::io("cannot write", &marker))?;
         }
         // The format file is written last and synced with the directory: a store without

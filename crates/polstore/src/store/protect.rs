@@ -21,7 +21,9 @@ use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags, move_mount, ope
 
 use crate::error::{Error, Result};
 use crate::fs::durable;
-use crate::store::layout::{Layout, READONLY_FALLBACK_TARGET, READONLY_MODE};
+use crate::store::layout::{
+    Layout, READONLY_ACTIVE_TARGET, READONLY_FALLBACK_TARGET, READONLY_MODE,
+};
 
 /// Whether writes through the view reach the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +87,10 @@ pub fn foreign(layout: &Layout) -> Option<String> {
 /// content polstore has not vouched for.
 pub fn readable_tree(layout: &Layout, generation: u64) -> PathBuf {
     if mount_state(layout) == MountState::ReadOnly {
-        layout.view_target(generation)
+        layout
+            .readonly_fallback()
+            .join(generation.to_string())
+            .join("tree")
     } else {
         layout.generation_tree(generation)
     }
@@ -127,7 +132,9 @@ fn mount_state(layout: &Layout) -> MountState {
     };
     if shown.file_type().is_symlink() {
         return match fs::read_link(&fallback) {
-            Ok(target) if target == Path::new(READONLY_FALLBACK_TARGET) => MountState::NotMounted,
+            Ok(target) if target == Path::new(READONLY_FALLBACK_TARGET) => {
+                active_fallback_state(layout)
+            }
             Ok(target) => MountState::Foreign(format!(
                 "{} points at {}, not at {READONLY_FALLBACK_TARGET}",
                 fallback.display(),
@@ -158,6 +165,35 @@ fn mount_state(layout: &Layout) -> MountState {
         Ok(_) => MountState::Writable,
         Err(error) => {
             MountState::Foreign(format!("{} cannot be read: {error}", readonly.display()))
+        }
+    }
+}
+
+/// Not mounted, with the `generations` fallback in place: `readonly/active` must be
+/// polstore's symlink to `../active`, or missing (a store an older polstore made, whose
+/// view does not resolve through it; the next writer makes it before any view does).
+fn active_fallback_state(layout: &Layout) -> MountState {
+    let fallback = layout.readonly_active();
+    match fs::symlink_metadata(&fallback) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => MountState::NotMounted,
+        Ok(metadata) if metadata.file_type().is_symlink() => match fs::read_link(&fallback) {
+            Ok(target) if target == Path::new(READONLY_ACTIVE_TARGET) => MountState::NotMounted,
+            Ok(target) => MountState::Foreign(format!(
+                "{} points at {}, not at {READONLY_ACTIVE_TARGET}",
+                fallback.display(),
+                target.display()
+            )),
+            Err(error) => {
+                MountState::Foreign(format!("{} cannot be read: {error}", fallback.display()))
+            }
+        },
+        Ok(metadata) => MountState::Foreign(format!(
+            "a {} is planted at {}",
+            crate::fs::type_name(metadata.file_type()),
+            fallback.display()
+        )),
+        Err(error) => {
+            MountState::Foreign(format!("{} cannot be read: {error}", fallback.display()))
         }
     }
 }
@@ -234,16 +270,43 @@ pub fn ensure_directory(layout: &Layout) -> Result<Vec<String>> {
     if mount_state(layout) == MountState::ReadOnly {
         return Ok(notes);
     }
-    match fs::symlink_metadata(&fallback) {
+    for (fallback, target, untrusted_name) in [
+        (fallback, READONLY_FALLBACK_TARGET, "readonly-generations"),
+        (
+            layout.readonly_active(),
+            READONLY_ACTIVE_TARGET,
+            "readonly-active",
+        ),
+    ] {
+        made |= ensure_fallback(layout, &fallback, target, untrusted_name, &mut notes)?;
+    }
+    if made {
+        durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
+    }
+    Ok(notes)
+}
+
+/// Puts the fallback symlink `fallback -> target` of `readonly/` right: made if missing
+/// (and `readonly/` synced, before any view resolves through it), pointed back if it
+/// points elsewhere, or, when something else was planted there, that moved into
+/// `untrusted/` as `untrusted_name-T` (never deleted). Returns true when it made it.
+fn ensure_fallback(
+    layout: &Layout,
+    fallback: &Path,
+    target: &str,
+    untrusted_name: &str,
+    notes: &mut Vec<String>,
+) -> Result<bool> {
+    let readonly = layout.readonly();
+    match fs::symlink_metadata(fallback) {
         Ok(metadata)
             if metadata.file_type().is_symlink()
-                && fs::read_link(&fallback).ok().as_deref()
-                    == Some(Path::new(READONLY_FALLBACK_TARGET)) => {}
+                && fs::read_link(fallback).ok().as_deref() == Some(Path::new(target)) => {}
         Ok(metadata) if metadata.file_type().is_symlink() => {
-            durable::switch_symlink(&fallback, Path::new(READONLY_FALLBACK_TARGET))
-                .map_err(Error::io("cannot mend", &fallback))?;
+            durable::switch_symlink(fallback, Path::new(target))
+                .map_err(Error::io("cannot mend", fallback))?;
             notes.push(format!(
-                "pointed {} back at {READONLY_FALLBACK_TARGET}: it pointed elsewhere",
+                "pointed {} back at {target}: it pointed elsewhere",
                 fallback.display()
             ));
         }
@@ -254,9 +317,9 @@ pub fn ensure_directory(layout: &Layout) -> Result<Vec<String>> {
                     readonly.display()
                 )));
             }
-            let aside = layout.move_into_untrusted(&fallback, "readonly-generations")?;
-            std::os::unix::fs::symlink(READONLY_FALLBACK_TARGET, &fallback)
-                .map_err(Error::io("cannot create", &fallback))?;
+            let aside = layout.move_into_untrusted(fallback, untrusted_name)?;
+            std::os::unix::fs::symlink(target, fallback)
+                .map_err(Error::io("cannot create", fallback))?;
             durable::sync_directory(&readonly).map_err(Error::io("cannot sync", &readonly))?;
             notes.push(format!(
                 "moved the {} planted at {} to {}, and put polstore's symlink back",
@@ -266,18 +329,15 @@ pub fn ensure_directory(layout: &Layout) -> Result<Vec<String>> {
             ));
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            std::os::unix::fs::symlink(READONLY_FALLBACK_TARGET, &fallback)
-                .map_err(Error::io("cannot create", &fallback))?;
+            std::os::unix::fs::symlink(target, fallback)
+                .map_err(Error::io("cannot create", fallback))?;
             // The symlink's name is durable before the view resolves through it.
             durable::sync_directory(&readonly).map_err(Error::io("cannot sync", &readonly))?;
-            made = true;
+            return Ok(true);
         }
-        Err(error) => return Err(Error::io("cannot read", &fallback)(error)),
+        Err(error) => return Err(Error::io("cannot read", fallback)(error)),
     }
-    if made {
-        durable::sync_directory(&layout.root).map_err(Error::io("cannot sync", &layout.root))?;
-    }
-    Ok(notes)
+    Ok(false)
 }
 
 /// What [`ensure_mounted`] found and did.

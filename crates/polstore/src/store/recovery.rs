@@ -18,7 +18,7 @@ pub struct Recovery {
     pub warnings: Vec<String>,
     /// The view is something polstore did not put there. Writers refuse to work until it
     /// is repaired; readers report it.
-    pub view_displaced: bool,
+    pub view_displaced: Option<PathBuf>,
 }
 
 impl Store {
@@ -109,20 +109,18 @@ impl Store {
             ));
         }
         match self.sync_view() {
-            Ok(Some(note)) => recovery.notes.push(note),
-            Ok(None) => {}
-            Err(Error::ViewDisplaced { .. }) => recovery.view_displaced = true,
+            Ok(notes) => recovery.notes.extend(notes),
+            Err(Error::ViewDisplaced { view }) => recovery.view_displaced = Some(view),
             Err(error) => return Err(error),
         }
         // 5. An adoption that exchanged the view but stopped before removing the old
         //    directory (now at the temporary name) and its marker is finished.
-        if !recovery.view_displaced
+        if recovery.view_displaced.is_none()
             && self.layout.adoption_marker().exists()
             && let Some(active) = state.active
-            && fs::read_link(&self.config.view)
-                .ok()
-                .and_then(|target| self.layout.view_generation(&target))
-                .is_some_and(|(generation, _)| generation == active)
+            && let [view] = self.config.views().as_slice()
+            && fs::read_link(&view.path).ok() == Some(self.layout.view_target(view))
+            && self.layout.active_generation() == Some(active)
         {
             self.finish_adoption()?;
             recovery
@@ -137,7 +135,13 @@ impl Store {
     /// the adopted manifest, else keep it as `.NAME.polstore-adopted-changed-TIME`; fsync
     /// the parent; remove the marker, fsync the store.
     pub(crate) fn finish_adoption(&self) -> Result<()> {
-        let view = &self.config.view;
+        let views = self.config.views();
+        let [view] = views.as_slice() else {
+            return Err(Error::Refused(
+                "an adoption is recorded in a store with several views; polstore adopts into one view only".into(),
+            ));
+        };
+        let view = &view.path;
         let temporary =
             durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
         // Removed only if it still holds exactly what was adopted: a directory someone
@@ -231,7 +235,8 @@ impl Store {
         }
         let generations = self.db.read()?.generations()?;
         Ok(matches!(generations.as_slice(), [(number, record)]
-            if *number == active && record.origin == Origin::Adopted && Path::new(&record.source) == self.config.view))
+            if *number == active && record.origin == Origin::Adopted
+                && self.config.views().iter().any(|view| view.name.is_none() && Path::new(&record.source) == view.path)))
     }
 
     /// Puts the view symlink where the adopted directory was, with renameat2(EXCHANGE) so
@@ -242,7 +247,14 @@ impl Store {
     /// fsync the parent (the symlink is now durable at the view path); remove the old
     /// directory, now at the temporary name; fsync the parent again.
     pub fn replace_adopted_view(&self, generation: u64) -> Result<()> {
-        let view = &self.config.view;
+        let views = self.config.views();
+        let [view] = views.as_slice() else {
+            return Err(Error::Refused(
+                "polstore adopts into a store with one view only".into(),
+            ));
+        };
+        let target = self.layout.view_target(view);
+        let view = &view.path;
         let temporary =
             durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
         // A symlink there is polstore's own leftover; anything else is someone's, and the
@@ -260,8 +272,10 @@ impl Store {
             }
             Err(_) => {}
         }
-        crate::store::protect::ensure_directory(&self.layout)?;
-        std::os::unix::fs::symlink(self.layout.view_target(generation), &temporary)
+        // `STORE/active` first (durable, with `readonly/active`), then the view that
+        // resolves through it.
+        self.switch_active(generation)?;
+        std::os::unix::fs::symlink(&target, &temporary)
             .map_err(Error::io("cannot create", &temporary))?;
         durable::exchange(&temporary, view)
             .map_err(Error::io("cannot put the view symlink in place of", view))?;

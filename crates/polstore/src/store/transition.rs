@@ -391,10 +391,8 @@ pub fn write_failed_marker(store: &Store, generation: u64, reason: &str) -> Resu
     durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))
 }
 
-/// Points the view at `generation` when the view is polstore's symlink or missing.
+/// Activates `generation` on disk: switches `STORE/active`, which every view resolves
+/// through; the views themselves are not touched (one displaced is repair's to mend).
 fn switch_view_if_ours(store: &Store, generation: u64) -> Result<()> {
-    match std::fs::symlink_metadata(&store.config.view) {
-        Ok(metadata) if !metadata.file_type().is_symlink() => Ok(()),
-        _ => store.switch_view(generation),
-    }
+    store.switch_active(generation)
 }

@@ -58,7 +58,10 @@ impl TestStore {
         fs::create_dir(&sources).unwrap();
         init::init(InitRequest {
             root: &root,
-            view: &view,
+            views: &[polstore::config::View {
+                name: None,
+                path: view.clone(),
+            }],
             keys: &[],
             adopt: false,
             progress: &mut |_| {},
@@ -163,9 +166,14 @@ pub fn replace_file(path: &Path, content: &[u8]) {
     write_file(path, content, 0o644);
 }
 
-/// Where the view symlink points, or `None` when it is not a symlink.
-pub fn view_target(store: &Store) -> Option<PathBuf> {
-    fs::read_link(&store.config.view).ok()
+/// Which generation the (one) view shows: `None` unless the view is polstore's fixed
+/// symlink and `STORE/active` names a generation.
+pub fn view_target(store: &Store) -> Option<u64> {
+    let view = store.config.views().pop()?;
+    if fs::read_link(&view.path).ok()? != store.layout.view_target(&view) {
+        return None;
+    }
+    store.layout.active_generation()
 }
 
 /// The names in `generations/`.
@@ -207,7 +215,7 @@ pub fn last_attempt(store: &Store) -> AttemptRecord {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub state: StateRecord,
-    pub view: Option<PathBuf>,
+    pub view: Option<u64>,
     pub generation_dirs: BTreeSet<String>,
     pub records: Vec<(u64, GenerationRecord)>,
     pub attempts: usize,
