@@ -5,7 +5,7 @@
 mod util;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use util::*;
 
@@ -46,7 +46,7 @@ fn two_view_tree(node: &Node, label: &str, serial: u64) -> PathBuf {
     )
 }
 
-fn viewed(node: &Node, ncf: &PathBuf) -> (Option<u64>, Option<u64>) {
+fn viewed(node: &Node, ncf: &Path) -> (Option<u64>, Option<u64>) {
     (
         viewed_generation(&node.store, &node.view, Some("inputs")),
         viewed_generation(&node.store, ncf, Some("ncf")),
