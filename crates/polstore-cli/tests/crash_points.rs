@@ -168,6 +168,26 @@ fn view_case(point: &str) {
     sound(&node);
 }
 
+/// A store an older polstore left (its view at `readonly/generations/1/tree`, no
+/// `STORE/active`), crashed in the first writer's recovery just after `active` was made:
+/// the view still shows generation 1 the old way; the next writer points it through
+/// `active`. Then an ingest crashed at the same point (its switch) ends as any other.
+fn upgrade_case(point: &str) {
+    let node = Node::with_generation();
+    fs::remove_file(node.store.join("active")).unwrap();
+    fs::remove_file(&node.view).unwrap();
+    std::os::unix::fs::symlink(node.view_path(1), &node.view).unwrap();
+    crash(&node, point, &["gc"]);
+    assert_eq!(node.active_link_generation(), Some(1));
+    assert_eq!(fs::read_link(&node.view).unwrap(), node.view_path(1));
+    recovered(&node, &[1]);
+    assert_eq!(fs::read_link(&node.view).unwrap(), node.view_fixed_target());
+    let candidate = tree(&node, "candidate", 2);
+    crash(&node, point, &["ingest", s(&candidate)]);
+    assert_eq!(recovered(&node, &[2]), 2);
+    sound(&node);
+}
+
 fn gc_case(point: &str) {
     let node = Node::with_generation();
     node.ingest(&tree(&node, "second", 2)).success();
@@ -281,6 +301,7 @@ crash_point_tests! {
     commit_floor_raised => ingest_case("[]");
     commit_committed => ingest_case("[]");
     view_temporary_created => ingest_case("[]");
+    active_switched => upgrade_case();
     commit_view_switched => ingest_case("[]");
     confirm_agent_ran => ingest_case(r#"["/bin/true"]"#);
     fail_marker_written => ingest_case(r#"["/bin/false"]"#);

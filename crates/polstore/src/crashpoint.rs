@@ -17,6 +17,7 @@ pub const POINTS: &[&str] = &[
     "commit-floor-raised",
     "commit-committed",
     "view-temporary-created",
+    "active-switched",
     "commit-view-switched",
     "confirm-agent-ran",
     "fail-marker-written",

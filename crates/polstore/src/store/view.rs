@@ -76,7 +76,11 @@ impl Store {
         crate::store::protect::ensure_directory(&self.layout)?;
         let link = self.layout.active_link();
         durable::switch_symlink(&link, &Layout::active_target(generation))
-            .map_err(Error::io("cannot switch", &link))
+            .map_err(Error::io("cannot switch", &link))?;
+        // The views may still be missing (first activation) or an older polstore's
+        // (upgrade): recovery puts them in place next time.
+        crate::crashpoint::point("active-switched");
+        Ok(())
     }
 
     /// Puts each view that is not polstore's fixed symlink in place: a missing one is
