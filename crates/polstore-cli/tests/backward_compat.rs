@@ -294,10 +294,27 @@ fn a_format_1_store_is_read_verified_and_extended() {
     let diff = node.run(&["diff", "3", "5"]).success().stdout;
     assert_eq!(diff, "D bin/hello.sh\nM lib/common.cf\nM promises.cf\n");
 
-    // verify: sound, every generation checked.
-    let verify = node.run(&["verify", "--json"]).success();
-    let verify: Value = serde_json::from_str(&verify.stdout).unwrap();
-    assert_eq!(verify["sound"], true, "{verify}");
+    // verify: every generation checked and sound; the one finding is the older view at
+    // the writable tree, through which writes reach the store (the first writer, or
+    // `verify --repair`, points it through the read-only mount).
+    let out = node.run(&["verify", "--json"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    let verify: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(verify["sound"], false, "{verify}");
+    assert_eq!(
+        verify["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|finding| finding["message"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        [format!(
+            "the view {} points at generation {ACTIVE}'s writable tree {} (as an older polstore made it), not through {}",
+            s(&node.view),
+            s(&node.generation_tree(ACTIVE)),
+            s(&node.store.join("readonly"))
+        )]
+    );
     assert_eq!(verify["active"], ACTIVE);
     let checked: Vec<(u64, &str, bool)> = verify["generations"]
         .as_array()
@@ -384,6 +401,11 @@ fn a_format_1_store_is_read_verified_and_extended() {
         .collect();
     assert_eq!(found, expected);
 
+    // The store the first writer upgraded verifies sound (which also clears the last
+    // verify's finding from status).
+    if running_as_root() {
+        node.run(&["verify"]).success();
+    }
     let status = node.status();
     assert_eq!(status["active"]["generation"], 6);
     // The first writer made `readonly/` and mounted it (as root; without the privilege to

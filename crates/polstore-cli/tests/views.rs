@@ -270,3 +270,40 @@ fn init_refuses_adopting_into_several_views_and_mixed_view_forms() {
     );
     assert!(!node.store.exists());
 }
+
+/// A directory planted at `STORE/active` (a rename cannot replace one) is reported, moved
+/// into `untrusted/` by `verify --repair`, never deleted, and `active` made anew; a
+/// missing `active`, which leaves every view pointing at nothing, is a status warning.
+#[test]
+fn a_directory_at_active_is_moved_aside_and_a_missing_active_is_a_warning() {
+    let (node, ncf) = two_view_node();
+    node.ingest(&two_view_tree(&node, "first", 1)).success();
+    let active = node.store.join("active");
+
+    fs::remove_file(&active).unwrap();
+    let status = node.status();
+    assert!(
+        status["warnings"]
+            .to_string()
+            .contains(&format!("{} is missing", s(&active))),
+        "{status:#}"
+    );
+    node.run(&["gc"]).success();
+    assert_eq!(viewed(&node, &ncf), (Some(1), Some(1)));
+
+    fs::remove_file(&active).unwrap();
+    write_tree(&active, &[("inputs/promises.cf", "# planted\n")]);
+    assert_eq!(node.run(&["verify"]).code, 4);
+    let out = node.run(&["verify", "--repair"]).success();
+    assert!(out.stdout.contains("REPAIRED "), "{}", out.stdout);
+    assert_eq!(viewed(&node, &ncf), (Some(1), Some(1)));
+    let kept: Vec<String> = fs::read_dir(node.store.join("untrusted"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter().any(|name| name.starts_with("active-")),
+        "{kept:?}"
+    );
+    node.run(&["verify"]).success();
+}

@@ -213,9 +213,10 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
     // Generation directories: their findings come after the objects'.
     inspection.findings.extend(directories?);
     // `STORE/active` and the views. A view an older polstore pointed at the active
-    // generation's tree (through `readonly/generations`, or writable) is not damage, nor
-    // is a missing `STORE/active` behind it: the agent reads the right policy, and the
-    // next writer makes `active` and points the view through it.
+    // generation's tree through `readonly/generations` is not damage, nor is a missing
+    // `STORE/active` behind it: the agent reads the right policy, read-only, and the next
+    // writer makes `active` and points the view through it. One at the writable
+    // `generations/N/tree` is: writes through it reach the store.
     if let Some(active) = state.active {
         let views = store.config.views();
         let older = !views.is_empty()
@@ -232,7 +233,7 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
         }
         for view in &views {
             if let Some(problem) = view_problem(&store.layout, view, active)
-                && !crate::store::view::is_older_view(&store.layout, view, active)
+                && !crate::store::view::is_older_protected_view(&store.layout, view, active)
             {
                 inspection
                     .findings

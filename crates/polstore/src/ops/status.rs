@@ -104,8 +104,14 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     });
     let mut warnings = Vec::new();
     if let Some(active) = state.active {
-        // A store an older polstore made has no `active` yet: its view says where.
-        if fs::symlink_metadata(reader.layout.active_link()).is_ok()
+        // A store an older polstore made has no `active` yet: its views say where.
+        let views = reader.config.views();
+        let older = !views.is_empty()
+            && views
+                .iter()
+                .all(|view| crate::store::view::is_older_view(&reader.layout, view, active));
+        let active_missing = fs::symlink_metadata(reader.layout.active_link()).is_err();
+        if !(older && active_missing)
             && let Some(problem) = active_problem(&reader.layout, active)
         {
             warnings.push(Warning::ViewElsewhere { problem });

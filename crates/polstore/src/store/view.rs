@@ -75,6 +75,12 @@ impl Store {
     pub fn switch_active(&self, generation: u64) -> Result<()> {
         crate::store::protect::ensure_directory(&self.layout)?;
         let link = self.layout.active_link();
+        // Something other than a symlink there (only root can put it in the store): a
+        // rename cannot replace a directory, and nothing planted is deleted. Moved into
+        // `untrusted/`, then the switch makes `active` anew.
+        if fs::symlink_metadata(&link).is_ok_and(|metadata| !metadata.file_type().is_symlink()) {
+            self.layout.move_into_untrusted(&link, "active")?;
+        }
         durable::switch_symlink(&link, &Layout::active_target(generation))
             .map_err(Error::io("cannot switch", &link))?;
         // The views may still be missing (first activation) or an older polstore's
@@ -219,6 +225,15 @@ pub fn is_older_view(layout: &Layout, view: &View, active: u64) -> bool {
         .ok()
         .and_then(|target| layout.view_generation(&target))
         == Some(active)
+}
+
+/// True when the view is an older polstore's symlink to `active`'s tree through the
+/// read-only mount (`readonly/generations/N/tree`): not damage, unlike the writable
+/// `generations/N/tree`, through which writes reach the store.
+pub fn is_older_protected_view(layout: &Layout, view: &View, active: u64) -> bool {
+    is_older_view(layout, view, active)
+        && fs::read_link(&view.path)
+            .is_ok_and(|target| target.starts_with(layout.readonly_fallback()))
 }
 
 /// `VIEW.cf-moved`, where CFEngine's `move_obstructions` puts what is in the way of a
