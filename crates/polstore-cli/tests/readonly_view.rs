@@ -376,7 +376,8 @@ fn a_store_made_before_the_read_only_view_keeps_working_until_a_writer_upgrades_
     let old_target = node.generation_tree(1);
     fs::remove_file(&node.view).unwrap();
     std::os::unix::fs::symlink(&old_target, &node.view).unwrap();
-    // A reader says so; verify does not call it damage.
+    // A reader says so; verify calls it damage (writes through it reach the store) and
+    // changes nothing.
     let status = node.status();
     assert_eq!(status["view_protection"]["state"], "missing");
     assert!(
@@ -386,7 +387,18 @@ fn a_store_made_before_the_read_only_view_keeps_working_until_a_writer_upgrades_
             .contains("writable tree"),
         "{status:#}"
     );
-    node.run(&["verify"]).success();
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "DAMAGED  the view {} points at generation 1's writable tree {} (as an older polstore made it)",
+            s(&node.view),
+            s(&old_target)
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(node.view_target(), Some(old_target.clone()));
     match fs::metadata(node.store.join("readonly")) {
         Err(error) => assert_eq!(error.kind(), ErrorKind::NotFound),
         Ok(_) => panic!("a reader made readonly/"),
