@@ -1320,3 +1320,24 @@ fn update_on_a_drop_still_holding_a_failed_policy_says_so_every_time() {
         );
     }
 }
+
+#[test]
+fn an_agent_program_that_is_not_executable_refuses_before_the_commit() {
+    let node = Node::with_generation();
+    let program = node.root.join("cf-agent-not-executable");
+    fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
+    set_mode(&program, 0o644);
+    node.set_config("agent", "command", &format!(r#"["{}"]"#, s(&program)));
+    let before = node.snapshot();
+    assert_refused(
+        &node,
+        &["ingest", s(&node.serial_tree("gen2", 2))],
+        1,
+        &format!(
+            "polstore: the agent run cannot start: {} is not an executable file; generation 1 stays active\n",
+            s(&program)
+        ),
+    );
+    assert_eq!(node.snapshot(), before);
+    assert_eq!(node.generations(), vec![1]);
+}

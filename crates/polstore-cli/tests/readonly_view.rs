@@ -623,3 +623,20 @@ fn unmount_with_nothing_mounted_needs_no_privilege() {
         )
     );
 }
+
+#[test]
+fn unmount_refuses_a_directory_that_is_not_a_store_and_creates_nothing_there() {
+    let node = Node::new();
+    let elsewhere = node.root.join("not-a-store");
+    fs::create_dir(&elsewhere).unwrap();
+    let out = util::run_polstore(&elsewhere, &["unmount"], &[], None);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "polstore: {} is not a polstore store (no format file); create one with 'polstore init'\n",
+            s(&elsewhere)
+        )
+    );
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
