@@ -123,7 +123,12 @@ pub struct KeygenArgs {
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
     /// The policy tree.
-    pub directory: PathBuf,
+    #[arg(required_unless_present = "parts", conflicts_with = "parts")]
+    pub directory: Option<PathBuf>,
+    /// Instead of a tree: an archive whose directory FROM (empty: all of it) is the
+    /// candidate's TO, as a node's [[fetch.parts]] says. Repeat for each archive.
+    #[arg(long = "part", value_name = "TO:FROM:ARCHIVE")]
+    pub parts: Vec<String>,
     /// The serial: must be higher than any the nodes accepted before.
     #[arg(long)]
     pub serial: u64,

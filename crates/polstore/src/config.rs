@@ -104,6 +104,11 @@ pub struct FetchConfig {
     pub drop: Option<PathBuf>,
     #[serde(default = "defaults::fetch_timeout_secs")]
     pub timeout_secs: u64,
+    /// What a drop directory holds when the policy arrives as several archives (Rudder's
+    /// rules and library): each part is one archive in the directory, and where its
+    /// content goes in the candidate. Empty: a directory is the tree itself.
+    #[serde(default)]
+    pub parts: Vec<Part>,
 }
 
 impl Default for FetchConfig {
@@ -112,8 +117,93 @@ impl Default for FetchConfig {
             command: Vec::new(),
             drop: None,
             timeout_secs: defaults::fetch_timeout_secs(),
+            parts: Vec::new(),
         }
     }
+}
+
+/// One archive of a drop directory made of parts (`[[fetch.parts]]`): the files under
+/// `from` in the archive `file` are the candidate's files under `to`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    /// The archive's name in the drop directory (`.tar`, `.tar.gz` or `.tar.bz2`).
+    pub file: String,
+    /// The directory inside the archive whose content is taken; empty: the whole archive.
+    /// Anything in the archive outside it refuses the candidate.
+    #[serde(default)]
+    pub from: String,
+    /// Where that content goes in the candidate: with several views, a view's name.
+    pub to: String,
+}
+
+impl Part {
+    /// Parses `TO:FROM:ARCHIVE` (the manifest command's `--part`); `FROM` may be empty.
+    pub fn parse_argument(argument: &str) -> Result<(Part, PathBuf), String> {
+        let mut fields = argument.splitn(3, ':');
+        let (Some(to), Some(from), Some(archive)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!(
+                "{:?} is not TO:FROM:ARCHIVE",
+                text_prefix(argument)
+            ));
+        };
+        let archive = PathBuf::from(archive);
+        let file = archive
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let part = Part {
+            file,
+            from: from.to_string(),
+            to: to.to_string(),
+        };
+        validate_parts(
+            std::slice::from_ref(&part),
+            LimitsConfig::default().path_limits(),
+        )?;
+        Ok((part, archive))
+    }
+}
+
+fn text_prefix(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// Refuses parts whose file is not a plain name in the drop directory, whose `from` or
+/// `to` is not a policy path, or that put two archives in the same place.
+pub fn validate_parts(parts: &[Part], limits: PathLimits) -> Result<(), String> {
+    let mut places = std::collections::BTreeSet::new();
+    for part in parts {
+        let file = &part.file;
+        if file.is_empty()
+            || file == "."
+            || file == ".."
+            || file.contains('/')
+            || file.contains('\0')
+            || file == crate::format::policy_path::MANIFEST_NAME
+            || file == crate::format::policy_path::SIGNATURE_NAME
+        {
+            return Err(format!(
+                "fetch.parts: file {:?} must be the name of an archive in the drop directory",
+                text_prefix(file)
+            ));
+        }
+        if !part.from.is_empty() {
+            crate::format::policy_path::validate(&part.from, limits).map_err(|error| {
+                format!("fetch.parts: from {:?}: {error}", text_prefix(&part.from))
+            })?;
+        }
+        crate::format::policy_path::validate(&part.to, limits)
+            .map_err(|error| format!("fetch.parts: to {:?}: {error}", text_prefix(&part.to)))?;
+        if !places.insert(part.to.as_str()) {
+            return Err(format!(
+                "fetch.parts: two parts go to {:?}",
+                text_prefix(&part.to)
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -404,6 +494,18 @@ impl Config {
         {
             return Err(format!("fetch.drop {drop:?} must be an absolute path"));
         }
+        validate_parts(&self.fetch.parts, self.path_limits())?;
+        if let Some(names) = self.view_names() {
+            for part in &self.fetch.parts {
+                if !names.contains(&part.to) {
+                    return Err(format!(
+                        "fetch.parts: to {:?} is not one of the views ({})",
+                        text_prefix(&part.to),
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
         if !self.fetch.command.is_empty() && self.fetch.drop.is_none() {
             return Err(
                 "fetch.command is set but fetch.drop is not: say where it leaves the policy".into(),
@@ -682,6 +784,14 @@ path_bytes_max = 1024
 command = []
 # drop = "/var/lib/polstore-drop"
 timeout_secs = 600
+# A drop directory that holds the policy as several archives (Rudder's rules and
+# library) says here what each is: the files under `from` in the archive `file` are
+# the candidate's files under `to` (with several views, a view's name); anything else
+# in the archive refuses it. The manifest and signature lie beside the archives.
+#   [[fetch.parts]]
+#   file = "rudder.tar.bz2"
+#   from = "policies_next"
+#   to = "inputs"
 
 [verify]
 # Re-run the parse check on the active generation: a policy can stop parsing when
@@ -843,6 +953,70 @@ mod tests {
             .collect();
         let error = Config::parse(&format!("[views]\n{many}")).unwrap_err();
         assert!(error.contains("at most 16"), "{error}");
+    }
+
+    #[test]
+    fn parts_map_archives_to_views_and_bad_ones_are_refused() {
+        let views = "[views]\ninputs = \"/a/inputs\"\nncf = \"/a/ncf\"\n";
+        let part = |file: &str, from: &str, to: &str| {
+            format!("[[fetch.parts]]\nfile = \"{file}\"\nfrom = \"{from}\"\nto = \"{to}\"\n")
+        };
+        let text = format!(
+            "{views}{}{}",
+            part("rudder.tar.bz2", "policies_next", "inputs"),
+            part("policies-library-linux.tar.bz2", "ncf", "ncf")
+        );
+        let config = Config::parse(&text).unwrap();
+        assert_eq!(
+            config.fetch.parts,
+            [
+                Part {
+                    file: "rudder.tar.bz2".into(),
+                    from: "policies_next".into(),
+                    to: "inputs".into()
+                },
+                Part {
+                    file: "policies-library-linux.tar.bz2".into(),
+                    from: "ncf".into(),
+                    to: "ncf".into()
+                }
+            ]
+        );
+        for (parts, expected) in [
+            (
+                part("a/b.tar", "", "inputs"),
+                "fetch.parts: file \"a/b.tar\" must be the name of an archive in the drop directory",
+            ),
+            (
+                part("polstore.manifest", "", "inputs"),
+                "fetch.parts: file \"polstore.manifest\" must be the name of an archive in the drop directory",
+            ),
+            (
+                part("a.tar", "../x", "inputs"),
+                "fetch.parts: from \"../x\": '..' or '.' component",
+            ),
+            (
+                part("a.tar", "", "lib"),
+                "fetch.parts: to \"lib\" is not one of the views (inputs, ncf)",
+            ),
+            (
+                part("a.tar", "", "inputs") + &part("b.tar", "", "inputs"),
+                "fetch.parts: two parts go to \"inputs\"",
+            ),
+        ] {
+            let error = Config::parse(&format!("{views}{parts}")).unwrap_err();
+            assert_eq!(error, expected);
+        }
+        let (part, archive) = Part::parse_argument("inputs:policies_next:/x/a:b.tar").unwrap();
+        assert_eq!(archive, PathBuf::from("/x/a:b.tar"));
+        assert_eq!(
+            (part.to.as_str(), part.from.as_str(), part.file.as_str()),
+            ("inputs", "policies_next", "a:b.tar")
+        );
+        assert_eq!(
+            Part::parse_argument("inputs=x.tar").unwrap_err(),
+            "\"inputs=x.tar\" is not TO:FROM:ARCHIVE"
+        );
     }
 
     #[test]

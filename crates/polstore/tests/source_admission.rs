@@ -898,3 +898,236 @@ fn a_directory_named_like_the_manifest_is_refused_from_a_directory_and_from_a_ta
     );
     assert_refused(&implied, "polstore.manifest.sig", "must be a regular file");
 }
+
+// --- A drop made of parts ([[fetch.parts]]) ------------------------------------------
+
+fn part(file: &str, from: &str, to: &str) -> polstore::config::Part {
+    polstore::config::Part {
+        file: file.into(),
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
+/// A drop directory holding each archive of `archives` (name, bytes) and `envelope` files.
+fn parts_drop(archives: &[(&str, Vec<u8>)], envelope: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let temporary = tempfile::tempdir().unwrap();
+    for (name, bytes) in archives {
+        fs::write(temporary.path().join(name), bytes).unwrap();
+    }
+    for (name, bytes) in envelope {
+        fs::write(temporary.path().join(name), bytes).unwrap();
+    }
+    temporary
+}
+
+/// Rudder's shapes: the rules under `policies_next/`, the library under `ncf/`.
+fn rudder_parts() -> Vec<polstore::config::Part> {
+    vec![
+        part("rudder.tar.bz2", "policies_next", "inputs"),
+        part("library.tar.gz", "ncf", "ncf"),
+    ]
+}
+
+#[test]
+fn parts_put_each_archive_directory_under_its_place_with_the_envelope_beside_them() {
+    let rules = bzip2(&tar_bytes(&[
+        special("policies_next/", EntryType::Directory),
+        file("policies_next/promises.cf", b"# rules\n", 0o644),
+        file("./policies_next/rudder/run.cf", b"# run\n", 0o600),
+        // A manifest inside an archive is a policy file like any other.
+        file("policies_next/polstore.manifest", b"just a file\n", 0o644),
+    ]));
+    let library = gzip(&tar_bytes(&[
+        special("ncf/", EntryType::Directory),
+        file("ncf/common/lib.cf", b"# lib\n", 0o644),
+        special("ncf/local/", EntryType::Directory),
+    ]));
+    let drop = parts_drop(
+        &[("rudder.tar.bz2", rules), ("library.tar.gz", library)],
+        &[
+            ("polstore.manifest", b"the manifest\n"),
+            ("polstore.manifest.sig", b"the signature\n"),
+            ("etag-rudder", b"not part of the candidate\n"),
+        ],
+    );
+    let source = Source::Parts {
+        directory: drop.path().to_path_buf(),
+        parts: rudder_parts(),
+    };
+    let (mut seen, stamped) = read(&source, &limits()).unwrap();
+    assert!(!stamped, "files of archives carry no stamps");
+    seen.sort();
+    let expected_file = |path: &str, content: &[u8], mode| Seen::File {
+        path: path.into(),
+        mode,
+        content: content.to_vec(),
+    };
+    let mut expected = vec![
+        expected_file("inputs/promises.cf", b"# rules\n", 0o644),
+        expected_file("inputs/rudder/run.cf", b"# run\n", 0o600),
+        expected_file("inputs/polstore.manifest", b"just a file\n", 0o644),
+        expected_file("ncf/common/lib.cf", b"# lib\n", 0o644),
+        Seen::EmptyDirectory("ncf/local".into()),
+        Seen::Manifest(b"the manifest\n".to_vec()),
+        Seen::Signature(b"the signature\n".to_vec()),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "{}", describe(&seen));
+}
+
+#[test]
+fn a_part_whose_archive_holds_nothing_under_from_still_gives_its_place() {
+    let rules = tar_bytes(&[file("policies_next/promises.cf", b"# rules\n", 0o644)]);
+    let library = tar_bytes(&[special("ncf/", EntryType::Directory)]);
+    let drop = parts_drop(
+        &[("rudder.tar.bz2", rules), ("library.tar.gz", library)],
+        &[],
+    );
+    let source = Source::Parts {
+        directory: drop.path().to_path_buf(),
+        parts: rudder_parts(),
+    };
+    let (seen, _) = read(&source, &limits()).unwrap();
+    assert!(
+        seen.contains(&Seen::EmptyDirectory("ncf".into())),
+        "{}",
+        describe(&seen)
+    );
+}
+
+#[test]
+fn a_part_with_an_empty_from_takes_the_whole_archive() {
+    let library = tar_bytes(&[file("common/lib.cf", b"# lib\n", 0o644)]);
+    let drop = parts_drop(&[("library.tar", library)], &[]);
+    let source = Source::Parts {
+        directory: drop.path().to_path_buf(),
+        parts: vec![part("library.tar", "", "ncf")],
+    };
+    let (seen, _) = read(&source, &limits()).unwrap();
+    assert_eq!(
+        seen,
+        vec![Seen::File {
+            path: "ncf/common/lib.cf".into(),
+            mode: 0o644,
+            content: b"# lib\n".to_vec()
+        }]
+    );
+}
+
+#[test]
+fn an_entry_outside_the_part_directory_is_refused_naming_the_archive() {
+    let rules = tar_bytes(&[
+        file("policies_next/promises.cf", b"# rules\n", 0o644),
+        file("policies_nextx/sneaky.cf", b"# no\n", 0o644),
+    ]);
+    let library = tar_bytes(&[file("ncf/common/lib.cf", b"# lib\n", 0o644)]);
+    let drop = parts_drop(
+        &[("rudder.tar.bz2", rules), ("library.tar.gz", library)],
+        &[],
+    );
+    let rejection = refusal(
+        &Source::Parts {
+            directory: drop.path().to_path_buf(),
+            parts: rudder_parts(),
+        },
+        &limits(),
+    );
+    assert_refused(
+        &rejection,
+        "policies_nextx/sneaky.cf",
+        "lies outside policies_next/, the one directory taken from rudder.tar.bz2",
+    );
+}
+
+#[test]
+fn a_file_where_the_part_directory_should_be_is_refused() {
+    let rules = tar_bytes(&[file("policies_next", b"# not a directory\n", 0o644)]);
+    let drop = parts_drop(&[("rudder.tar.bz2", rules)], &[]);
+    let rejection = refusal(
+        &Source::Parts {
+            directory: drop.path().to_path_buf(),
+            parts: vec![part("rudder.tar.bz2", "policies_next", "inputs")],
+        },
+        &limits(),
+    );
+    assert_refused(&rejection, "policies_next", "must be a directory");
+}
+
+#[test]
+fn a_damaged_part_is_refused_naming_its_archive() {
+    let rules = bzip2(&tar_bytes(&[file(
+        "policies_next/promises.cf",
+        b"# rules\n",
+        0o644,
+    )]));
+    let cut = rules[..rules.len() / 2].to_vec();
+    let drop = parts_drop(&[("rudder.tar.bz2", cut)], &[]);
+    let rejection = refusal(
+        &Source::Parts {
+            directory: drop.path().to_path_buf(),
+            parts: vec![part("rudder.tar.bz2", "policies_next", "inputs")],
+        },
+        &limits(),
+    );
+    assert_eq!(rejection.path, None);
+    assert_eq!(rejection.reason, "rudder.tar.bz2: the archive is truncated");
+}
+
+#[test]
+fn the_limits_count_for_all_parts_together() {
+    let rules = tar_bytes(&[
+        file("policies_next/a.cf", b"1", 0o644),
+        file("policies_next/b.cf", b"2", 0o644),
+    ]);
+    let library = tar_bytes(&[file("ncf/c.cf", b"3", 0o644), file("ncf/d.cf", b"4", 0o644)]);
+    let drop = parts_drop(
+        &[("rudder.tar.bz2", rules), ("library.tar.gz", library)],
+        &[],
+    );
+    let mut limits = limits();
+    limits.files_max = 3;
+    let rejection = refusal(
+        &Source::Parts {
+            directory: drop.path().to_path_buf(),
+            parts: rudder_parts(),
+        },
+        &limits,
+    );
+    assert_eq!(
+        rejection.reason,
+        "library.tar.gz: more than 3 files (limits.files_max)"
+    );
+}
+
+#[test]
+fn a_part_archive_that_is_a_symlink_or_missing_is_refused() {
+    let drop = parts_drop(&[], &[]);
+    let elsewhere = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), drop.path().join("rudder.tar.bz2")).unwrap();
+    let rejection = refusal(
+        &Source::Parts {
+            directory: drop.path().to_path_buf(),
+            parts: vec![part("rudder.tar.bz2", "policies_next", "inputs")],
+        },
+        &limits(),
+    );
+    assert!(
+        rejection.reason.contains("/rudder.tar.bz2: ")
+            && rejection.reason.contains("symbolic link"),
+        "{rejection}"
+    );
+    fs::remove_file(drop.path().join("rudder.tar.bz2")).unwrap();
+    let missing = read(
+        &Source::Parts {
+            directory: drop.path().to_path_buf(),
+            parts: vec![part("rudder.tar.bz2", "policies_next", "inputs")],
+        },
+        &limits(),
+    )
+    .unwrap_err();
+    assert!(
+        missing.to_string().contains("rudder.tar.bz2") && missing.to_string().contains("not found"),
+        "{missing}"
+    );
+}

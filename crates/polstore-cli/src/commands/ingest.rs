@@ -18,8 +18,8 @@ pub(super) fn ingest_command(
     } else {
         absolute(&args.source)?
     };
-    let source = Source::from_argument(&source_path);
     let mut store = open_writer(store_root, "ingest", lock_timeout)?;
+    let source = Source::from_argument(&source_path, &store.config.fetch.parts);
     let before = store.state()?.active;
     let mut progress = ProgressLine::new();
     let request = IngestRequest {

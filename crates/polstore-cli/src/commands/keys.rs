@@ -54,14 +54,28 @@ pub(super) fn manifest_command(args: crate::args::ManifestArgs) -> Result<()> {
     let expires = args
         .expires_in
         .map(|days| now.plus_secs(days.saturating_mul(SECONDS_PER_DAY)));
-    let manifest = authoring::manifest_of_directory(
-        &args.directory,
-        args.serial,
-        now,
-        expires,
-        args.origin,
-        &LimitsConfig::default(),
-    )?;
+    let limits = LimitsConfig::default();
+    let manifest = match &args.directory {
+        Some(directory) => authoring::manifest_of_directory(
+            directory,
+            args.serial,
+            now,
+            expires,
+            args.origin,
+            &limits,
+        )?,
+        None => {
+            let parts = args
+                .parts
+                .iter()
+                .map(|argument| {
+                    polstore::config::Part::parse_argument(argument)
+                        .map_err(|reason| anyhow::anyhow!("--part {reason}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            authoring::manifest_of_parts(&parts, args.serial, now, expires, args.origin, &limits)?
+        }
+    };
     let text = manifest.render();
     match &args.output {
         Some(path) => {

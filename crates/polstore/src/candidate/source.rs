@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, Part};
 use crate::error::{Check, Error, Rejection, Result};
 use crate::format::manifest::{self, MANIFEST_BYTES_MAX};
 use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
@@ -31,13 +31,25 @@ pub enum Source {
     Archive(PathBuf),
     /// A tar stream (plain, gzip or bzip2) on standard input.
     Stdin,
+    /// A directory holding one archive per part (`[[fetch.parts]]`), and the manifest and
+    /// signature beside them: the candidate is the parts' content, each under its `to`.
+    Parts {
+        directory: PathBuf,
+        parts: Vec<Part>,
+    },
 }
 
 impl Source {
-    /// `-` is standard input; a directory is a tree; anything else must be an archive.
-    pub fn from_argument(argument: &Path) -> Source {
+    /// `-` is standard input; a directory is a tree, or, when `parts` are configured,
+    /// the directory holding them; anything else must be an archive.
+    pub fn from_argument(argument: &Path, parts: &[Part]) -> Source {
         if argument == Path::new("-") {
             Source::Stdin
+        } else if argument.is_dir() && !parts.is_empty() {
+            Source::Parts {
+                directory: argument.to_path_buf(),
+                parts: parts.to_vec(),
+            }
         } else if argument.is_dir() {
             Source::Directory(argument.to_path_buf())
         } else {
@@ -49,6 +61,15 @@ impl Source {
         match self {
             Source::Directory(path) | Source::Archive(path) => path.display().to_string(),
             Source::Stdin => "standard input".to_string(),
+            Source::Parts { directory, parts } => format!(
+                "{} ({})",
+                directory.display(),
+                parts
+                    .iter()
+                    .map(|part| part.file.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -236,7 +257,7 @@ pub fn read_archive_bytes(
     sink: &mut dyn FnMut(Item) -> Result<()>,
 ) -> Result<()> {
     let mut admission = Admission::new(limits);
-    read_archive(bytes, &mut admission, sink)?;
+    read_archive(bytes, &mut admission, None, sink)?;
     if admission.files.is_empty() {
         return Err(reject(None, "the source holds no policy files"));
     }
@@ -254,25 +275,154 @@ pub fn read_with(
     match source {
         Source::Directory(root) => read_directory(root, &mut admission, known, sink),
         Source::Archive(path) => {
-            // Opened once, without following a symlink or blocking on a FIFO, and checked
-            // to be a regular file on the open descriptor: a FIFO planted at the drop must
-            // not hold the store lock forever.
-            let file = read::open_regular(path, usize::MAX).map_err(|error| match error {
-                read::ReadError::Io(error) => Error::io("cannot open source", path)(error),
-                read::ReadError::NotFound => {
-                    Error::io("cannot open source", path)(io::ErrorKind::NotFound.into())
-                }
-                refusal => reject(None, format!("{}: {refusal}", path.display())),
-            })?;
-            read_archive(BufReader::new(file), &mut admission, sink)
+            let file = open_archive(path)?;
+            read_archive(BufReader::new(file), &mut admission, None, sink)
         }
-        Source::Stdin => read_archive(BufReader::new(io::stdin().lock()), &mut admission, sink),
+        Source::Stdin => read_archive(
+            BufReader::new(io::stdin().lock()),
+            &mut admission,
+            None,
+            sink,
+        ),
+        Source::Parts { directory, parts } => read_parts(directory, parts, &mut admission, sink),
     }?;
     if admission.files.is_empty() {
         return Err(reject(None, "the source holds no policy files"));
     }
     for directory in admission.empty_directories()? {
         sink(Item::EmptyDirectory(directory))?;
+    }
+    Ok(())
+}
+
+/// Opens an archive once, without following a symlink or blocking on a FIFO, and checked
+/// to be a regular file on the open descriptor: a FIFO planted at the drop must not hold
+/// the store lock forever.
+fn open_archive(path: &Path) -> Result<File> {
+    read::open_regular(path, usize::MAX).map_err(|error| match error {
+        read::ReadError::Io(error) => Error::io("cannot open source", path)(error),
+        read::ReadError::NotFound => {
+            Error::io("cannot open source", path)(io::ErrorKind::NotFound.into())
+        }
+        refusal => reject(None, format!("{}: {refusal}", path.display())),
+    })
+}
+
+/// Where the entries of one part's archive go: its `from` directory's content under `to`.
+struct PartMap<'a> {
+    part: &'a Part,
+}
+
+impl PartMap<'_> {
+    /// The candidate path of the archive entry `name` (without `./` or a trailing `/`):
+    /// `None` for `from` itself and the directories above it, which place nothing.
+    fn map(&self, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Part { file, from, to } = self.part;
+        let rest = if from.is_empty() {
+            Some(name)
+        } else if from.as_bytes() == name
+            || from.as_bytes().starts_with(name) && from.as_bytes().get(name.len()) == Some(&b'/')
+        {
+            return Ok(None);
+        } else {
+            name.strip_prefix(from.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"/"))
+        };
+        match rest {
+            Some(rest) if !rest.is_empty() => {
+                let mut mapped = to.as_bytes().to_vec();
+                mapped.push(b'/');
+                mapped.extend_from_slice(rest);
+                Ok(Some(mapped))
+            }
+            _ => Err(reject(
+                Some(&policy_path::display(name)),
+                format!("lies outside {from}/, the one directory taken from {file}"),
+            )),
+        }
+    }
+}
+
+/// Reads a directory made of parts: the manifest and signature beside the archives, then
+/// each archive.
+fn read_parts(
+    directory: &Path,
+    parts: &[Part],
+    admission: &mut Admission,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    for (name, limit) in [
+        (MANIFEST_NAME, MANIFEST_BYTES_MAX),
+        (SIGNATURE_NAME, KEY_FILE_BYTES_MAX),
+    ] {
+        let path = directory.join(name);
+        let content = match read::read_regular(&path, limit) {
+            Ok(content) => content,
+            Err(read::ReadError::NotFound) => continue,
+            Err(read::ReadError::Io(error)) => {
+                return Err(Error::io("cannot read source file", &path)(error));
+            }
+            Err(refusal) => return Err(reject(Some(name), refusal.to_string())),
+        };
+        sink(if name == MANIFEST_NAME {
+            Item::Manifest(content)
+        } else {
+            Item::Signature(content)
+        })?;
+    }
+    let located: Vec<(&Part, PathBuf)> = parts
+        .iter()
+        .map(|part| (part, directory.join(&part.file)))
+        .collect();
+    read_part_archives(&located, admission, sink)
+}
+
+/// Reads archives as the parts of one candidate (what the server's `polstore manifest
+/// --part` signs), wherever each archive is.
+pub fn read_parts_at(
+    parts: &[(Part, PathBuf)],
+    limits: &LimitsConfig,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let mut admission = Admission::new(limits);
+    let located: Vec<(&Part, PathBuf)> = parts
+        .iter()
+        .map(|(part, path)| (part, path.clone()))
+        .collect();
+    read_part_archives(&located, &mut admission, sink)?;
+    if admission.files.is_empty() {
+        return Err(reject(None, "the source holds no policy files"));
+    }
+    for directory in admission.empty_directories()? {
+        sink(Item::EmptyDirectory(directory))?;
+    }
+    Ok(())
+}
+
+/// Each part's archive under one admission: the limits count for the whole candidate.
+fn read_part_archives(
+    parts: &[(&Part, PathBuf)],
+    admission: &mut Admission,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    for (part, path) in parts {
+        let file = open_archive(path)?;
+        // The part's place is in the candidate even when its archive holds nothing there.
+        let to = admission.path(part.to.as_bytes())?;
+        admission.directory(to)?;
+        read_archive(
+            BufReader::new(file),
+            admission,
+            Some(&PartMap { part }),
+            sink,
+        )
+        .map_err(|error| match error {
+            Error::Rejected(mut rejection) if rejection.path.is_none() => {
+                rejection.reason = format!("{}: {}", part.file, rejection.reason);
+                Error::Rejected(rejection)
+            }
+            other => other,
+        })?;
     }
     Ok(())
 }
@@ -686,9 +836,12 @@ const ARCHIVE_BYTES_PER_ENTRY_MAX: u64 = 4 * 512 + 2 * 4096;
 /// there.
 const ARCHIVE_END_PADDING_BYTES_MAX: u64 = 1 << 20;
 
+/// Reads a tar stream. With `map` (a part of a drop made of parts), every entry is placed
+/// where the map says, and the archive carries no manifest or signature of its own.
 fn read_archive(
     mut input: impl io::BufRead,
     admission: &mut Admission,
+    map: Option<&PartMap>,
     sink: &mut dyn FnMut(Item) -> Result<()>,
 ) -> Result<()> {
     let limits = admission.limits;
@@ -762,12 +915,30 @@ fn read_archive(
         while let Some(rest) = name.strip_prefix(b"./") {
             name = rest;
         }
+        let mapped;
+        if let Some(map) = map {
+            let bare = name.strip_suffix(b"/").unwrap_or(name);
+            if bare.is_empty() || bare == b"." {
+                continue;
+            }
+            match map.map(bare)? {
+                Some(path) => mapped = path,
+                None if header_type.is_dir() => continue,
+                None => {
+                    let shown = policy_path::display(bare);
+                    return Err(reject(Some(&shown), "must be a directory"));
+                }
+            }
+            name = &mapped;
+        }
         if header_type.is_dir() {
             let name = name.strip_suffix(b"/").unwrap_or(name);
             if name.is_empty() || name == b"." {
                 continue;
             }
-            if name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes() {
+            if map.is_none()
+                && (name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes())
+            {
                 let shown = String::from_utf8_lossy(name);
                 return Err(reject(Some(&shown), "must be a regular file"));
             }
@@ -775,7 +946,8 @@ fn read_archive(
             admission.directory(path)?;
             continue;
         }
-        if name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes() {
+        if map.is_none() && (name == MANIFEST_NAME.as_bytes() || name == SIGNATURE_NAME.as_bytes())
+        {
             let shown = String::from_utf8_lossy(name).into_owned();
             if !header_type.is_file() {
                 return Err(reject(Some(&shown), "must be a regular file"));

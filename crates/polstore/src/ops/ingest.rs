@@ -639,7 +639,9 @@ fn ingest_inner(
 fn early_manifest(store: &Store, request: &IngestRequest) -> Option<Manifest> {
     let path = match (&request.manifest_file, &request.source) {
         (Some(path), _) => path.clone(),
-        (None, Source::Directory(directory)) => directory.join(MANIFEST_NAME),
+        (None, Source::Directory(directory) | Source::Parts { directory, .. }) => {
+            directory.join(MANIFEST_NAME)
+        }
         _ => return None,
     };
     let bytes = read::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX)?;

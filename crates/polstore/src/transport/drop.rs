@@ -39,7 +39,7 @@ impl<'a> DropPlace<'a> {
     pub fn source(&self) -> Option<Source> {
         let drop = self.fetch.drop.as_ref()?;
         fs::symlink_metadata(drop).ok()?;
-        Some(Source::from_argument(drop))
+        Some(Source::from_argument(drop, &self.fetch.parts))
     }
 
     /// Runs the configured fetch command, if any. `force`: fetch everything again
@@ -104,7 +104,7 @@ impl ObjectSource for DropPlace<'_> {
         let Some(source) = self.source() else {
             return Ok(None);
         };
-        if let Source::Directory(directory) = &source {
+        if let Source::Directory(directory) | Source::Parts { directory, .. } = &source {
             return match read::read_regular(&directory.join(MANIFEST_NAME), MANIFEST_BYTES_MAX) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(read::ReadError::NotFound) => Ok(None),
