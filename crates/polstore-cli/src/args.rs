@@ -98,12 +98,20 @@ pub struct InitArgs {
     /// (e.g. --view inputs=/var/rudder/cfengine-community/inputs --view
     /// ncf=/var/rudder/ncf/common): each shows the top-level directory NAME of every
     /// generation, and all switch together.
-    #[arg(long, value_name = "PATH|NAME=PATH", required = true)]
+    #[arg(
+        long,
+        value_name = "PATH|NAME=PATH",
+        required_unless_present = "config"
+    )]
     pub view: Vec<String>,
     /// A signify public key whose signatures are trusted. Repeat for several. Without any,
     /// the store accepts unsigned policy (trust.require_signature = false).
-    #[arg(long = "trust", value_name = "PUBKEY")]
+    #[arg(long = "trust", value_name = "PUBKEY", conflicts_with = "config")]
     pub trust: Vec<PathBuf>,
+    /// Write this configuration as the store's polstore.toml instead of the default one;
+    /// it names the views and trusted keys (e.g. integrations/rudder/node/polstore.toml).
+    #[arg(long, value_name = "FILE", conflicts_with = "view")]
+    pub config: Option<PathBuf>,
     /// Take the policy directory already at the view path in as generation 1 (unsigned,
     /// not checked) and replace it by the view symlink without a moment where it is missing.
     #[arg(long)]

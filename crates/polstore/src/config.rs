@@ -415,6 +415,11 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], and the very text it was parsed from.
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -435,10 +440,11 @@ impl Config {
         };
         let text = String::from_utf8(bytes)
             .map_err(|_| read_error(std::io::Error::other("not valid UTF-8")))?;
-        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+        let config = Config::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
-        })
+        })?;
+        Ok((config, text))
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {

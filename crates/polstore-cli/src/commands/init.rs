@@ -5,18 +5,27 @@ use polstore::ops::init::{self, InitRequest};
 use polstore::store::protect::Protection;
 
 pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
-    let views = parse_views(&args.view)?;
-    let keys = args
-        .trust
-        .iter()
-        .map(|key| absolute(key))
-        .collect::<Result<Vec<_>>>()?;
+    let (views, keys, config_text) = match &args.config {
+        Some(path) => {
+            let (config, text) = polstore::config::Config::load_with_text(path)?;
+            (config.views(), config.trust.keys.clone(), Some(text))
+        }
+        None => {
+            let keys = args
+                .trust
+                .iter()
+                .map(|key| absolute(key))
+                .collect::<Result<Vec<_>>>()?;
+            (parse_views(&args.view)?, keys, None)
+        }
+    };
     let mut progress = ProgressLine::new();
     let report = init::init(InitRequest {
         root: store_root,
         views: &views,
         keys: &keys,
         adopt: args.adopt,
+        config_text,
         progress: &mut |event| progress.update(event),
     });
     progress.clear();

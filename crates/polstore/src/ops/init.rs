@@ -30,6 +30,9 @@ pub struct InitRequest<'a> {
     pub keys: &'a [PathBuf],
     /// Take the directory at the (one) view in as generation 1.
     pub adopt: bool,
+    /// The configuration to write, whole (`init --config`); it names `views` and `keys`.
+    /// `None`: the default text for them.
+    pub config_text: Option<String>,
     pub progress: &'a mut dyn FnMut(Progress),
 }
 
@@ -144,7 +147,13 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
         }
     }
     let existed = root.exists();
-    let store = Store::create(root, views, request.keys, adopt_directory.is_some())?;
+    let store = Store::create(
+        root,
+        views,
+        request.keys,
+        request.config_text.clone(),
+        adopt_directory.is_some(),
+    )?;
     // The read-only mount is in place before any view points through it.
     let protection = protect::ensure_mounted(&store.layout, store.config.protect_view)?.protection;
     let mut report = InitReport {

@@ -133,6 +133,7 @@ impl Store {
         root: &Path,
         views: &[config::View],
         keys: &[PathBuf],
+        config_text: Option<String>,
         adopting: bool,
     ) -> Result<Store> {
         let layout = Layout::new(root);
@@ -175,7 +176,7 @@ impl Store {
             }
             Err(error) => return Err(Error::io("cannot read", root)(error)),
         }
-        let text = config::default_config_text(views, keys);
+        let text = config_text.unwrap_or_else(|| config::default_config_text(views, keys));
         // Fails here rather than at the first ingest if the view or keys are unusable.
         Config::parse(&text).map_err(Error::Refused)?;
         let lock = StoreLock::acquire(root, "init", Duration::ZERO, &mut |_| {})?;
