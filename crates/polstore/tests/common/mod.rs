@@ -64,6 +64,7 @@ impl TestStore {
             }],
             keys: &[],
             adopt: false,
+            config_text: None,
             progress: &mut |_| {},
         })
         .expect("init fails");
