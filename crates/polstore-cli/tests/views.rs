@@ -591,3 +591,47 @@ fn a_view_the_checks_cannot_show_the_candidate_at_refuses_the_ingest() {
     assert!(!deeper.parent().unwrap().exists(), "{out:#?}");
     assert!(fs::symlink_metadata(&node.view).is_err());
 }
+
+/// A view added to the configuration after the active generation was made: its view is
+/// polstore's symlink to a directory the active generation lacks. The checks still see the
+/// candidate's directory there.
+#[test]
+fn a_view_added_later_shows_the_candidate_to_the_checks() {
+    if skip_unless_root() {
+        return;
+    }
+    let (node, lib) = library_node();
+    node.ingest(&library_tree(&node, &lib, "first", 1, &[], LIBRARY_ONE))
+        .success();
+    let extra = node.root.join("node").join("extra");
+    node.set_config("views", "extra", &toml_string(s(&extra)));
+    // The next writer puts the new view in place: it resolves to nothing yet.
+    node.run(&["gc"]).success();
+    assert_eq!(
+        fs::read_link(&extra).unwrap(),
+        node.store.join("readonly/active/extra")
+    );
+    assert!(!extra.exists());
+    let inputs = format!(
+        "body common control\n{{\n  inputs => {{ \"{}\", \"{}\" }};\n  bundlesequence => {{ \"main\", \"library_two\" }};\n}}\n\nbundle agent main\n{{\n  methods:\n    \"any\" usebundle => library_one;\n}}\n",
+        s(&lib.join("lib.cf")),
+        s(&extra.join("two.cf"))
+    );
+    let tree = node.signed_tree(
+        "extra",
+        &[
+            ("inputs/promises.cf", &inputs),
+            ("lib/lib.cf", LIBRARY_ONE),
+            ("extra/two.cf", LIBRARY_TWO),
+        ],
+        2,
+    );
+    let mounts = mounts_under(&node.root);
+    node.ingest(&tree).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(
+        fs::read_to_string(extra.join("two.cf")).unwrap(),
+        LIBRARY_TWO
+    );
+    assert_eq!(mounts_under(&node.root), mounts);
+}
