@@ -772,7 +772,14 @@ fn the_generation_hook_publishes_signed_versions() {
         server.share.join("root/rules/rudder.tar.bz2"),
     )
     .unwrap();
-    let ran = server.hook("2026-08-21T11:00:00.000Z", &[("RUDDER_NODE_ID", "root")]);
+    let root_policies = server.share.join("root/rules/cfengine-community");
+    let ran = server.hook(
+        "2026-08-21T11:00:00.000Z",
+        &[
+            ("RUDDER_NODE_ID", "root"),
+            ("RUDDER_POLICIES_DIRECTORY_CURRENT", s(&root_policies)),
+        ],
+    );
     assert_eq!(ran.code, 0, "{ran:#?}");
     assert!(ran.stderr.contains("root: skipped"), "{ran:#?}");
     assert!(!server.share.join("root/polstore").exists());
