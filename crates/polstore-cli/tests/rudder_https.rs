@@ -95,14 +95,13 @@ impl Nginx {
         let access_log = dir.join("logs/access.log");
         let error_log = dir.join("logs/error.log");
         let temp = dir.join("temp");
-        // One worker, so that a request is logged before the next one is served; it runs
-        // as root, as the test tree is root's alone (Rudder's Apache reads the share as a
-        // member of rudder-policy-reader).
+        // One process and no workers: killing it on drop leaves nothing behind, and a
+        // request is logged before the next one is served. It runs as root, as the test
+        // tree is root's alone (Rudder's Apache reads the share as a member of
+        // rudder-policy-reader).
         let config = format!(
             r#"daemon off;
-master_process on;
-worker_processes 1;
-user root root;
+master_process off;
 pid {pid};
 error_log {error_log} info;
 events {{ worker_connections 64; }}
@@ -169,7 +168,7 @@ http {{
     }
 
     /// Every request logged so far, in order. A mark request (logged 404) is made and
-    /// waited for first: with one worker, every request that ended before it is then in
+    /// waited for first: with one process, every request that ended before it is then in
     /// the log. Marks are left out.
     fn requests(&self) -> Vec<Request> {
         let mark = self.marks.get() + 1;
