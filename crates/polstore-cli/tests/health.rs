@@ -854,3 +854,46 @@ fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_
 fn active_tree(node: &Node) -> PathBuf {
     node.generation_tree(node.active_generation().expect("a generation is active"))
 }
+
+#[test]
+fn a_drop_refused_as_damaged_in_transit_is_fetched_whole_again_next_time() {
+    let node = Node::with_generation();
+    let server = node.serial_tree("server", 2);
+    let drop = node.root.join("incoming");
+    // A transport with a cache: it keeps what the drop holds unless told to fetch
+    // everything again (as an etag or an unchanged head would).
+    node.set_config(
+        "fetch",
+        "command",
+        &format!(
+            r#"["/bin/sh", "-c", "echo force={{force}} >> {log}; if [ {{force}} = 1 ] || [ ! -d {{drop}} ]; then rm -rf {{drop}} && cp -a {server} {{drop}}; fi"]"#,
+            log = s(&node.root.join("fetch.log")),
+            server = s(&server),
+        ),
+    );
+    node.set_config("fetch", "drop", &toml_string(s(&drop)));
+    // What an earlier fetch left, damaged on its way.
+    let status = Command::new("cp")
+        .args(["-a", s(&server), s(&drop)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::write(drop.join("lib/n.cf"), "# 2, cut sho").unwrap();
+    assert_refused(
+        &node,
+        &["update"],
+        3,
+        "rejected by the integrity check: lib/n.cf",
+    );
+    assert_eq!(node.active_generation(), Some(1));
+    // The next update tells the transport to fetch everything again.
+    let out = node.run(&["update"]).success();
+    assert!(out.stdout.contains("generation 2"), "{out:#?}");
+    assert_eq!(node.active_generation(), Some(2));
+    let out = node.run(&["update"]).success();
+    assert!(out.stdout.starts_with("unchanged"), "{out:#?}");
+    assert_eq!(
+        fs::read_to_string(node.root.join("fetch.log")).unwrap(),
+        "force=0\nforce=1\nforce=0\n"
+    );
+}

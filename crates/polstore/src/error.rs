@@ -47,11 +47,7 @@ pub struct Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.check {
-            // "user check NAME" already says what it is.
-            Check::User(_) => write!(f, "rejected by the {}: ", self.check)?,
-            check => write!(f, "rejected by the {check} check: ")?,
-        }
+        f.write_str(&Rejection::prefix(&self.check))?;
         if let Some(path) = &self.path {
             write!(f, "{path}: ")?;
         }
@@ -60,6 +56,15 @@ impl fmt::Display for Rejection {
 }
 
 impl Rejection {
+    /// How a rejection by `check` starts: `rejected by the CHECK check: `.
+    pub fn prefix(check: &Check) -> String {
+        match check {
+            // "user check NAME" already says what it is.
+            Check::User(_) => format!("rejected by the {check}: "),
+            check => format!("rejected by the {check} check: "),
+        }
+    }
+
     pub fn new(check: Check, path: Option<&str>, reason: impl Into<String>) -> Rejection {
         Rejection {
             check,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::candidate::source::{self, Item, Source};
 use crate::checks;
 use crate::db::LAST_UPDATE_KEY;
-use crate::error::{Error, Result};
+use crate::error::{Check, Error, Rejection, Result};
 use crate::format::envelope::Envelope;
 use crate::format::manifest::{Entry, Hash, Manifest};
 use crate::format::policy_path::MANIFEST_NAME;
@@ -117,7 +117,11 @@ fn update_inner(
             "fetch.drop is not configured: say in polstore.toml where new policy arrives".into(),
         ));
     };
-    place.fetch(force)?;
+    // A drop the last update refused by its source or integrity check was damaged or
+    // altered on its way (a cut or corrupted download, a tampered mirror): fetched whole
+    // again, rather than kept by the transport's own caches (an etag, an unchanged head)
+    // and refused again on every run until the server publishes something new.
+    place.fetch(force || refused_in_transit(store))?;
     let Some(source) = place.source() else {
         return Err(Error::Refused(format!(
             "nothing at the drop place {}{}",
@@ -165,6 +169,21 @@ fn update_inner(
         },
     )?;
     Ok(UpdateOutcome::Ingested(report))
+}
+
+/// Whether the last update was refused by the source or integrity check.
+fn refused_in_transit(store: &Store) -> bool {
+    let Ok(Some(record)) = store
+        .db
+        .read()
+        .and_then(|read| read.health(LAST_UPDATE_KEY).map_err(Into::into))
+    else {
+        return false;
+    };
+    record.outcome == HealthOutcome::Rejected
+        && [Check::Source, Check::Integrity]
+            .iter()
+            .any(|check| record.message.starts_with(&Rejection::prefix(check)))
 }
 
 /// The kept generation the drop holds exactly, with its serial.
