@@ -126,6 +126,97 @@ fn adopt_case(point: &str) {
     sound(&node);
 }
 
+/// A Rudder node's `init --adopt` of its two views, `inputs` and `ncf`, crashed at
+/// `point`. Right after the crash, each path shows what it held before (its old directory,
+/// or the view to generation 1's identical copy); the next writer's recovery finishes the
+/// adoption for both views: both are the fixed symlinks, show generation 1, hold exactly
+/// what the directories held, and nothing is left beside them.
+fn adopt_views_case(point: &str) {
+    let node = Node::new();
+    let ncf = node.root.join("node").join("ncf");
+    write_tree(
+        &node.view,
+        &[("promises.cf", POLICY), ("lib/common.cf", "# common\n")],
+    );
+    write_tree(
+        &ncf,
+        &[("common/ncf.cf", "# ncf\n"), ("local/a.cf", "# a\n")],
+    );
+    set_mode(&ncf.join("local/a.cf"), 0o600);
+    let before = [tree_content(&node.view), tree_content(&ncf)];
+    let args = [
+        "init".to_string(),
+        "--view".to_string(),
+        format!("inputs={}", s(&node.view)),
+        "--view".to_string(),
+        format!("ncf={}", s(&ncf)),
+        "--adopt".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crash(&node, point, &args);
+    let is_symlink =
+        |path: &std::path::Path| fs::symlink_metadata(path).unwrap().file_type().is_symlink();
+    match point {
+        // Nothing committed: both are still the directories, and init starts over.
+        "adopt-staged" => {
+            assert!(!is_symlink(&node.view) && !is_symlink(&ncf));
+            node.run(&args).success();
+        }
+        // Between the exchanges: inputs is the view, ncf still its directory.
+        "adopt-view-exchanged" => {
+            assert!(is_symlink(&node.view) && !is_symlink(&ncf));
+        }
+        // Both exchanged, the old directories (or one of them) still beside the views.
+        "adopt-exchanged" | "adopt-directory-removed" => {
+            assert!(is_symlink(&node.view) && is_symlink(&ncf));
+            assert!(node.store.join("adopting").exists());
+        }
+        _ => {}
+    }
+    // At every instant each path shows the same bytes.
+    assert_eq!([tree_content(&node.view), tree_content(&ncf)], before);
+    node.configure_for_tests();
+    node.set_config("checks", "entry_points", r#"["inputs/promises.cf"]"#);
+    node.run(&["gc"]).success();
+    for (path, name) in [(&node.view, "inputs"), (&ncf, "ncf")] {
+        assert_eq!(
+            viewed_generation(&node.store, path, Some(name)),
+            Some(1),
+            "{path:?}"
+        );
+    }
+    assert_eq!([tree_content(&node.view), tree_content(&ncf)], before);
+    let mut beside: Vec<String> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, ["inputs", "ncf"]);
+    assert!(!node.store.join("adopting").exists());
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+    let after = node.tree(
+        "after",
+        &[
+            ("inputs/promises.cf", POLICY),
+            ("ncf/common/ncf.cf", "# 2\n"),
+        ],
+    );
+    node.ingest(&after).success();
+    assert_eq!(
+        fs::read_to_string(ncf.join("common/ncf.cf")).unwrap(),
+        "# 2\n"
+    );
+    sound(&node);
+}
+
+/// The adoption points every adoption reaches, with two views: recovery finishes both.
+#[test]
+fn an_adoption_into_two_views_recovers_at_every_adoption_point() {
+    for point in ["adopt-staged", "adopt-committed", "adopt-exchanged"] {
+        adopt_views_case(point);
+    }
+}
+
 /// Generation 2 active over 1, the database lost, a file only generation 2 has damaged:
 /// repair rebuilds the database, restores the object from the drop place, rebuilds the
 /// tree.
@@ -309,7 +400,9 @@ crash_point_tests! {
     rollback_committed => rollback_case();
     adopt_staged => adopt_case();
     adopt_committed => adopt_case();
+    adopt_view_exchanged => adopt_views_case();
     adopt_exchanged => adopt_case();
+    adopt_directory_removed => adopt_views_case();
     repair_objects_restored => repair_case();
     repair_tree_built => repair_case();
     repair_envelope_replaced => repair_case();
@@ -399,4 +492,52 @@ fn finishing_an_adoption_keeps_a_directory_changed_since_the_commit() {
         "# added after the commit\n"
     );
     assert!(!node.store.join("adopting").exists());
+}
+
+/// An adoption into two views stopped between its exchanges, and the directory not yet
+/// exchanged changed before the next writer finished it: that one is kept beside its view,
+/// the other, which still holds exactly what was adopted from it, is removed.
+#[test]
+fn finishing_an_adoption_into_two_views_keeps_only_the_directory_changed_since() {
+    let node = Node::new();
+    let ncf = node.root.join("node").join("ncf");
+    write_tree(&node.view, &[("promises.cf", POLICY)]);
+    write_tree(&ncf, &[("common/ncf.cf", "# ncf\n")]);
+    let args = [
+        "init".to_string(),
+        "--view".to_string(),
+        format!("inputs={}", s(&node.view)),
+        "--view".to_string(),
+        format!("ncf={}", s(&ncf)),
+        "--adopt".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crash(&node, "adopt-view-exchanged", &args);
+    fs::write(
+        ncf.join("common/new-since.cf"),
+        "# added after the commit\n",
+    )
+    .unwrap();
+    node.configure_for_tests();
+    node.set_config("checks", "entry_points", r#"["inputs/promises.cf"]"#);
+    node.run(&["gc"]).success();
+    assert_eq!(viewed_generation(&node.store, &ncf, Some("ncf")), Some(1));
+    assert!(!ncf.join("common/new-since.cf").exists());
+    let beside: Vec<String> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    assert!(
+        beside[0].starts_with(".ncf.polstore-adopted-changed-"),
+        "{beside:?}"
+    );
+    let kept = node.view.with_file_name(&beside[0]);
+    assert_eq!(
+        fs::read_to_string(kept.join("common/new-since.cf")).unwrap(),
+        "# added after the commit\n"
+    );
+    assert!(!node.store.join("adopting").exists());
+    sound(&node);
 }

@@ -237,25 +237,9 @@ fn a_writer_puts_active_back_at_the_database_s_generation() {
 }
 
 #[test]
-fn init_refuses_adopting_into_several_views_and_mixed_view_forms() {
+fn init_refuses_mixed_view_forms() {
     let node = Node::new();
     let ncf = node.root.join("node").join("ncf");
-    fs::create_dir(&node.view).unwrap();
-    fs::write(node.view.join("promises.cf"), POLICY).unwrap();
-    let out = node.run(&[
-        "init",
-        "--adopt",
-        "--view",
-        &format!("inputs={}", s(&node.view)),
-        "--view",
-        &format!("ncf={}", s(&ncf)),
-    ]);
-    assert_eq!(out.code, 1, "{out:#?}");
-    assert_eq!(
-        out.stderr,
-        "polstore: --adopt takes one view's directory in; a store with several views starts empty (ingest a tree with one directory per view)\n"
-    );
-    assert!(!node.store.exists());
     let out = node.run(&[
         "init",
         "--view",
@@ -269,6 +253,359 @@ fn init_refuses_adopting_into_several_views_and_mixed_view_forms() {
         "polstore: --view PATH stands alone; for several views give each as --view NAME=PATH\n"
     );
     assert!(!node.store.exists());
+}
+
+/// A node with no store yet and its `ncf` view's path beside `inputs` (neither made).
+fn unmigrated_node() -> (Node, PathBuf) {
+    let node = Node::new();
+    let ncf = node.root.join("node").join("ncf");
+    (node, ncf)
+}
+
+/// `init --adopt` with the views `inputs` and `ncf`, trusting the node's key: a Rudder
+/// node's migration.
+fn adopt_two_views(node: &Node, ncf: &Path) -> Out {
+    node.run(&[
+        "init",
+        "--view",
+        &format!("inputs={}", s(&node.view)),
+        "--view",
+        &format!("ncf={}", s(ncf)),
+        "--trust",
+        s(&node.public_key),
+        "--adopt",
+    ])
+}
+
+/// What a Rudder node's two directories hold before the migration: modes 0600 and 0755
+/// among them, bytes that are not text, and an empty directory in each.
+fn write_rudder_directories(node: &Node, ncf: &Path) {
+    write_tree(
+        &node.view,
+        &[
+            ("promises.cf", POLICY),
+            ("lib/common.cf", "# common\n"),
+            ("rudder-directives.csv", "id,name\n"),
+        ],
+    );
+    set_mode(&node.view.join("lib/common.cf"), 0o600);
+    fs::write(
+        node.view.join("lib/binary.dat"),
+        [0u8, 0xff, 0xfe, 7, b'\r'],
+    )
+    .unwrap();
+    fs::create_dir(node.view.join("state")).unwrap();
+    write_tree(
+        ncf,
+        &[
+            ("common/10_ncf_internals/list.cf", NCF),
+            ("common/modules/run.sh", "#!/bin/sh\nexit 0\n"),
+            ("local/README", "local methods\n"),
+        ],
+    );
+    set_mode(&ncf.join("common/modules/run.sh"), 0o755);
+    fs::create_dir(ncf.join("local/empty")).unwrap();
+}
+
+/// The node's entry point is `inputs/promises.cf` once the store has both views.
+fn configure_two_views(node: &Node) {
+    node.configure_for_tests();
+    node.set_config("checks", "entry_points", r#"["inputs/promises.cf"]"#);
+}
+
+/// The names in the directory holding the views: nothing polstore left beside them.
+fn beside_the_views(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(node.view.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn init_adopts_the_directories_of_two_views_as_one_generation() {
+    let (node, ncf) = unmigrated_node();
+    write_rudder_directories(&node, &ncf);
+    let inputs_before = tree_content(&node.view);
+    let ncf_before = tree_content(&ncf);
+
+    let out = adopt_two_views(&node, &ncf).success();
+    for (name, path) in [("inputs", &node.view), ("ncf", &ncf)] {
+        assert!(
+            out.stdout.contains(&format!(
+                "adopted {} as {name}/ of generation 1 (unsigned, not checked); it is now a symlink to {}\n",
+                s(path),
+                s(&node.store.join("readonly/active").join(name))
+            )),
+            "{}",
+            out.stdout
+        );
+    }
+    configure_two_views(&node);
+    // Both paths are the views, fixed symlinks through STORE/active.
+    assert_eq!(viewed(&node, &ncf), (Some(1), Some(1)));
+    assert_eq!(
+        fs::read_link(&node.view).unwrap(),
+        node.store.join("readonly/active/inputs")
+    );
+    assert_eq!(
+        fs::read_link(&ncf).unwrap(),
+        node.store.join("readonly/active/ncf")
+    );
+    // Byte for byte, modes kept, empty directories too.
+    assert_eq!(tree_content(&node.view), inputs_before);
+    assert_eq!(tree_content(&ncf), ncf_before);
+    assert_eq!(mode_of(&node.view.join("lib/common.cf")), 0o600);
+    assert_eq!(mode_of(&ncf.join("common/modules/run.sh")), 0o755);
+    assert!(node.view.join("state").is_dir());
+    assert!(ncf.join("local/empty").is_dir());
+    let mut top: Vec<String> = fs::read_dir(node.generation_tree(1))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["inputs", "ncf"]);
+
+    let list = node.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["origin"], "adopted");
+    assert_eq!(list[0]["serial"], 0);
+    assert_eq!(list[0]["active"], true);
+    assert_eq!(
+        list[0]["source"],
+        format!("inputs={}, ncf={}", s(&node.view), s(&ncf))
+    );
+    assert_eq!(node.log()[0]["action"], "adopt");
+    assert_eq!(beside_the_views(&node), ["inputs", "ncf"]);
+    assert!(!node.store.join("adopting").exists());
+    node.run(&["verify"]).success();
+
+    // The first signed policy replaces both views' content at once.
+    node.ingest(&two_view_tree(&node, "first", 1)).success();
+    assert_eq!(viewed(&node, &ncf), (Some(2), Some(2)));
+    assert_eq!(
+        fs::read_to_string(ncf.join("common/ncf.cf")).unwrap(),
+        format!("{NCF}# first\n")
+    );
+    assert!(!ncf.join("local").exists());
+}
+
+#[test]
+fn init_adopts_an_empty_or_missing_view_directory_as_an_empty_one() {
+    for ncf_is_there in [true, false] {
+        let (node, ncf) = unmigrated_node();
+        write_tree(&node.view, &[("promises.cf", POLICY)]);
+        if ncf_is_there {
+            fs::create_dir(&ncf).unwrap();
+            set_mode(&ncf, 0o700);
+        }
+        let out = adopt_two_views(&node, &ncf).success();
+        let said = if ncf_is_there {
+            format!(
+                "adopted the empty directory {} as ncf/ of generation 1 (unsigned, not checked)",
+                s(&ncf)
+            )
+        } else {
+            format!(
+                "{} did not exist: ncf/ of generation 1 is empty (unsigned, not checked)",
+                s(&ncf)
+            )
+        };
+        assert!(
+            out.stdout.contains(&format!(
+                "{said}; it is now a symlink to {}\n",
+                s(&node.store.join("readonly/active/ncf"))
+            )),
+            "{}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("nothing to adopt"), "{}", out.stdout);
+        configure_two_views(&node);
+        assert_eq!(viewed(&node, &ncf), (Some(1), Some(1)));
+        assert_eq!(fs::read_dir(&ncf).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_to_string(node.view.join("promises.cf")).unwrap(),
+            POLICY
+        );
+        assert!(
+            node.generation_manifest(1).contains("\ndirectory ncf\n"),
+            "{}",
+            node.generation_manifest(1)
+        );
+        assert_eq!(beside_the_views(&node), ["inputs", "ncf"]);
+        assert!(!node.store.join("adopting").exists());
+        node.run(&["verify"]).success();
+    }
+}
+
+#[test]
+fn init_with_every_view_directory_empty_or_missing_adopts_nothing() {
+    let (node, ncf) = unmigrated_node();
+    fs::create_dir(&node.view).unwrap();
+    let out = adopt_two_views(&node, &ncf).success();
+    assert!(
+        out.stdout.contains(&format!(
+            "nothing to adopt: {} is an empty directory; the first ingest replaces it with the view\n",
+            s(&node.view)
+        )) && out.stdout.ends_with(&format!(
+            "nothing to adopt: {} does not exist; the first ingest puts the view there\n",
+            s(&ncf)
+        )),
+        "{}",
+        out.stdout
+    );
+    configure_two_views(&node);
+    assert!(node.list().is_empty());
+    assert!(!node.store.join("adopting").exists());
+    assert!(fs::symlink_metadata(&node.view).unwrap().is_dir());
+    assert!(!ncf.exists());
+    node.ingest(&two_view_tree(&node, "first", 1)).success();
+    assert_eq!(viewed(&node, &ncf), (Some(1), Some(1)));
+}
+
+/// Everything at and below both views' directories, with modes: what a refused init must
+/// leave as it was.
+fn both_directories(node: &Node, ncf: &Path) -> Vec<(String, u32, Option<Vec<u8>>)> {
+    let mut found = Vec::new();
+    let parent = node.view.parent().unwrap();
+    let mut pending = vec![parent.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for entry in fs::read_dir(&directory).unwrap() {
+            let path = entry.unwrap().path();
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            let content = if metadata.is_dir() {
+                pending.push(path.clone());
+                None
+            } else if metadata.is_file() {
+                Some(fs::read(&path).unwrap())
+            } else {
+                None
+            };
+            found.push((
+                path.strip_prefix(parent).unwrap().display().to_string(),
+                mode_of(&path) | (metadata.file_type().is_symlink() as u32) << 16,
+                content,
+            ));
+        }
+    }
+    found.sort();
+    assert!(
+        found
+            .iter()
+            .any(|(path, ..)| Path::new(path) == ncf.strip_prefix(parent).unwrap())
+    );
+    found
+}
+
+/// `init --adopt` into two views refused: exit `code`, exactly the one line `line` on
+/// standard error, no store, and both directories exactly as they were.
+fn assert_adoption_refused(node: &Node, ncf: &Path, code: i32, line: &str) {
+    let before = both_directories(node, ncf);
+    let out = adopt_two_views(node, ncf);
+    assert_eq!(out.code, code, "{out:#?}");
+    assert_eq!(out.stderr, format!("polstore: {line}\n"));
+    assert_eq!(out.stdout, "");
+    assert!(!node.store.exists(), "a refused init left a store");
+    assert_eq!(both_directories(node, ncf), before);
+}
+
+#[test]
+fn a_refused_adoption_into_two_views_leaves_both_directories_and_makes_no_store() {
+    let (node, ncf) = unmigrated_node();
+    write_rudder_directories(&node, &ncf);
+    let not_adopted = "; nothing was adopted and the store was not created";
+
+    // A symlink inside one directory (the other would have been fine).
+    let link = ncf.join("common/link.cf");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    assert_adoption_refused(
+        &node,
+        &ncf,
+        3,
+        &format!(
+            "rejected by the source check: ncf/common/link.cf: is a symbolic link; only regular files and directories are accepted{not_adopted}"
+        ),
+    );
+    fs::remove_file(&link).unwrap();
+
+    // A FIFO in the other.
+    let fifo = node.view.join("lib/agent.fifo");
+    tool("mkfifo", &[s(&fifo)]);
+    assert_adoption_refused(
+        &node,
+        &ncf,
+        3,
+        &format!(
+            "rejected by the source check: inputs/lib/agent.fifo: is a fifo; only regular files and directories are accepted{not_adopted}"
+        ),
+    );
+    fs::remove_file(&fifo).unwrap();
+
+    // A file whose name the path rules refuse.
+    let bad_name = ncf.join("local/line\nbreak.cf");
+    fs::write(&bad_name, "# a bad name\n").unwrap();
+    let out = adopt_two_views(&node, &ncf);
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert!(!node.store.exists());
+    fs::remove_file(&bad_name).unwrap();
+
+    // The name the adopted ncf directory would be moved to is someone's directory.
+    let taken = node.view.with_file_name(".ncf.polstore-new");
+    fs::create_dir(&taken).unwrap();
+    assert_adoption_refused(
+        &node,
+        &ncf,
+        1,
+        &format!(
+            "{} is a directory polstore did not make, where the adopted directory {} would be moved; move it away first",
+            s(&taken),
+            s(&ncf)
+        ),
+    );
+    fs::remove_dir(&taken).unwrap();
+
+    // A view that is a file.
+    let lib = ncf.with_file_name("ncf-files");
+    fs::rename(&ncf, &lib).unwrap();
+    fs::write(&ncf, "# not a directory\n").unwrap();
+    assert_adoption_refused(
+        &node,
+        &ncf,
+        1,
+        &format!(
+            "{} exists and is not a directory; move it away first",
+            s(&ncf)
+        ),
+    );
+    fs::remove_file(&ncf).unwrap();
+    fs::rename(&lib, &ncf).unwrap();
+
+    // A view that is a mount point: nothing can be renamed in its place. Needs root.
+    if running_as_root() {
+        tool(
+            "mount",
+            &["-t", "tmpfs", "-o", "mode=0755", "tmpfs", s(&ncf)],
+        );
+        write_tree(&ncf, &[("common/ncf.cf", NCF)]);
+        assert_adoption_refused(
+            &node,
+            &ncf,
+            1,
+            &format!(
+                "{} is a mount point, which polstore cannot put its view symlink in place of; unmount it (copy its content into a plain directory there to adopt it) first",
+                s(&ncf)
+            ),
+        );
+        tool("umount", &[s(&ncf)]);
+    } else {
+        eprintln!("skipped the mount point: mounting needs root");
+    }
+
+    // Once what was refused is gone, the same init adopts both.
+    adopt_two_views(&node, &ncf).success();
+    configure_two_views(&node);
+    assert_eq!(viewed(&node, &ncf), (Some(1), Some(1)));
 }
 
 /// A directory planted at `STORE/active` (a rename cannot replace one) is reported, moved

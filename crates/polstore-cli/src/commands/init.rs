@@ -54,6 +54,42 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
             "polstore: warning: the view is not read-only: {reason}; writes through it reach the store"
         ),
     }
+    if let Some(adoption) = &report.adopted {
+        match adoption.views.as_slice() {
+            [(directory, target)] if views.first().is_some_and(|view| view.name.is_none()) => {
+                outln!(
+                    "adopted {} as generation {} (unsigned, not checked); it is now a symlink to {}",
+                    directory.display(),
+                    adoption.generation,
+                    target.display()
+                );
+            }
+            adopted => {
+                for ((directory, target), view) in adopted.iter().zip(&views) {
+                    let name = view.name.as_deref().unwrap_or_default();
+                    let generation = adoption.generation;
+                    let what = if report.missing.contains(directory) {
+                        format!(
+                            "{} did not exist: {name}/ of generation {generation} is empty (unsigned, not checked)",
+                            directory.display()
+                        )
+                    } else if report.empty_directories.contains(directory) {
+                        format!(
+                            "adopted the empty directory {} as {name}/ of generation {generation} (unsigned, not checked)",
+                            directory.display()
+                        )
+                    } else {
+                        format!(
+                            "adopted {} as {name}/ of generation {generation} (unsigned, not checked)",
+                            directory.display()
+                        )
+                    };
+                    outln!("{what}; it is now a symlink to {}", target.display());
+                }
+            }
+        }
+        return Ok(());
+    }
     let nothing = if args.adopt { "nothing to adopt: " } else { "" };
     for view in &report.empty_directories {
         outln!(
@@ -61,20 +97,13 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
             view.display()
         );
     }
-    if args.adopt && report.adopted.is_none() {
+    if args.adopt {
         for view in &report.missing {
             outln!(
                 "{nothing}{} does not exist; the first ingest puts the view there",
                 view.display()
             );
         }
-    }
-    if let (Some((directory, generation)), Some(target)) = (&report.adopted, &report.view_target) {
-        outln!(
-            "adopted {} as generation {generation} (unsigned, not checked); it is now a symlink to {}",
-            directory.display(),
-            target.display()
-        );
     }
     Ok(())
 }

@@ -273,7 +273,7 @@ pub fn read_with(
 ) -> Result<()> {
     let mut admission = Admission::new(limits);
     match source {
-        Source::Directory(root) => read_directory(root, &mut admission, known, sink),
+        Source::Directory(root) => read_directory(root, "", &mut admission, known, sink),
         Source::Archive(path) => {
             let file = open_archive(path)?;
             read_archive(BufReader::new(file), &mut admission, None, sink)
@@ -427,8 +427,39 @@ fn read_part_archives(
     Ok(())
 }
 
+/// Reads several directories as one tree, each under a top-level directory of its own:
+/// `NAME/` holds what the directory holds, and nothing when it is `None` (a view with no
+/// directory yet). What adoption into several views reads. One admission for the whole
+/// tree, so the count and byte limits bound all of it together, and every path is checked
+/// as the tree will hold it, `NAME/` included. The envelope's names at the top of each
+/// directory are handed over as [`Item::Manifest`] and [`Item::Signature`], as [`read`]
+/// hands them over at the top of its one directory.
+pub fn read_directories(
+    roots: &[(&str, Option<&Path>)],
+    limits: &LimitsConfig,
+    sink: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    let mut admission = Admission::new(limits);
+    for (name, root) in roots {
+        let top = admission.path(name.as_bytes())?;
+        admission.directory(top.clone())?;
+        if let Some(root) = root {
+            read_directory(root, &format!("{top}/"), &mut admission, None, sink)?;
+        }
+    }
+    if admission.files.is_empty() {
+        return Err(reject(None, "the source holds no policy files"));
+    }
+    for directory in admission.empty_directories()? {
+        sink(Item::EmptyDirectory(directory))?;
+    }
+    Ok(())
+}
+
+/// Reads the directory `root` into the tree under `root_prefix` (empty, or `NAME/`).
 fn read_directory(
     root: &Path,
+    root_prefix: &str,
     admission: &mut Admission,
     mut known: Option<KnownFn>,
     sink: &mut dyn FnMut(Item) -> Result<()>,
@@ -441,7 +472,7 @@ fn read_directory(
         ));
     }
     // Depth-first with an explicit stack, names sorted so that the order is stable.
-    let mut stack = vec![(root.to_path_buf(), String::new())];
+    let mut stack = vec![(root.to_path_buf(), root_prefix.to_string())];
     while let Some((directory, prefix)) = stack.pop() {
         // Files are opened relative to their directory, so no path is walked twice.
         let handle = File::options()
@@ -489,7 +520,7 @@ fn read_directory(
             let mut relative = prefix.as_bytes().to_vec();
             relative.extend_from_slice(raw);
             let full = directory.join(&name);
-            let is_envelope = prefix.is_empty()
+            let is_envelope = prefix == root_prefix
                 && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes());
             if is_file && !is_envelope {
                 let path = admission.path(&relative)?;
@@ -515,7 +546,7 @@ fn read_directory(
             }
             let metadata =
                 fs::symlink_metadata(&full).map_err(Error::io("cannot read source", &full))?;
-            if prefix.is_empty()
+            if prefix == root_prefix
                 && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes())
             {
                 let limit = if raw == MANIFEST_NAME.as_bytes() {

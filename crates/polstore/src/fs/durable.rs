@@ -117,6 +117,24 @@ pub fn replace_empty_directory_with_symlink(link: &Path, target: &Path) -> io::R
 /// True when `path` is a directory (not a symlink to one) with no entries, and not a
 /// mount point (an empty volume or tmpfs cannot be renamed away).
 pub fn is_empty_directory(path: &Path) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let Ok(stat) = statx(
+        CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    ) else {
+        return false;
+    };
+    u32::from(stat.stx_mode) & 0o170000 == 0o040000
+        && !is_mount_point(path)
+        && fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// True when `path` (not followed) is the root of a mount, or on another device than its
+/// parent directory: rename(2) and renameat2(2) cannot move it (EBUSY, EXDEV), so nothing
+/// can be put in its place.
+pub fn is_mount_point(path: &Path) -> bool {
     use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
     let Ok(stat) = statx(
         CWD,
@@ -141,10 +159,7 @@ pub fn is_empty_directory(path: &Path) -> bool {
                     u64::from(rustix::fs::minor(parent.dev())),
                 )
         });
-    u32::from(stat.stx_mode) & 0o170000 == 0o040000
-        && !mount_root
-        && !other_device
-        && fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+    mount_root || other_device
 }
 
 /// How many temporary names beside a path are tried before giving up.

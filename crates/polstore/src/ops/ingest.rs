@@ -906,8 +906,11 @@ fn confirm_with_agent(
 }
 
 /// Takes the directory the agent used before polstore as generation 1, unchecked, and puts
-/// the view symlink in its place with no moment where the path is missing.
-pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)) -> Result<u64> {
+/// the view symlink in its place with no moment where the path is missing. With several
+/// views, generation 1's tree holds `NAME/` = what each view's directory holds (empty for
+/// one that is empty or missing), and the views are put in place one after another
+/// ([`Store::replace_adopted_views`]).
+pub fn adopt(store: &Store, progress: &mut dyn FnMut(Progress)) -> Result<u64> {
     let started = Timestamp::now();
     let state = store.state()?;
     if state.active.is_some() {
@@ -921,38 +924,58 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
             "the store was not made for an adoption (no adoption marker); adopt works only on a store made for one".into(),
         ));
     }
+    let views = store.config.views();
+    let adopted_from = crate::store::adoption_source(&views);
     let candidate = store.layout.candidate();
     durable::create_directory(&candidate, crate::store::STORE_DIRECTORY_MODE)
         .map_err(Error::io("cannot create", &candidate))?;
     let mut staging = Staging::new(candidate.join("tree"), Linkable::default())?;
     let mut files = 0;
-    source::read(
-        &Source::Directory(directory.to_path_buf()),
-        &store.config.limits,
-        &mut |item| {
-            match item {
-                Item::File {
-                    path,
-                    mode,
-                    content,
-                    ..
-                } => {
-                    staging.add(path, mode, &content)?;
-                    files += 1;
-                    progress(Progress::Reading {
-                        files,
-                        bytes: staging.bytes,
-                    });
-                }
-                Item::EmptyDirectory(path) => {
-                    staging.builder.make_directory(&path)?;
-                    staging.empty_directories.insert(path);
-                }
-                _ => {}
+    let mut sink = |item: Item| -> Result<()> {
+        match item {
+            Item::File {
+                path,
+                mode,
+                content,
+                ..
+            } => {
+                staging.add(path, mode, &content)?;
+                files += 1;
+                progress(Progress::Reading {
+                    files,
+                    bytes: staging.bytes,
+                });
             }
-            Ok(())
-        },
-    )?;
+            Item::EmptyDirectory(path) => {
+                staging.builder.make_directory(&path)?;
+                staging.empty_directories.insert(path);
+            }
+            _ => {}
+        }
+        Ok(())
+    };
+    match views.as_slice() {
+        [config::View { name: None, path }] => source::read(
+            &Source::Directory(path.clone()),
+            &store.config.limits,
+            &mut sink,
+        )?,
+        // Every view is named (the configuration has one form or the other). Nothing is
+        // read of a missing view: its directory in the tree is empty.
+        _ => {
+            let roots: Vec<(&str, Option<&Path>)> = views
+                .iter()
+                .map(|view| {
+                    let present = fs::symlink_metadata(&view.path).is_ok();
+                    (
+                        view.name.as_deref().unwrap_or_default(),
+                        present.then_some(view.path.as_path()),
+                    )
+                })
+                .collect();
+            source::read_directories(&roots, &store.config.limits, &mut sink)?
+        }
+    }
     let manifest = Manifest {
         serial: 0,
         created: started,
@@ -972,20 +995,17 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         reason: None,
         files: manifest.entries.len() as u64,
         bytes: manifest.total_bytes(),
-        source: directory.display().to_string(),
+        source: adopted_from.clone(),
         signed_by: None,
         attempt: state.next_attempt,
     };
     let attempt = Attempt::new(
         Action::Adopt,
         Outcome::Accepted,
-        format!(
-            "adopted {} as generation {generation} (unsigned, not checked)",
-            directory.display()
-        ),
+        format!("adopted {adopted_from} as generation {generation} (unsigned, not checked)"),
     )
     .started(started)
-    .source(directory.display().to_string())
+    .source(adopted_from)
     .serial(Some(0))
     .generation(Some(generation));
     let manifest_record = ManifestRecord {
@@ -993,7 +1013,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         signature: None,
     };
     // Steps 1 and 3-6 of the commit protocol; step 7 cannot rename a symlink over a
-    // directory, so `replace_adopted_view` exchanges them instead. Recovery finishes that
+    // directory, so `replace_adopted_views` exchanges them instead. Recovery finishes that
     // step too. The marker, written by `Store::create` before the store's format file,
     // tells recovery that a directory at the view is the one being adopted and may be
     // exchanged for the symlink, and tells `init` that an adoption that left no
@@ -1012,7 +1032,7 @@ pub fn adopt(store: &Store, directory: &Path, progress: &mut dyn FnMut(Progress)
         ViewSwitch::Later,
     )?;
     crashpoint::point("adopt-committed");
-    store.replace_adopted_view(generation)?;
+    store.replace_adopted_views(generation)?;
     Ok(generation)
 }
 

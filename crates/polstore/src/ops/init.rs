@@ -1,5 +1,11 @@
 //! `init [--adopt]`: a new store, and optionally the agent's existing directory taken in
-//! as its first generation.
+//! as its first generation; with several views, every view's directory, each as its
+//! `NAME/` of that generation, then put in place view after view.
+//!
+//! Everything that would make an adoption impossible (a view that is a mount point or not
+//! a directory, a temporary name taken, and, while reading, anything the source rules
+//! refuse in any of the directories) is found before the commit, so that a refused init
+//! leaves every view's directory as it was and no store.
 //!
 //! An `init --adopt` interrupted before its commit left a store with the adoption marker
 //! and no generation: nothing was adopted, and running `init` again starts over. A failed
@@ -28,7 +34,8 @@ pub struct InitRequest<'a> {
     pub views: &'a [View],
     /// Absolute paths of the trusted public keys.
     pub keys: &'a [PathBuf],
-    /// Take the directory at the (one) view in as generation 1.
+    /// Take what the views' directories hold in as generation 1 (with several views, one
+    /// top-level directory per view).
     pub adopt: bool,
     /// The configuration to write, whole (`init --config`); it names `views` and `keys`.
     /// `None`: the default text for them.
@@ -40,10 +47,8 @@ pub struct InitRequest<'a> {
 pub struct InitReport {
     /// An interrupted adoption was found and started over.
     pub restarted: bool,
-    /// The adopted directory and its generation.
-    pub adopted: Option<(PathBuf, u64)>,
-    /// Where the view points after adoption.
-    pub view_target: Option<PathBuf>,
+    /// What was adopted, if anything.
+    pub adopted: Option<Adoption>,
     /// Whether writes through the view will reach the store.
     pub protection: Protection,
     /// Views that are an empty directory: nothing was adopted, and the first activation
@@ -53,6 +58,15 @@ pub struct InitReport {
     pub missing: Vec<PathBuf>,
 }
 
+/// An adoption done: every view is now its symlink.
+#[derive(Debug)]
+pub struct Adoption {
+    pub generation: u64,
+    /// Each view's path and the target of the symlink now in its place, in the
+    /// configuration's order.
+    pub views: Vec<(PathBuf, PathBuf)>,
+}
+
 /// A failed adoption: the store was taken away again, nothing was adopted.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}; nothing was adopted and the store was not created")]
@@ -60,7 +74,7 @@ pub struct AdoptionFailed {
     pub error: Error,
 }
 
-/// Creates the store; with `adopt`, adopts the directory at the view.
+/// Creates the store; with `adopt`, adopts the directories at the views.
 pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
     let root = request.root;
     let layout = Layout::new(root);
@@ -89,13 +103,7 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
             .map_err(|error| Error::Refused(format!("trusted key {}: {error}", key.display())))?;
     }
     let views = request.views;
-    if request.adopt && views.len() > 1 {
-        return Err(Error::Refused(
-            "--adopt takes one view's directory in; a store with several views starts empty (ingest a tree with one directory per view)".into(),
-        )
-        .into());
-    }
-    let mut adopt_directory = None;
+    let mut holding = Vec::new();
     let mut empty_directories = Vec::new();
     let mut missing = Vec::new();
     for view in views {
@@ -108,16 +116,27 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
             .into());
         }
         let existing = fs::symlink_metadata(view).ok();
+        // Neither adoption nor the first activation can put the view symlink in place of
+        // a mount point (rename(2) cannot move one): refused before anything is made.
+        if existing.as_ref().is_some_and(|metadata| metadata.is_dir())
+            && durable::is_mount_point(view)
+        {
+            return Err(Error::Refused(format!(
+                "{} is a mount point, which polstore cannot put its view symlink in place of; unmount it (copy its content into a plain directory there to adopt it) first",
+                view.display()
+            ))
+            .into());
+        }
         let empty = durable::is_empty_directory(view);
         if existing.is_none() {
             missing.push(view.to_path_buf());
         } else if empty {
             empty_directories.push(view.to_path_buf());
         }
-        let adopted = match &existing {
+        match &existing {
             // Nothing to adopt, with or without `--adopt`: the first ingest makes the view.
-            None => None,
-            Some(_) if empty => None,
+            None => {}
+            Some(_) if empty => {}
             Some(metadata)
                 if metadata.is_dir() || (metadata.file_type().is_symlink() && view.is_dir()) =>
             {
@@ -126,7 +145,7 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
                         view: view.to_path_buf(),
                     });
                 }
-                Some(view.to_path_buf())
+                holding.push(view.to_path_buf());
             }
             Some(_) => {
                 return Err(Error::Refused(format!(
@@ -135,8 +154,7 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
                 ))
                 .into());
             }
-        };
-        adopt_directory = adopt_directory.or(adopted);
+        }
         if view.starts_with(root) {
             return Err(Error::Refused(format!(
                 "the view {} must be outside the store {}",
@@ -146,37 +164,65 @@ pub fn init(request: InitRequest) -> Result<InitReport, InitError> {
             .into());
         }
     }
+    // Something to adopt in one view's directory: every view is adopted together (with
+    // several views, an empty or missing one becomes an empty `NAME/`). Each directory
+    // to be exchanged lands at its temporary name: one taken by something polstore did
+    // not make refuses the init here, before anything is made or committed.
+    let adopting = !holding.is_empty();
+    if adopting {
+        for view in views {
+            let temporary = durable::temporary_sibling(&view.path, "new")
+                .map_err(Error::io("cannot name", &view.path))?;
+            if let Ok(metadata) = fs::symlink_metadata(&temporary)
+                && !metadata.file_type().is_symlink()
+                && fs::symlink_metadata(&view.path).is_ok()
+            {
+                return Err(Error::Refused(format!(
+                    "{} is a {} polstore did not make, where the adopted directory {} would be moved; move it away first",
+                    temporary.display(),
+                    crate::fs::type_name(metadata.file_type()),
+                    view.path.display()
+                ))
+                .into());
+            }
+        }
+    }
     let existed = root.exists();
     let store = Store::create(
         root,
         views,
         request.keys,
         request.config_text.clone(),
-        adopt_directory.is_some(),
+        adopting,
     )?;
     // The read-only mount is in place before any view points through it.
     let protection = protect::ensure_mounted(&store.layout, store.config.protect_view)?.protection;
     let mut report = InitReport {
         restarted,
         adopted: None,
-        view_target: None,
         protection,
         empty_directories,
         missing,
     };
-    if let Some(directory) = adopt_directory {
-        match ingest::adopt(&store, &directory, request.progress) {
+    if adopting {
+        match ingest::adopt(&store, request.progress) {
             Ok(generation) => {
-                report.view_target = views.first().map(|view| store.layout.view_target(view));
-                report.adopted = Some((directory, generation));
+                report.adopted = Some(Adoption {
+                    generation,
+                    views: views
+                        .iter()
+                        .map(|view| (view.path.clone(), store.layout.view_target(view)))
+                        .collect(),
+                });
             }
             Err(error) => {
-                // Committed already (the exchange failed after): generation 1 holds the
-                // adopted policy, and the next writer's recovery finishes the exchange.
+                // Committed already (an exchange failed after): generation 1 holds the
+                // adopted policy, and the next writer's recovery finishes the exchanges.
                 if store.state().is_ok_and(|state| state.active.is_some()) {
                     return Err(error.into());
                 }
-                // The store is new and holds nothing yet: take it away again.
+                // The store is new and holds nothing yet: take it away again. No view
+                // was touched: the exchanges come after the commit.
                 drop(store);
                 remove_new_store(root, existed);
                 return Err(InitError::AdoptionFailed(AdoptionFailed { error }));

@@ -33,7 +33,7 @@ pub use layout::{
     GENERATIONS_MODE, Layout, PUBLIC_FILE_MODE, PathProblem, PathProblemKind, STAGING_MODE,
     STORE_DIRECTORY_MODE, STORE_FORMAT,
 };
-pub use recovery::Recovery;
+pub use recovery::{Recovery, adoption_source};
 
 use layout::check_format;
 

@@ -2,9 +2,11 @@
 //! every writer's open ([`Store::open`]); idempotent.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use crate::config::View;
 use crate::error::{Error, Result};
+use crate::format::manifest::{Entry, Manifest};
 use crate::format::records::{Action, GenerationState, Origin};
 use crate::fs::durable;
 use crate::store::Store;
@@ -113,13 +115,16 @@ impl Store {
             Err(Error::ViewDisplaced { view }) => recovery.view_displaced = Some(view),
             Err(error) => return Err(error),
         }
-        // 5. An adoption that exchanged the view but stopped before removing the old
-        //    directory (now at the temporary name) and its marker is finished.
+        // 5. An adoption that exchanged every view but stopped before removing the old
+        //    directories (now at their temporary names) and its marker is finished.
         if recovery.view_displaced.is_none()
             && self.layout.adoption_marker().exists()
             && let Some(active) = state.active
-            && let [view] = self.config.views().as_slice()
-            && fs::read_link(&view.path).ok() == Some(self.layout.view_target(view))
+            && self
+                .config
+                .views()
+                .iter()
+                .all(|view| fs::read_link(&view.path).ok() == Some(self.layout.view_target(view)))
             && self.layout.active_generation() == Some(active)
         {
             self.finish_adoption()?;
@@ -130,51 +135,58 @@ impl Store {
         Ok(recovery)
     }
 
-    /// The last steps of adoption: remove the adopted directory, now at the view's
-    /// temporary name (the adopted generation holds a verified copy) if it still matches
-    /// the adopted manifest, else keep it as `.NAME.polstore-adopted-changed-TIME`; fsync
-    /// the parent; remove the marker, fsync the store.
+    /// The last steps of adoption, view after view: remove the adopted directory, now at
+    /// the view's temporary name (the adopted generation holds a verified copy), if it
+    /// still matches what was adopted from it (the manifest, or with several views its
+    /// `NAME/` part), else keep it as `.NAME.polstore-adopted-changed-TIME`; fsync the
+    /// parent. Then remove the marker, fsync the store. A view with nothing at its
+    /// temporary name (removed before a crash, or never a directory) is passed over.
     pub(crate) fn finish_adoption(&self) -> Result<()> {
         let views = self.config.views();
-        let [view] = views.as_slice() else {
-            return Err(Error::Refused(
-                "an adoption is recorded in a store with several views; polstore adopts into one view only".into(),
-            ));
-        };
-        let view = &view.path;
-        let temporary =
-            durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
-        // Removed only if it still holds exactly what was adopted: a directory someone
-        // changed after the adoption's commit (a crash in between) is kept, renamed.
-        if fs::symlink_metadata(&temporary).is_ok_and(|metadata| metadata.is_dir())
-            && let Some(active) = self.db.read()?.state()?.active
-        {
-            let manifest = crate::store::stored_manifest(&self.db.read()?, active)?;
-            let mut findings = Vec::new();
-            crate::store::tree::check_tree(
-                &temporary,
-                active,
-                &manifest,
-                &mut crate::store::tree::HashCache::default(),
-                self.config.limits.files_max.saturating_mul(2),
-                &mut findings,
-            );
-            if !findings.is_empty() {
-                let kept = durable::temporary_sibling(
-                    view,
-                    &format!(
-                        "adopted-changed-{}",
-                        crate::format::timestamp::Timestamp::now().unix_secs()
-                    ),
-                )
-                .map_err(Error::io("cannot name", view))?;
-                fs::rename(&temporary, &kept).map_err(Error::io("cannot keep", &temporary))?;
+        let active = self.db.read()?.state()?.active;
+        for (index, view) in views.iter().enumerate() {
+            let path = &view.path;
+            let temporary =
+                durable::temporary_sibling(path, "new").map_err(Error::io("cannot name", path))?;
+            // Removed only if it still holds exactly what was adopted: a directory someone
+            // changed after the adoption's commit (a crash in between) is kept, renamed.
+            if fs::symlink_metadata(&temporary).is_ok_and(|metadata| metadata.is_dir())
+                && let Some(active) = active
+            {
+                let manifest = crate::store::stored_manifest(&self.db.read()?, active)?;
+                let manifest = match &view.name {
+                    None => manifest,
+                    Some(name) => view_part(&manifest, name),
+                };
+                let mut findings = Vec::new();
+                crate::store::tree::check_tree(
+                    &temporary,
+                    active,
+                    &manifest,
+                    &mut crate::store::tree::HashCache::default(),
+                    self.config.limits.files_max.saturating_mul(2),
+                    &mut findings,
+                );
+                if !findings.is_empty() {
+                    let kept = durable::temporary_sibling(
+                        path,
+                        &format!(
+                            "adopted-changed-{}",
+                            crate::format::timestamp::Timestamp::now().unix_secs()
+                        ),
+                    )
+                    .map_err(Error::io("cannot name", path))?;
+                    fs::rename(&temporary, &kept).map_err(Error::io("cannot keep", &temporary))?;
+                }
+            }
+            durable::remove_tree_if_exists(&temporary)
+                .map_err(Error::io("cannot remove", &temporary))?;
+            let parent = durable::parent_of(path).map_err(Error::io("cannot sync", path))?;
+            durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+            if index + 1 < views.len() {
+                crate::crashpoint::point("adopt-directory-removed");
             }
         }
-        durable::remove_tree_if_exists(&temporary)
-            .map_err(Error::io("cannot remove", &temporary))?;
-        let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
-        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
         let marker = self.layout.adoption_marker();
         durable::remove_tree_if_exists(&marker).map_err(Error::io("cannot remove", &marker))?;
         let root = &self.layout.root;
@@ -227,62 +239,140 @@ impl Store {
         Ok(unknown)
     }
 
-    /// True when `active` is the only generation and was adopted from the view itself: an
-    /// `init --adopt` stopped between its commit and putting the symlink in place.
+    /// True when `active` is the only generation and was adopted from the views themselves
+    /// (its record names them as [`adoption_source`] does): an `init --adopt` stopped
+    /// between its commit and putting every view symlink in place.
     pub(crate) fn adoption_unfinished(&self, active: u64) -> Result<bool> {
         if !self.layout.adoption_marker().exists() {
             return Ok(false);
         }
         let generations = self.db.read()?.generations()?;
+        let source = adoption_source(&self.config.views());
         Ok(matches!(generations.as_slice(), [(number, record)]
-            if *number == active && record.origin == Origin::Adopted
-                && self.config.views().iter().any(|view| view.name.is_none() && Path::new(&record.source) == view.path)))
+            if *number == active && record.origin == Origin::Adopted && record.source == source))
     }
 
-    /// Puts the view symlink where the adopted directory was, with renameat2(EXCHANGE) so
-    /// the agent never finds the path missing, then removes the old directory, of which the
-    /// adopted generation holds a verified copy.
+    /// Puts each view symlink where its adopted directory was, with renameat2(EXCHANGE) so
+    /// the agent never finds the path missing, then removes the old directories, of which
+    /// the adopted generation holds a verified copy ([`Store::finish_adoption`]).
     ///
-    /// Order: create the symlink under a temporary name; exchange it with the directory;
-    /// fsync the parent (the symlink is now durable at the view path); remove the old
-    /// directory, now at the temporary name; fsync the parent again.
-    pub fn replace_adopted_view(&self, generation: u64) -> Result<()> {
+    /// Order: every temporary name looked at first (nothing changes if one is taken);
+    /// `STORE/active` switched (durable); then view after view: create the symlink under
+    /// the temporary name, exchange it with the directory, fsync the parent (the symlink
+    /// is now durable at the view path). A view already polstore's symlink (exchanged
+    /// before a crash) is passed over; a missing one (a view with nothing to adopt) is
+    /// created. With several views the exchanges are not one atomic step; at every instant
+    /// between them each path shows the same bytes, the old directory or generation 1's
+    /// copy of it (store-format.md § Commit protocol, Adoption).
+    pub fn replace_adopted_views(&self, generation: u64) -> Result<()> {
         let views = self.config.views();
-        let [view] = views.as_slice() else {
-            return Err(Error::Refused(
-                "polstore adopts into a store with one view only".into(),
-            ));
-        };
-        let target = self.layout.view_target(view);
-        let view = &view.path;
-        let temporary =
-            durable::temporary_sibling(view, "new").map_err(Error::io("cannot name", view))?;
-        // A symlink there is polstore's own leftover; anything else is someone's, and the
-        // adopted directory will land at this name after the exchange: refuse.
-        match fs::symlink_metadata(&temporary) {
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                fs::remove_file(&temporary).map_err(Error::io("cannot remove", &temporary))?;
+        let mut pending = Vec::new();
+        for view in &views {
+            let target = self.layout.view_target(view);
+            let path = &view.path;
+            match fs::symlink_metadata(path) {
+                Ok(metadata)
+                    if metadata.file_type().is_symlink()
+                        && fs::read_link(path).ok() == Some(target.clone()) =>
+                {
+                    continue;
+                }
+                Ok(metadata) if metadata.is_dir() || metadata.file_type().is_symlink() => {}
+                Ok(_) => return Err(Error::ViewDisplaced { view: path.clone() }),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    pending.push((view, target, false));
+                    continue;
+                }
+                Err(error) => return Err(Error::io("cannot read view", path)(error)),
             }
-            Ok(metadata) => {
-                return Err(Error::Refused(format!(
-                    "{} is a {} polstore did not make; move it away, then adopt again",
-                    temporary.display(),
-                    crate::fs::type_name(metadata.file_type())
-                )));
+            let temporary =
+                durable::temporary_sibling(path, "new").map_err(Error::io("cannot name", path))?;
+            // A symlink there is polstore's own leftover; anything else is someone's, and
+            // the adopted directory will land at this name after the exchange: refuse.
+            match fs::symlink_metadata(&temporary) {
+                Ok(metadata) if metadata.file_type().is_symlink() => {
+                    fs::remove_file(&temporary).map_err(Error::io("cannot remove", &temporary))?;
+                }
+                Ok(metadata) => {
+                    return Err(Error::Refused(format!(
+                        "{} is a {} polstore did not make; move it away, then adopt again",
+                        temporary.display(),
+                        crate::fs::type_name(metadata.file_type())
+                    )));
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
+            pending.push((view, target, true));
         }
-        // `STORE/active` first (durable, with `readonly/active`), then the view that
-        // resolves through it.
+        // `STORE/active` first (durable, with `readonly/active`), then the views that
+        // resolve through it.
         self.switch_active(generation)?;
-        std::os::unix::fs::symlink(&target, &temporary)
-            .map_err(Error::io("cannot create", &temporary))?;
-        durable::exchange(&temporary, view)
-            .map_err(Error::io("cannot put the view symlink in place of", view))?;
-        let parent = durable::parent_of(view).map_err(Error::io("cannot sync", view))?;
-        durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+        for (index, (view, target, exchange)) in pending.iter().enumerate() {
+            let path = &view.path;
+            if !exchange {
+                durable::switch_symlink(path, target)
+                    .map_err(Error::io("cannot create the view", path))?;
+                continue;
+            }
+            let temporary =
+                durable::temporary_sibling(path, "new").map_err(Error::io("cannot name", path))?;
+            std::os::unix::fs::symlink(target, &temporary)
+                .map_err(Error::io("cannot create", &temporary))?;
+            durable::exchange(&temporary, path)
+                .map_err(Error::io("cannot put the view symlink in place of", path))?;
+            let parent = durable::parent_of(path).map_err(Error::io("cannot sync", path))?;
+            durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
+            if index + 1 < pending.len() {
+                crate::crashpoint::point("adopt-view-exchanged");
+            }
+        }
         crate::crashpoint::point("adopt-exchanged");
-        // Last: without the marker, recovery never again touches a directory at the view.
+        // Last: without the marker, recovery never again touches a directory at a view.
         self.finish_adoption()
+    }
+}
+
+/// What an adopted generation's record names as its source: the one view's path, or
+/// `NAME=PATH` for each view, in the configuration's order, separated by `, `. Recovery
+/// finishes an adoption only from the views the record names.
+pub fn adoption_source(views: &[View]) -> String {
+    match views {
+        [View { name: None, path }] => path.display().to_string(),
+        _ => views
+            .iter()
+            .map(|view| {
+                format!(
+                    "{}={}",
+                    view.name.as_deref().unwrap_or_default(),
+                    view.path.display()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The part of `manifest` under the top-level directory `name`, as a manifest of that
+/// directory alone: what one view's adopted directory held.
+fn view_part(manifest: &Manifest, name: &str) -> Manifest {
+    let prefix = format!("{name}/");
+    Manifest {
+        entries: manifest
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let path = entry.path.strip_prefix(&prefix)?;
+                Some(Entry {
+                    path: path.to_string(),
+                    ..entry.clone()
+                })
+            })
+            .collect(),
+        directories: manifest
+            .directories
+            .iter()
+            .filter_map(|directory| directory.strip_prefix(&prefix).map(str::to_string))
+            .collect(),
+        ..manifest.clone()
     }
 }

@@ -35,16 +35,18 @@ impl Store {
             }
             return Ok(notes);
         };
-        // An adoption stopped between its commit and its exchange: the view is still
-        // the adopted directory (one-view stores only; init refuses --adopt otherwise).
-        if let [view] = self.config.views().as_slice()
-            && fs::symlink_metadata(&view.path).is_ok_and(|metadata| metadata.is_dir())
+        // An adoption stopped between its commit and its last exchange: a view is still
+        // its adopted directory. Every view is put in place, then the adoption finished.
+        let views = self.config.views();
+        if views
+            .iter()
+            .any(|view| fs::symlink_metadata(&view.path).is_ok_and(|metadata| metadata.is_dir()))
             && self.adoption_unfinished(active)?
         {
-            self.replace_adopted_view(active)?;
+            self.replace_adopted_views(active)?;
             notes.push(format!(
                 "finished adopting {} as generation {active}",
-                view.path.display()
+                crate::store::adoption_source(&views)
             ));
             return Ok(notes);
         }
