@@ -1,0 +1,725 @@
+//! The Rudder integration (`integrations/rudder/`) in CFEngine-protocol mode, against the
+//! real thing: a server whose share directory is laid out as Rudder's (each node's rules
+//! archive, the shared library archive) and signed by `polstore-rudder-sign`, served by a
+//! real cf-serverd on 127.0.0.1 that admits the node's key to its share directory; and a
+//! node whose store is made from `integrations/rudder/node/polstore.toml`, with two views
+//! (inputs and ncf), updated through the shipped `agent-update` (cf-net, through
+//! `polstore-rudder-fetch`) and repaired through `agent-reset`. Server and node each have
+//! their own CFENGINE_TEST_OVERRIDE_WORKDIR and keys. The policies are the test's own,
+//! shaped as Rudder's: `promises.cf` loads the library by the ncf view's absolute path.
+//! Needs root: the views read a read-only bind mount.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use util::cfengine::{Ran, free_port, run_in_workdir, wait_for_listener};
+use util::*;
+
+const INTEGRATION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../integrations/rudder");
+/// How long one CFEngine or integration command may take before the test fails.
+const COMMAND_TIME_MAX: Duration = Duration::from_secs(120);
+/// How long cf-serverd may take to accept connections.
+const SERVER_START_MAX: Duration = Duration::from_secs(60);
+/// The node's id, as Rudder makes them.
+const UUID: &str = "5d3c7e0a-2f6b-4c1e-9a8d-31b4f07e6c52";
+/// The files of a version in the drop (and on the server).
+const VERSION_FILES: [&str; 4] = [
+    "polstore.manifest",
+    "polstore.manifest.sig",
+    "rudder.tar.bz2",
+    "policies-library-linux.tar.bz2",
+];
+
+/// A Rudder server and one node under one temporary directory (the node's,
+/// `util::Node`; its key pair is the server's signing key).
+///
+/// - `root/server`: cf-serverd's work directory, with the test's server policy;
+/// - `root/share`: the server's share directory (`/var/rudder/share`);
+/// - `root/node`: the node's CFEngine work directory, whose `inputs` is the view
+///   `inputs`; `root/ncf` is the view `ncf` (`/var/rudder/ncf`);
+/// - `root/rudder-state`: polstore-rudder-fetch's state; `root/drop` polstore's drop.
+struct Site {
+    node: Node,
+    server: PathBuf,
+    share: PathBuf,
+    workdir: PathBuf,
+    ncf: PathBuf,
+    state: PathBuf,
+    fetch_conf: PathBuf,
+    port: u16,
+    serverd: Option<Child>,
+    runs: std::cell::Cell<u32>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.serverd {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// The node's rules, version `version`, as Rudder generates them (shortened): promises.cf
+/// loads the library by absolute path and the directives relative to itself; the
+/// directive writes `rudder-probe` in the agent's work directory, naming the rules' and
+/// the library's versions.
+fn rules(ncf: &Path, version: &str) -> Vec<(String, String)> {
+    let ncf = s(ncf);
+    vec![
+        (
+            "promises.cf".to_string(),
+            format!(
+                r#"body common control
+{{
+  inputs => {{ "{ncf}/common/10_probe/probe_lib.cf", "rudder-directives.cf" }};
+  bundlesequence => {{ "rudder_probe" }};
+}}
+"#
+            ),
+        ),
+        (
+            "failsafe.cf".to_string(),
+            "body common control\n{\n  bundlesequence => { \"update\" };\n}\nbundle agent update\n{\n  reports:\n    \"failsafe\";\n}\n"
+                .to_string(),
+        ),
+        (
+            "rudder-directives.cf".to_string(),
+            format!(
+                r#"bundle agent rudder_probe
+{{
+  files:
+      "$(sys.workdir)/rudder-probe"
+        create => "true",
+        content => "rules {version} library $(ncf_probe.version)$(const.n)";
+}}
+"#
+            ),
+        ),
+        (
+            "rudder-promises-generated".to_string(),
+            format!("{}\n", version.len()),
+        ),
+    ]
+}
+
+/// The library, version `version`: `ncf/common/...` and `ncf/local/...`.
+fn library(version: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "ncf/common/10_probe/probe_lib.cf".to_string(),
+            format!("bundle common ncf_probe\n{{\n  vars:\n      \"version\" string => \"{version}\";\n}}\n"),
+        ),
+        (
+            "ncf/local/README".to_string(),
+            "techniques made in Rudder's editor\n".to_string(),
+        ),
+    ]
+}
+
+/// A policy file of the test's own, as Rudder's CFEngine-protocol update copies the
+/// server's rules into inputs: recursively, with `move_obstructions`, from cf-serverd.
+fn stock_copy_policy(server_rules: &Path, inputs: &Path, port: u16) -> String {
+    format!(
+        r#"body common control
+{{
+  bundlesequence => {{ "copy_rules" }};
+}}
+bundle agent copy_rules
+{{
+  files:
+      "{inputs}/"
+        copy_from => from_server("{server_rules}"),
+        depth_search => all,
+        move_obstructions => "true",
+        classes => outcome("copy");
+      "{inputs}/rudder-directives.cf"
+        copy_from => from_server("{server_rules}/rudder-directives.cf"),
+        move_obstructions => "true",
+        classes => outcome("copy_file");
+}}
+body copy_from from_server(path)
+{{
+  servers => {{ "127.0.0.1" }};
+  portnumber => "{port}";
+  source => "$(path)";
+  compare => "digest";
+  purge => "true";
+}}
+body depth_search all
+{{
+  depth => "inf";
+}}
+body classes outcome(prefix)
+{{
+  promise_repaired => {{ "$(prefix)_repaired" }};
+  repair_failed => {{ "$(prefix)_failed" }};
+}}
+"#,
+        inputs = s(inputs),
+        server_rules = s(server_rules),
+    )
+}
+
+impl Site {
+    /// A server with keys, its policy and a running cf-serverd, and a fresh node: keys,
+    /// both keys trusted each way (as bootstrapping and accepting the node do), no inputs
+    /// and no ncf, a store made from the shipped polstore.toml, and rudder-fetch.conf.
+    fn new() -> Site {
+        let node = Node::new();
+        let root = node.root.clone();
+        let port = free_port();
+        let mut site = Site {
+            server: root.join("server"),
+            share: root.join("share"),
+            workdir: root.join("node"),
+            ncf: root.join("ncf"),
+            state: root.join("rudder-state"),
+            fetch_conf: root.join("rudder-fetch.conf"),
+            node,
+            port,
+            serverd: None,
+            runs: std::cell::Cell::new(0),
+        };
+        for dir in [&site.server, &site.workdir] {
+            fs::create_dir_all(dir.join("bin")).unwrap();
+            for program in ["cf-promises", "cf-agent"] {
+                symlink(format!("/usr/bin/{program}"), dir.join("bin").join(program)).unwrap();
+            }
+            site.cfengine_ok(dir, "/usr/bin/cf-key", &[]);
+        }
+        fs::create_dir_all(site.share.join("common")).unwrap();
+        let server_key = format!("127.0.0.1:{}", s(&site.server.join("ppkeys/localhost.pub")));
+        let node_key = format!("127.0.0.1:{}", s(&site.workdir.join("ppkeys/localhost.pub")));
+        site.cfengine_ok(&site.workdir, "/usr/bin/cf-key", &["-t", &server_key]);
+        site.cfengine_ok(&site.server, "/usr/bin/cf-key", &["-t", &node_key]);
+        // A fresh node: cf-key made an empty inputs, which goes too.
+        fs::remove_dir(&site.node.view).unwrap();
+
+        site.write_server_policy();
+        site.start_server();
+        site.init_store();
+        site.write_fetch_conf(&[]);
+        site
+    }
+
+    /// The server's policy: cf-serverd on the site's port, admitting the node's key to
+    /// the node's share directory, as Rudder's cf-serverd does.
+    fn write_server_policy(&self) {
+        let node_key = self
+            .cfengine_ok(
+                &self.workdir,
+                "/usr/bin/cf-key",
+                &["-p", s(&self.workdir.join("ppkeys/localhost.pub"))],
+            )
+            .output
+            .trim()
+            .to_string();
+        let policy = format!(
+            r#"body common control
+{{
+  bundlesequence => {{ "main" }};
+}}
+body server control
+{{
+  port => "{port}";
+  allowconnects => {{ "127.0.0.1" }};
+  allowallconnects => {{ "127.0.0.1" }};
+  allowusers => {{ "root" }};
+}}
+bundle agent main
+{{
+}}
+bundle server access_rules
+{{
+  access:
+      "{share}/{UUID}/"
+        admit_keys => {{ "{node_key}" }};
+}}
+"#,
+            port = self.port,
+            share = s(&self.share),
+        );
+        fs::create_dir_all(self.server.join("inputs")).unwrap();
+        fs::write(self.server.join("inputs/promises.cf"), policy).unwrap();
+    }
+
+    fn start_server(&mut self) {
+        let log_path = self.node.root.join("cf-serverd.log");
+        let log = File::create(&log_path).unwrap();
+        let mut server = Command::new("/usr/bin/cf-serverd")
+            .arg("--no-fork")
+            .env("CFENGINE_TEST_OVERRIDE_WORKDIR", &self.server)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start cf-serverd");
+        wait_for_listener(&mut server, self.port, &log_path, SERVER_START_MAX);
+        self.serverd = Some(server);
+    }
+
+    /// `polstore init --config` with the shipped node configuration, its paths those of
+    /// this site, and the test's own (empty) checks directory.
+    fn init_store(&self) {
+        let shipped = fs::read_to_string(format!("{INTEGRATION}/node/polstore.toml")).unwrap();
+        let fetch = format!("{INTEGRATION}/node/polstore-rudder-fetch");
+        let fetch = fs::canonicalize(fetch).unwrap();
+        let config = shipped
+            .replace(
+                "/var/rudder/cfengine-community/inputs",
+                s(&self.node.view),
+            )
+            .replace("\"/var/rudder/ncf\"", &toml_string(s(&self.ncf)))
+            .replace("/etc/polstore/rudder-server.pub", s(&self.node.public_key))
+            .replace("/usr/local/bin/polstore-rudder-fetch", s(&fetch))
+            .replace("/var/lib/polstore-rudder/drop", s(&self.node.drop))
+            .replace(r#"bin_dirs = ["/opt/rudder/bin"]"#, r#"bin_dirs = ["/usr/bin"]"#);
+        for rudder_path in ["/var/rudder", "/opt/rudder", "/etc/polstore", "/usr/local"] {
+            let setting = config
+                .lines()
+                .find(|line| !line.trim_start().starts_with('#') && line.contains(rudder_path));
+            assert_eq!(setting, None, "a path of the shipped configuration is left");
+        }
+        let path = self.node.root.join("polstore.toml");
+        fs::write(&path, config).unwrap();
+        self.node
+            .run(&["init", "--config", s(&path)])
+            .success();
+        self.node
+            .set_config("checks", "dir", &toml_string(s(&self.node.checks)));
+    }
+
+    /// rudder-fetch.conf: the CFEngine protocol to this site's cf-serverd, with `extra`
+    /// lines replacing the settings they name.
+    fn write_fetch_conf(&self, extra: &[(&str, &str)]) {
+        let port = self.port.to_string();
+        let mut settings: BTreeMap<&str, &str> = BTreeMap::from([
+            ("RUDDER_PROTOCOL", "cfengine"),
+            ("RUDDER_SERVER", "127.0.0.1"),
+            ("RUDDER_CFENGINE_PORT", port.as_str()),
+            ("RUDDER_UUID", UUID),
+            ("RUDDER_SHARE_REMOTE", s(&self.share)),
+            ("CF_NET", "/usr/bin/cf-net"),
+            ("POLSTORE_RUDDER_STATE", s(&self.state)),
+        ]);
+        settings.extend(extra.iter().copied());
+        let text: String = settings
+            .iter()
+            .map(|(name, value)| format!("{name}={value}\n"))
+            .collect();
+        fs::write(&self.fetch_conf, format!("# the test's site\n{text}")).unwrap();
+    }
+
+    /// Runs a CFEngine `program` in `workdir`, bounded, its output logged with the site.
+    fn cfengine(&self, workdir: &Path, program: &str, args: &[&str]) -> Ran {
+        let run = self.runs.get() + 1;
+        self.runs.set(run);
+        let name = Path::new(program).file_name().unwrap().to_str().unwrap();
+        let log = self.node.root.join(format!("run-{run:02}-{name}.log"));
+        run_in_workdir(workdir, program, args, &log, COMMAND_TIME_MAX)
+    }
+
+    fn cfengine_ok(&self, workdir: &Path, program: &str, args: &[&str]) -> Ran {
+        let ran = self.cfengine(workdir, program, args);
+        assert_eq!(ran.code, Some(0), "{program} {args:?} failed: {ran:#?}");
+        ran
+    }
+
+    /// A policy generation on the server for the node, as Rudder makes it: the rules in
+    /// `share/UUID/rules/cfengine-community` and `rules/rudder.tar.bz2` (top directory
+    /// `policies_next`, as Rudder's hook makes it), the library archive in
+    /// `share/common` (top directory `ncf`); then polstore-rudder-sign's hook. Returns the
+    /// serial it published, or `None` when it published nothing.
+    fn generate(&self, rules_version: &str, library_version: &str) -> Option<u64> {
+        self.generate_files(&rules(&self.ncf, rules_version), &library(library_version))
+    }
+
+    fn generate_files(
+        &self,
+        rule_files: &[(String, String)],
+        library_files: &[(String, String)],
+    ) -> Option<u64> {
+        let rules_dir = self.share.join(UUID).join("rules");
+        let policies = rules_dir.join("cfengine-community");
+        if policies.exists() {
+            fs::remove_dir_all(&policies).unwrap();
+        }
+        write_files(&policies, rule_files, 0o600);
+        tool(
+            "tar",
+            &[
+                "-cjf",
+                s(&rules_dir.join("rudder.tar.bz2.part")),
+                "-C",
+                s(&rules_dir),
+                "--mode=go=-rwx",
+                "--owner=0",
+                "--group=0",
+                "--transform",
+                "s|^cfengine-community|policies_next|",
+                "cfengine-community",
+            ],
+        );
+        fs::rename(
+            rules_dir.join("rudder.tar.bz2.part"),
+            rules_dir.join("rudder.tar.bz2"),
+        )
+        .unwrap();
+        let library_dir = self.node.root.join("library");
+        if library_dir.exists() {
+            fs::remove_dir_all(&library_dir).unwrap();
+        }
+        write_files(&library_dir, library_files, 0o644);
+        let archive = self.share.join("common/policies-library-linux.tar.bz2");
+        let part = archive.with_extension("new");
+        tool(
+            "tar",
+            &["-cjf", s(&part), "-C", s(&library_dir), "ncf"],
+        );
+        fs::rename(&part, &archive).unwrap();
+
+        let output = Command::new(format!("{INTEGRATION}/server/polstore-rudder-sign"))
+            .arg(UUID)
+            .env("POLSTORE", POLSTORE)
+            .env("POLSTORE_RUDDER_KEY", &self.node.secret_key)
+            .env("RUDDER_SHARE", &self.share)
+            .env("POLSTORE_RUDDER_LOCK", self.node.root.join("sign.lock"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "polstore-rudder-sign failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let published = format!("polstore-rudder-sign: {UUID}: serial ");
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&published)?.strip_suffix(" published"))
+            .map(|serial| serial.parse().unwrap())
+    }
+
+    /// Runs one of the integration's node commands (`agent-update`, `agent-reset`) as
+    /// Rudder runs them, on this site: the built polstore, the site's store, fetch
+    /// settings and CFEngine work directory.
+    fn rudder_command(&self, command: &str, args: &[&str]) -> Out {
+        let mut child = Command::new(format!("{INTEGRATION}/node/{command}"))
+            .args(args)
+            .env("POLSTORE", POLSTORE)
+            .env("POLSTORE_STORE", &self.node.store)
+            .env("POLSTORE_RUDDER_FETCH_CONF", &self.fetch_conf)
+            .env("CFENGINE_TEST_OVERRIDE_WORKDIR", &self.workdir)
+            .env("RUDDER_WORKDIR", &self.workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+        // Bounded: a hung cf-net or agent fails the test instead of hanging it.
+        let deadline = std::time::Instant::now() + COMMAND_TIME_MAX;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("{command} {args:?} ran longer than {COMMAND_TIME_MAX:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        Out {
+            code: output.status.code().expect("killed by a signal"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn update(&self, args: &[&str]) -> Out {
+        self.rudder_command("agent-update", args)
+    }
+
+    fn update_ok(&self, args: &[&str]) -> Out {
+        let update = self.update(args);
+        assert_eq!(update.code, 0, "agent-update {args:?}: {update:#?}");
+        update
+    }
+
+    /// What the agent's confirming run on the active generation wrote.
+    fn probe(&self) -> String {
+        fs::read_to_string(self.workdir.join("rudder-probe")).unwrap_or_default()
+    }
+
+    /// Asserts that generation `generation` (serial `serial`) is active and both views
+    /// show it: rules `rules_version` in inputs, library `library_version` in ncf.
+    fn assert_active(
+        &self,
+        generation: u64,
+        serial: u64,
+        rules_version: &str,
+        library_version: &str,
+    ) {
+        let status = self.node.status();
+        assert_eq!(status["active"]["generation"], generation, "{status:#}");
+        assert_eq!(status["active"]["serial"], serial, "{status:#}");
+        let store = &self.node.store;
+        assert_eq!(
+            viewed_generation(store, &self.node.view, Some("inputs")),
+            Some(generation)
+        );
+        assert_eq!(
+            viewed_generation(store, &self.ncf, Some("ncf")),
+            Some(generation)
+        );
+        let expected_rules: BTreeMap<String, (u32, Vec<u8>)> = rules(&self.ncf, rules_version)
+            .into_iter()
+            .map(|(path, content)| (path, (0o600, content.into_bytes())))
+            .collect();
+        assert_eq!(tree_content(&self.node.view), expected_rules, "inputs");
+        let expected_library: BTreeMap<String, (u32, Vec<u8>)> = library(library_version)
+            .into_iter()
+            .map(|(path, content)| {
+                let path = path.strip_prefix("ncf/").unwrap().to_string();
+                (path, (0o644, content.into_bytes()))
+            })
+            .collect();
+        assert_eq!(tree_content(&self.ncf), expected_library, "ncf");
+        let verify = self.node.run(&["verify"]);
+        assert_eq!(verify.code, 0, "{verify:#?}");
+    }
+
+    /// The drop's version files with their inode and modification time.
+    fn drop_stamps(&self) -> Vec<(u64, i64, i64)> {
+        VERSION_FILES
+            .iter()
+            .map(|name| {
+                let metadata = fs::metadata(self.node.drop.join(name)).unwrap();
+                (metadata.ino(), metadata.mtime(), metadata.mtime_nsec())
+            })
+            .collect()
+    }
+}
+
+/// Writes `files` under `dir` with `mode`, making directories.
+fn write_files(dir: &Path, files: &[(String, String)], mode: u32) {
+    for (path, content) in files {
+        let full = dir.join(path);
+        fs::create_dir_all(full.parent().unwrap()).unwrap();
+        fs::write(&full, content).unwrap();
+        set_mode(&full, mode);
+    }
+}
+
+fn skip_unless_root() -> bool {
+    if running_as_root() {
+        return false;
+    }
+    eprintln!("skipped: needs root (the views read a read-only bind mount; cf-serverd)");
+    true
+}
+
+/// A fresh node takes its first version, then follows its server: a rule change, a
+/// library change (both views switch together), a broken rule and a broken library
+/// refused with the node on the last good version, an unchanged policy that costs only
+/// the head, `agent-update -f`, and `agent-reset` repairing a damaged generation.
+#[test]
+fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
+    if skip_unless_root() {
+        return;
+    }
+    let site = Site::new();
+    assert!(!site.node.view.exists() && !site.ncf.exists());
+
+    // The first version: both views appear.
+    let serial_1 = site.generate("R1", "L1").unwrap();
+    let update = site.update(&[]);
+    assert_eq!(update.code, 0, "{update:#?}");
+    assert!(
+        update.stdout.contains(&format!(
+            "polstore-rudder-fetch: serial {serial_1} fetched over cfengine"
+        )),
+        "{update:#?}"
+    );
+    site.assert_active(1, serial_1, "R1", "L1");
+    assert_eq!(site.probe(), "rules R1 library L1\n");
+
+    // One rule changes.
+    let serial_2 = site.generate("R2", "L1").unwrap();
+    let update = site.update(&[]);
+    assert_eq!(update.code, 0, "{update:#?}");
+    site.assert_active(2, serial_2, "R2", "L1");
+    assert_eq!(site.probe(), "rules R2 library L1\n");
+    let diff = site.node.run(&["diff", "1", "2"]).success().stdout;
+    assert_eq!(
+        diff,
+        "M inputs/rudder-directives.cf\nM inputs/rudder-promises-generated\n"
+    );
+
+    // The library changes, and the rules with it: both switch in one step.
+    let serial_3 = site.generate("R3", "L2").unwrap();
+    let update = site.update(&["-q"]);
+    assert_eq!(update.code, 0, "{update:#?}");
+    assert_eq!(update.stdout, "", "-q");
+    site.assert_active(3, serial_3, "R3", "L2");
+    assert_eq!(site.probe(), "rules R3 library L2\n");
+
+    // A rule that does not parse: refused, the node stays on serial 3.
+    let mut broken_rules = rules(&site.ncf, "R4");
+    broken_rules[2].1.push_str("bundle agent broken {\n");
+    let serial_4 = site
+        .generate_files(&broken_rules, &library("L2"))
+        .unwrap();
+    let update = site.update(&[]);
+    assert_eq!(update.code, 3, "{update:#?}");
+    assert!(
+        update.stderr.contains("polstore: rejected by the parse check: inputs/promises.cf")
+            && update.stderr.contains("generation 3 stays active"),
+        "{update:#?}"
+    );
+    site.assert_active(3, serial_3, "R3", "L2");
+    assert_eq!(site.node.status()["serial_max"], serial_3);
+    let _ = serial_4;
+
+    // A library that does not parse, the rules unchanged: refused too, because the parse
+    // check sees the candidate's library at the ncf view's path.
+    let mut broken_library = library("L3");
+    broken_library[0].1.push_str("bundle common broken {\n");
+    site.generate_files(&rules(&site.ncf, "R3"), &broken_library)
+        .unwrap();
+    let update = site.update(&[]);
+    assert_eq!(update.code, 3, "{update:#?}");
+    assert!(
+        update.stderr.contains("polstore: rejected by the parse check: inputs/promises.cf")
+            && update.stderr.contains("probe_lib.cf")
+            && update.stderr.contains("generation 3 stays active"),
+        "{update:#?}"
+    );
+    site.assert_active(3, serial_3, "R3", "L2");
+
+    // Fixed: rules and library together.
+    let serial_6 = site.generate("R6", "L3").unwrap();
+    let update = site.update(&[]);
+    assert_eq!(update.code, 0, "{update:#?}");
+    site.assert_active(4, serial_6, "R6", "L3");
+    assert_eq!(site.probe(), "rules R6 library L3\n");
+
+    // Nothing new on the server: only the head travels, the drop is not rewritten, and
+    // no generation is made.
+    assert_eq!(site.generate("R6", "L3"), None);
+    let stamps = site.drop_stamps();
+    let attempts = site.node.log().len();
+    let update = site.update(&[]);
+    assert_eq!(update.code, 0, "{update:#?}");
+    assert!(
+        update
+            .stdout
+            .contains(&format!("polstore-rudder-fetch: unchanged (head {serial_6})")),
+        "{update:#?}"
+    );
+    assert_eq!(site.drop_stamps(), stamps, "the drop was rewritten");
+    assert_eq!(site.node.log().len(), attempts);
+    assert_eq!(site.node.status()["last_update"]["outcome"], "unchanged");
+    site.assert_active(4, serial_6, "R6", "L3");
+
+    // -f: everything fetched again and verified; still generation 4.
+    let update = site.update(&["-f"]);
+    assert_eq!(update.code, 0, "{update:#?}");
+    assert!(
+        update.stdout.contains(&format!(
+            "polstore-rudder-fetch: serial {serial_6} fetched over cfengine"
+        )),
+        "{update:#?}"
+    );
+    assert_ne!(site.drop_stamps(), stamps, "-f fetched nothing again");
+    site.assert_active(4, serial_6, "R6", "L3");
+
+    // A generation damaged on disk: agent-reset (verify --repair) puts it right.
+    let damaged = site
+        .node
+        .generation_tree(4)
+        .join("ncf/common/10_probe/probe_lib.cf");
+    fs::write(&damaged, "bundle common rotten {\n").unwrap();
+    assert_eq!(site.node.run(&["verify"]).code, 4);
+    let reset = site.rudder_command("agent-reset", &[]);
+    assert_eq!(reset.code, 0, "{reset:#?}");
+    assert!(reset.stdout.contains("REPAIRED"), "{reset:#?}");
+    site.assert_active(4, serial_6, "R6", "L3");
+}
+
+/// Rudder's own CFEngine-protocol update copies the server's rules into inputs, with
+/// move_obstructions. Run on a polstore node (a policy of the test's own, copying from
+/// the same cf-serverd), the read-only view refuses every write and no generation
+/// changes; what it moves aside, `agent-reset` puts back.
+#[test]
+fn a_stock_style_copy_into_inputs_changes_no_generation() {
+    if skip_unless_root() {
+        return;
+    }
+    let site = Site::new();
+    let serial = site.generate("R1", "L1").unwrap();
+    site.update_ok(&[]);
+    site.assert_active(1, serial, "R1", "L1");
+    // The server has newer rules than the node runs.
+    site.generate("R2", "L1").unwrap();
+
+    let policy = site.node.root.join("stock-copy.cf");
+    let server_rules = site.share.join(UUID).join("rules/cfengine-community");
+    fs::write(
+        &policy,
+        stock_copy_policy(&server_rules, &site.node.view, site.port),
+    )
+    .unwrap();
+    let generations = || tree_content(&site.node.store.join("generations"));
+    let before = generations();
+    let ran = site.cfengine(&site.workdir, "/usr/bin/cf-agent", &["-K", "-f", s(&policy)]);
+    eprintln!("{ran:#?}");
+    assert_eq!(generations(), before, "the copy wrote into a generation");
+    assert_eq!(site.node.active_generation(), Some(1));
+    let verify = site.node.run(&["verify"]);
+    eprintln!("{verify:#?}");
+    let reset = site.rudder_command("agent-reset", &[]);
+    eprintln!("{reset:#?}");
+    site.assert_active(1, serial, "R1", "L1");
+}
+
+/// What polstore-rudder-fetch says when cf-net gets nothing: the server's share path
+/// wrong (or not admitted), and no cf-serverd at the port. The update fails (exit 1)
+/// with the script's one line, and the node stays as it was.
+#[test]
+fn cf_net_failures_are_named_and_change_nothing() {
+    if skip_unless_root() {
+        return;
+    }
+    let site = Site::new();
+    let serial = site.generate("R1", "L1").unwrap();
+    site.update_ok(&[]);
+    site.assert_active(1, serial, "R1", "L1");
+    site.generate("R2", "L1").unwrap();
+
+    let elsewhere = site.node.root.join("elsewhere");
+    site.write_fetch_conf(&[("RUDDER_SHARE_REMOTE", s(&elsewhere))]);
+    let update = site.update(&[]);
+    assert_eq!(update.code, 1, "{update:#?}");
+    let head = format!("{}/{UUID}/polstore/head", s(&elsewhere));
+    let expected = format!(
+        "polstore-rudder-fetch: cannot get {head} from cf-serverd at 127.0.0.1:{}: missing there, or this node is not admitted to it: Could not stat: '{head}'",
+        site.port
+    );
+    assert!(update.stderr.contains(&expected), "{update:#?}");
+    site.assert_active(1, serial, "R1", "L1");
+
+    let closed = free_port();
+    site.write_fetch_conf(&[("RUDDER_CFENGINE_PORT", &closed.to_string())]);
+    let update = site.update(&[]);
+    assert_eq!(update.code, 1, "{update:#?}");
+    let expected = format!(
+        "polstore-rudder-fetch: cannot get {}/{UUID}/polstore/head: no connection to cf-serverd at 127.0.0.1:{closed}",
+        s(&site.share)
+    );
+    assert!(update.stderr.contains(&expected), "{update:#?}");
+    site.assert_active(1, serial, "R1", "L1");
+}
