@@ -184,22 +184,6 @@ fn the_next_writer_mounts_again_and_says_so() {
     assert_eq!(node.status()["view_protection"]["state"], "read-only");
 }
 
-/// Runs polstore as root without the capability to mount, as in a restricted container.
-fn run_without_mount_privilege(node: &Node, args: &[&str]) -> Out {
-    let output = Command::new("setpriv")
-        .arg("--bounding-set=-sys_admin")
-        .arg(env!("CARGO_BIN_EXE_polstore"))
-        .args(args)
-        .env("POLSTORE_STORE", &node.store)
-        .output()
-        .expect("cannot run setpriv");
-    Out {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 #[test]
 fn without_the_privilege_to_mount_the_view_works_writable_and_every_command_says_so() {
     if skip_unless_root() {

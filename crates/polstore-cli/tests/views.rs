@@ -644,3 +644,331 @@ fn a_directory_at_active_is_moved_aside_and_a_missing_active_is_a_warning() {
     );
     node.run(&["verify"]).success();
 }
+
+/// The library every `inputs` policy of [`library_tree`] calls.
+const LIBRARY_ONE: &str = "bundle agent library_one\n{\n  reports:\n    \"one\";\n}\n";
+/// A second library bundle, which a newer `inputs` names in its bundlesequence.
+const LIBRARY_TWO: &str = "bundle agent library_two\n{\n  reports:\n    \"two\";\n}\n";
+/// A library that does not parse (a promise without its `;`).
+const LIBRARY_BROKEN: &str = "bundle agent library_one\n{\n  reports:\n    \"one\"\n}\n";
+
+fn skip_unless_root() -> bool {
+    if running_as_root() {
+        return false;
+    }
+    eprintln!("skipped: the checks of a store with several views need root (a mount namespace)");
+    true
+}
+
+/// A signed node whose store has the views `inputs` and `lib`, both missing (a fresh
+/// node), with the parse check on `inputs/promises.cf`. Returns the `lib` view's path.
+fn library_node() -> (Node, PathBuf) {
+    let node = Node::new();
+    let lib = node.root.join("node").join("lib");
+    node.run(&[
+        "init",
+        "--view",
+        &format!("inputs={}", s(&node.view)),
+        "--view",
+        &format!("lib={}", s(&lib)),
+        "--trust",
+        s(&node.public_key),
+    ])
+    .success();
+    node.configure_for_tests();
+    node.set_config("checks", "entry_points", r#"["inputs/promises.cf"]"#);
+    (node, lib)
+}
+
+/// A signed tree whose `inputs/promises.cf` loads `lib.cf` by the `lib` view's absolute
+/// path, as Rudder's promises.cf loads ncf from `/var/rudder/ncf`, runs `main` (which calls
+/// `library_one`) and then `sequence`; `lib/lib.cf` holds `library` and `# LABEL`.
+fn library_tree(
+    node: &Node,
+    lib: &Path,
+    label: &str,
+    serial: u64,
+    sequence: &[&str],
+    library: &str,
+) -> PathBuf {
+    let sequence: String = sequence
+        .iter()
+        .map(|bundle| format!(", \"{bundle}\""))
+        .collect();
+    let inputs = format!(
+        "body common control\n{{\n  inputs => {{ \"{}\" }};\n  bundlesequence => {{ \"main\"{sequence} }};\n}}\n\nbundle agent main\n{{\n  methods:\n    \"any\" usebundle => library_one;\n}}\n",
+        s(&lib.join("lib.cf"))
+    );
+    node.signed_tree(
+        label,
+        &[
+            ("inputs/promises.cf", &inputs),
+            ("lib/lib.cf", &format!("{library}# {label}\n")),
+        ],
+        serial,
+    )
+}
+
+/// The lines of this process's mount table that name a path under `root`.
+fn mounts_under(root: &Path) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(s(root)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_checks_see_the_candidate_at_the_view_paths_read_only_and_leave_no_mount() {
+    if skip_unless_root() {
+        return;
+    }
+    let (node, lib) = library_node();
+    // A fresh node: nothing at either view. The checks show the candidate there on
+    // directories made for them, which the activation replaces by the views.
+    assert!(fs::symlink_metadata(&node.view).is_err() && fs::symlink_metadata(&lib).is_err());
+    node.ingest(&library_tree(&node, &lib, "first", 1, &[], LIBRARY_ONE))
+        .success();
+    assert_eq!(
+        viewed_generation(&node.store, &lib, Some("lib")),
+        Some(1),
+        "the lib view is polstore's"
+    );
+    assert_eq!(node.viewed_generation(), None, "a several-view store");
+    assert_eq!(
+        viewed_generation(&node.store, &node.view, Some("inputs")),
+        Some(1)
+    );
+    let mounts = mounts_under(&node.root);
+
+    // A library that does not parse is refused, though the active one is fine: the check
+    // read the candidate's library at the lib view's path.
+    let broken = library_tree(&node, &lib, "broken", 2, &[], LIBRARY_BROKEN);
+    assert_ingest_refused(
+        &node,
+        &broken,
+        &format!(
+            "polstore: rejected by the parse check: inputs/promises.cf: cf-promises exited with status 1: {}:5:2: error: syntax error",
+            s(&lib.join("lib.cf"))
+        ),
+    );
+    assert_eq!(node.active_generation(), Some(1));
+    assert_eq!(
+        fs::read_to_string(lib.join("lib.cf")).unwrap(),
+        format!("{LIBRARY_ONE}# first\n")
+    );
+    assert_eq!(mounts_under(&node.root), mounts);
+
+    // Rules that need a bundle only the new library has are accepted: the check did not
+    // read the active library, which lacks it.
+    let newer = library_tree(
+        &node,
+        &lib,
+        "newer",
+        3,
+        &["library_two"],
+        &format!("{LIBRARY_ONE}{LIBRARY_TWO}"),
+    );
+    node.ingest(&newer).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(mounts_under(&node.root), mounts);
+
+    // A user check sees the candidate at the view paths, and can write neither into the
+    // tree it checks nor through a view.
+    node.add_check(
+        "read-only",
+        &format!(
+            "grep -q '# fourth' {lib_cf} || {{ echo 'the lib view does not show the candidate'; exit 1; }}\n\
+             refused() {{\n\
+               out=$(touch \"$1\" 2>&1) && {{ echo \"wrote $1\"; exit 1; }}\n\
+               case \"$out\" in *'Read-only file system'*) ;; *) echo \"$out\"; exit 1 ;; esac\n\
+             }}\n\
+             refused \"$POLSTORE_TREE/x\"\n\
+             refused \"$POLSTORE_TREE/inputs/x\"\n\
+             refused {inputs}/x\n\
+             refused {lib}/x\n\
+             exit 0",
+            lib_cf = s(&lib.join("lib.cf")),
+            inputs = s(&node.view),
+            lib = s(&lib),
+        ),
+    );
+    let fourth = library_tree(
+        &node,
+        &lib,
+        "fourth",
+        4,
+        &["library_two"],
+        &format!("{LIBRARY_ONE}{LIBRARY_TWO}"),
+    );
+    let out = node.ingest(&fourth).success();
+    assert_eq!(node.active_generation(), Some(3), "{out:#?}");
+    let tree = tree_content(&node.generation_tree(3));
+    assert_eq!(
+        tree.keys().collect::<Vec<_>>(),
+        ["inputs/promises.cf", "lib/lib.cf"],
+        "nothing written into the generation"
+    );
+    assert_eq!(mounts_under(&node.root), mounts);
+    // verify's parse check of the active generation runs the same way.
+    node.run(&["verify"]).success();
+    assert_eq!(mounts_under(&node.root), mounts);
+}
+
+#[test]
+fn a_refused_first_candidate_leaves_no_directory_at_the_views() {
+    if skip_unless_root() {
+        return;
+    }
+    let (node, lib) = library_node();
+    let broken = library_tree(&node, &lib, "broken", 1, &[], LIBRARY_BROKEN);
+    let out = assert_ingest_refused(
+        &node,
+        &broken,
+        "polstore: rejected by the parse check: inputs/promises.cf: cf-promises exited with status 1: ",
+    );
+    assert!(
+        out.stderr.contains("lib.cf:5:2: error: syntax error"),
+        "{out:#?}"
+    );
+    // The directories made to mount on are gone again (assert_refused checked that
+    // nothing outside the store changed, too).
+    assert!(fs::symlink_metadata(&node.view).is_err());
+    assert!(fs::symlink_metadata(&lib).is_err());
+    assert_eq!(node.active_generation(), None);
+    // A candidate that needs a bundle the library lacks is refused too.
+    let lacking = library_tree(&node, &lib, "lacking", 2, &["library_two"], LIBRARY_ONE);
+    assert_ingest_refused(
+        &node,
+        &lacking,
+        "polstore: rejected by the parse check: inputs/promises.cf: cf-promises exited with status 1: error: Bundle 'library_two' listed in the bundlesequence is not a defined bundle",
+    );
+    assert!(fs::symlink_metadata(&node.view).is_err());
+    assert!(fs::symlink_metadata(&lib).is_err());
+}
+
+#[test]
+fn without_cap_sys_admin_the_checks_of_several_views_refuse_the_ingest() {
+    if skip_unless_root() {
+        return;
+    }
+    let (node, lib) = library_node();
+    node.ingest(&library_tree(&node, &lib, "first", 1, &[], LIBRARY_ONE))
+        .success();
+    let before = node.snapshot();
+    let second = library_tree(&node, &lib, "second", 2, &[], LIBRARY_ONE);
+    let out = run_without_mount_privilege(&node, &["ingest", s(&second)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        "polstore: the parse check cannot show the candidate at the view paths: unshare: Operation not permitted (os error 1); several views need CAP_SYS_ADMIN; generation 1 stays active\n"
+    );
+    assert_eq!(node.snapshot(), before);
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+    // The user checks say the same when there is no parse check.
+    node.set_config("checks", "cf_promises", "[]");
+    node.add_check("passes", "exit 0");
+    let out = run_without_mount_privilege(&node, &["ingest", s(&second)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        "polstore: the user check passes cannot show the candidate at the view paths: unshare: Operation not permitted (os error 1); several views need CAP_SYS_ADMIN; generation 1 stays active\n"
+    );
+    assert_eq!(node.snapshot(), before);
+    // With the privilege, the same candidate is accepted.
+    node.ingest(&second).success();
+    assert_eq!(node.active_generation(), Some(2));
+}
+
+#[test]
+fn a_view_the_checks_cannot_show_the_candidate_at_refuses_the_ingest() {
+    if skip_unless_root() {
+        return;
+    }
+    // A symlink to nothing that is not polstore's, on a fresh node.
+    let (node, lib) = library_node();
+    let nowhere = node.root.join("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &lib).unwrap();
+    let tree = library_tree(&node, &lib, "first", 1, &[], LIBRARY_ONE);
+    assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "polstore: the checks cannot show the candidate at the view paths: the view {} is a symlink to {}, which is not a directory\n",
+            s(&lib),
+            s(&nowhere)
+        ),
+    );
+    assert!(
+        fs::symlink_metadata(&node.view).is_err(),
+        "the inputs directory made is gone"
+    );
+    assert_eq!(node.staging_leftovers(), Vec::<String>::new());
+
+    // A view whose parent directory does not exist: nothing is made above it.
+    fs::remove_file(&lib).unwrap();
+    let deeper = node.root.join("node").join("missing").join("lib");
+    let config = fs::read_to_string(node.config_path()).unwrap();
+    fs::write(
+        node.config_path(),
+        config.replace(&toml_string(s(&lib)), &toml_string(s(&deeper))),
+    )
+    .unwrap();
+    let out = assert_refused(
+        &node,
+        &["ingest", s(&tree)],
+        1,
+        &format!(
+            "polstore: the checks cannot show the candidate at the view paths: cannot make {}: No such file or directory (os error 2)\n",
+            s(&deeper)
+        ),
+    );
+    assert!(!deeper.parent().unwrap().exists(), "{out:#?}");
+    assert!(fs::symlink_metadata(&node.view).is_err());
+}
+
+/// A view added to the configuration after the active generation was made: its view is
+/// polstore's symlink to a directory the active generation lacks. The checks still see the
+/// candidate's directory there.
+#[test]
+fn a_view_added_later_shows_the_candidate_to_the_checks() {
+    if skip_unless_root() {
+        return;
+    }
+    let (node, lib) = library_node();
+    node.ingest(&library_tree(&node, &lib, "first", 1, &[], LIBRARY_ONE))
+        .success();
+    let extra = node.root.join("node").join("extra");
+    node.set_config("views", "extra", &toml_string(s(&extra)));
+    // The next writer puts the new view in place: it resolves to nothing yet.
+    node.run(&["gc"]).success();
+    assert_eq!(
+        fs::read_link(&extra).unwrap(),
+        node.store.join("readonly/active/extra")
+    );
+    assert!(!extra.exists());
+    let inputs = format!(
+        "body common control\n{{\n  inputs => {{ \"{}\", \"{}\" }};\n  bundlesequence => {{ \"main\", \"library_two\" }};\n}}\n\nbundle agent main\n{{\n  methods:\n    \"any\" usebundle => library_one;\n}}\n",
+        s(&lib.join("lib.cf")),
+        s(&extra.join("two.cf"))
+    );
+    let tree = node.signed_tree(
+        "extra",
+        &[
+            ("inputs/promises.cf", &inputs),
+            ("lib/lib.cf", LIBRARY_ONE),
+            ("extra/two.cf", LIBRARY_TWO),
+        ],
+        2,
+    );
+    let mounts = mounts_under(&node.root);
+    node.ingest(&tree).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(
+        fs::read_to_string(extra.join("two.cf")).unwrap(),
+        LIBRARY_TWO
+    );
+    assert_eq!(mounts_under(&node.root), mounts);
+}

@@ -1017,3 +1017,19 @@ pub fn viewed_generation(store: &Path, view: &Path, name: Option<&str>) -> Optio
     let number = parts.next()?.to_str()?.parse().ok()?;
     (name.is_none() && parts.next()? == "tree" && parts.next().is_none()).then_some(number)
 }
+
+/// Runs polstore as root without the capability to mount, as in a restricted container.
+pub fn run_without_mount_privilege(node: &Node, args: &[&str]) -> Out {
+    let output = Command::new("setpriv")
+        .arg("--bounding-set=-sys_admin")
+        .arg(env!("CARGO_BIN_EXE_polstore"))
+        .args(args)
+        .env("POLSTORE_STORE", &node.store)
+        .output()
+        .expect("cannot run setpriv");
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -17,6 +17,9 @@ use crate::format::timestamp::Timestamp;
 use crate::fs::read;
 use crate::process::{self, RunOutcome};
 
+mod views;
+pub use views::{MADE_VIEW_DIRECTORY_MODE, ViewMounts};
+
 /// A check's verdict: the record for the history, and the rejection if it refused.
 pub struct Verdict {
     pub record: CheckRecord,
@@ -314,6 +317,8 @@ pub struct CommandContext<'a> {
     /// Where the command's output goes while it runs; inside the store.
     pub output_file: &'a Path,
     pub timeout: Duration,
+    /// A several-view store: the commands run where the view paths show `tree`.
+    pub views: Option<&'a ViewMounts>,
 }
 
 impl CommandContext<'_> {
@@ -338,6 +343,7 @@ impl CommandContext<'_> {
             self.output_file,
             self.timeout,
             watched,
+            self.views.map(ViewMounts::namespace),
         )
     }
 }
@@ -410,6 +416,10 @@ pub fn parse_conclusively(
         let outcome = context.run(&expanded);
         if outcome.succeeded() {
             continue;
+        }
+        // Not a verdict on the policy: the check could not run where it must.
+        if let (Some(views), Some(error)) = (context.views, outcome.namespace_error()) {
+            return Err(views.refusal("the parse check", error));
         }
         let conclusive =
             matches!(&outcome.exit, process::Exit::Status(status) if status.code().is_some());
@@ -542,7 +552,10 @@ pub fn user_checks(config: &config::ChecksConfig) -> Result<Vec<PathBuf>> {
     Ok(checks)
 }
 
-pub fn user_check(check: &Path, context: &CommandContext) -> Verdict {
+/// One user check on the candidate. A check that could not be run where it must (a
+/// several-view store whose namespace cannot be made) refuses the ingest (`Refused`)
+/// rather than judge the candidate.
+pub fn user_check(check: &Path, context: &CommandContext) -> Result<Verdict> {
     let started = Instant::now();
     let name = check
         .file_name()
@@ -550,7 +563,10 @@ pub fn user_check(check: &Path, context: &CommandContext) -> Verdict {
         .unwrap_or_default();
     let outcome = context.run(&[check.display().to_string()]);
     if outcome.succeeded() {
-        return passed(&format!("user check {name}"), "passed", started);
+        return Ok(passed(&format!("user check {name}"), "passed", started));
+    }
+    if let (Some(views), Some(error)) = (context.views, outcome.namespace_error()) {
+        return Err(views.refusal(&format!("the user check {name}"), error));
     }
     let reason = match outcome.last_line() {
         Some(line) => format!(
@@ -560,9 +576,9 @@ pub fn user_check(check: &Path, context: &CommandContext) -> Verdict {
         ),
         None => outcome.describe(context.timeout),
     };
-    refused(
+    Ok(refused(
         Rejection::new(Check::User(name), None, reason),
         outcome.output,
         started,
-    )
+    ))
 }

@@ -369,6 +369,18 @@ pub fn parse_failure(
     // Through the read-only mount, like the agent: cf-promises cannot write into it.
     let tree = crate::store::protect::readable_tree(&store.layout, generation);
     let output_file = store.layout.staging().join("verify-output");
+    // With several views, the check sees the generation at the view paths too; a view
+    // missing is not made here (verify changes no view): the check then gives no verdict.
+    let views = match checks::ViewMounts::new(
+        &store.config,
+        &store.layout,
+        &tree,
+        &format!("generation {generation}"),
+        false,
+    ) {
+        Ok(views) => views,
+        Err(error) => return Some((error.to_string(), false)),
+    };
     let context = CommandContext {
         tree: &tree,
         serial: inspection
@@ -378,6 +390,7 @@ pub fn parse_failure(
         generation,
         output_file: &output_file,
         timeout: Duration::from_secs(store.config.checks.timeout_secs),
+        views: views.as_ref(),
     };
     let result = checks::parse_conclusively(&store.config, &context);
     let _ = fs::remove_file(&output_file);

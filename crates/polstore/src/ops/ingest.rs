@@ -517,27 +517,43 @@ fn ingest_inner(
     );
     record_verdict(checks_done, verdict)?;
 
-    // Parse and user checks run on the staged tree, as the agent will see it.
+    // Parse and user checks run on the staged tree, as the agent will see it: with several
+    // views, where each view path shows the candidate's directory of it (a view missing on
+    // a fresh node gets an empty directory to show it on, removed again when `views` is
+    // dropped if the candidate does not become active).
     let generation = state.next_generation;
     let output_file = store.layout.staging().join(CHECK_OUTPUT_NAME);
+    let user_checks = checks::user_checks(&config.checks)?;
+    let views = if config.checks.cf_promises.is_empty() && user_checks.is_empty() {
+        None
+    } else {
+        checks::ViewMounts::new(
+            config,
+            &store.layout,
+            staging.builder.tree(),
+            "the candidate",
+            true,
+        )?
+    };
     let context = CommandContext {
         tree: staging.builder.tree(),
         serial: manifest.serial,
         generation,
         output_file: &output_file,
         timeout: Duration::from_secs(config.checks.timeout_secs),
+        views: views.as_ref(),
     };
     (request.progress)(Progress::Check("parse"));
     if let Some(verdict) = checks::parse(config, &context)? {
         record_verdict(checks_done, verdict)?;
     }
-    for check in checks::user_checks(&config.checks)? {
+    for check in user_checks {
         let name = check
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         (request.progress)(Progress::Check(&name));
-        record_verdict(checks_done, checks::user_check(&check, &context))?;
+        record_verdict(checks_done, checks::user_check(&check, &context)?)?;
     }
     let _ = fs::remove_file(&output_file);
     // An agent that cannot run could never confirm the generation: refused now, before the
@@ -860,6 +876,8 @@ fn confirm_with_agent(
                 generation,
                 output_file: &output_file,
                 timeout,
+                // The agent reads the views themselves: the generation is active by now.
+                views: None,
             };
             let outcome = context.watch(&argv, &[FAILSAFE_LINE, "error:"]);
             let _ = fs::remove_file(&output_file);
