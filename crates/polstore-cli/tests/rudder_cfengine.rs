@@ -104,7 +104,7 @@ fn rules(ncf: &Path, version: &str) -> Vec<(String, String)> {
         ),
         (
             "rudder-promises-generated".to_string(),
-            format!("{}\n", version.len()),
+            format!("{version}\n"),
         ),
     ]
 }
@@ -114,7 +114,9 @@ fn library(version: &str) -> Vec<(String, String)> {
     vec![
         (
             "ncf/common/10_probe/probe_lib.cf".to_string(),
-            format!("bundle common ncf_probe\n{{\n  vars:\n      \"version\" string => \"{version}\";\n}}\n"),
+            format!(
+                "bundle common ncf_probe\n{{\n  vars:\n      \"version\" string => \"{version}\";\n}}\n"
+            ),
         ),
         (
             "ncf/local/README".to_string(),
@@ -123,9 +125,23 @@ fn library(version: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// A policy file of the test's own, as Rudder's CFEngine-protocol update copies the
-/// server's rules into inputs: recursively, with `move_obstructions`, from cf-serverd.
-fn stock_copy_policy(server_rules: &Path, inputs: &Path, port: u16) -> String {
+/// A policy file of the test's own, copying from cf-serverd into inputs as Rudder's
+/// CFEngine-protocol update does (`purge`, `move_obstructions`): with `recursive`, the
+/// server's rules directory into inputs, else one file of it.
+fn stock_copy_policy(server_rules: &Path, inputs: &Path, port: u16, recursive: bool) -> String {
+    let (promiser, source, depth) = if recursive {
+        (
+            format!("{}/", s(inputs)),
+            s(server_rules).to_string(),
+            "depth_search => all,",
+        )
+    } else {
+        (
+            format!("{}/rudder-directives.cf", s(inputs)),
+            format!("{}/rudder-directives.cf", s(server_rules)),
+            "",
+        )
+    };
     format!(
         r#"body common control
 {{
@@ -134,15 +150,10 @@ fn stock_copy_policy(server_rules: &Path, inputs: &Path, port: u16) -> String {
 bundle agent copy_rules
 {{
   files:
-      "{inputs}/"
-        copy_from => from_server("{server_rules}"),
-        depth_search => all,
-        move_obstructions => "true",
-        classes => outcome("copy");
-      "{inputs}/rudder-directives.cf"
-        copy_from => from_server("{server_rules}/rudder-directives.cf"),
-        move_obstructions => "true",
-        classes => outcome("copy_file");
+      "{promiser}"
+        copy_from => from_server("{source}"),
+        {depth}
+        move_obstructions => "true";
 }}
 body copy_from from_server(path)
 {{
@@ -156,14 +167,7 @@ body depth_search all
 {{
   depth => "inf";
 }}
-body classes outcome(prefix)
-{{
-  promise_repaired => {{ "$(prefix)_repaired" }};
-  repair_failed => {{ "$(prefix)_failed" }};
-}}
-"#,
-        inputs = s(inputs),
-        server_rules = s(server_rules),
+"#
     )
 }
 
@@ -196,14 +200,16 @@ impl Site {
         }
         fs::create_dir_all(site.share.join("common")).unwrap();
         let server_key = format!("127.0.0.1:{}", s(&site.server.join("ppkeys/localhost.pub")));
-        let node_key = format!("127.0.0.1:{}", s(&site.workdir.join("ppkeys/localhost.pub")));
+        let node_key = format!(
+            "127.0.0.1:{}",
+            s(&site.workdir.join("ppkeys/localhost.pub"))
+        );
         site.cfengine_ok(&site.workdir, "/usr/bin/cf-key", &["-t", &server_key]);
         site.cfengine_ok(&site.server, "/usr/bin/cf-key", &["-t", &node_key]);
-        // A fresh node: cf-key made an empty inputs, which goes too.
-        fs::remove_dir(&site.node.view).unwrap();
-
         site.write_server_policy();
         site.start_server();
+        // A fresh node: every CFEngine run made an empty inputs, which goes too.
+        fs::remove_dir(&site.node.view).unwrap();
         site.init_store();
         site.write_fetch_conf(&[]);
         site
@@ -272,15 +278,15 @@ bundle server access_rules
         let fetch = format!("{INTEGRATION}/node/polstore-rudder-fetch");
         let fetch = fs::canonicalize(fetch).unwrap();
         let config = shipped
-            .replace(
-                "/var/rudder/cfengine-community/inputs",
-                s(&self.node.view),
-            )
+            .replace("/var/rudder/cfengine-community/inputs", s(&self.node.view))
             .replace("\"/var/rudder/ncf\"", &toml_string(s(&self.ncf)))
             .replace("/etc/polstore/rudder-server.pub", s(&self.node.public_key))
             .replace("/usr/local/bin/polstore-rudder-fetch", s(&fetch))
             .replace("/var/lib/polstore-rudder/drop", s(&self.node.drop))
-            .replace(r#"bin_dirs = ["/opt/rudder/bin"]"#, r#"bin_dirs = ["/usr/bin"]"#);
+            .replace(
+                r#"bin_dirs = ["/opt/rudder/bin"]"#,
+                r#"bin_dirs = ["/usr/bin"]"#,
+            );
         for rudder_path in ["/var/rudder", "/opt/rudder", "/etc/polstore", "/usr/local"] {
             let setting = config
                 .lines()
@@ -289,9 +295,7 @@ bundle server access_rules
         }
         let path = self.node.root.join("polstore.toml");
         fs::write(&path, config).unwrap();
-        self.node
-            .run(&["init", "--config", s(&path)])
-            .success();
+        self.node.run(&["init", "--config", s(&path)]).success();
         self.node
             .set_config("checks", "dir", &toml_string(s(&self.node.checks)));
     }
@@ -379,10 +383,7 @@ bundle server access_rules
         write_files(&library_dir, library_files, 0o644);
         let archive = self.share.join("common/policies-library-linux.tar.bz2");
         let part = archive.with_extension("new");
-        tool(
-            "tar",
-            &["-cjf", s(&part), "-C", s(&library_dir), "ncf"],
-        );
+        tool("tar", &["-cjf", s(&part), "-C", s(&library_dir), "ncf"]);
         fs::rename(&part, &archive).unwrap();
 
         let output = Command::new(format!("{INTEGRATION}/server/polstore-rudder-sign"))
@@ -536,21 +537,25 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
 
     // The first version: both views appear.
     let serial_1 = site.generate("R1", "L1").unwrap();
-    let update = site.update(&[]);
-    assert_eq!(update.code, 0, "{update:#?}");
-    assert!(
-        update.stdout.contains(&format!(
-            "polstore-rudder-fetch: serial {serial_1} fetched over cfengine"
-        )),
-        "{update:#?}"
+    let update = site.update_ok(&[]);
+    assert_eq!(
+        update.stdout,
+        format!(
+            "generation 1 active: serial {serial_1}, 6 files (6 written, 0 linked), agent run succeeded\n"
+        )
     );
     site.assert_active(1, serial_1, "R1", "L1");
     assert_eq!(site.probe(), "rules R1 library L1\n");
 
     // One rule changes.
     let serial_2 = site.generate("R2", "L1").unwrap();
-    let update = site.update(&[]);
-    assert_eq!(update.code, 0, "{update:#?}");
+    let update = site.update_ok(&[]);
+    assert_eq!(
+        update.stdout,
+        format!(
+            "generation 2 active: serial {serial_2}, 6 files (2 written, 4 linked), agent run succeeded\n"
+        )
+    );
     site.assert_active(2, serial_2, "R2", "L1");
     assert_eq!(site.probe(), "rules R2 library L1\n");
     let diff = site.node.run(&["diff", "1", "2"]).success().stdout;
@@ -570,13 +575,13 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     // A rule that does not parse: refused, the node stays on serial 3.
     let mut broken_rules = rules(&site.ncf, "R4");
     broken_rules[2].1.push_str("bundle agent broken {\n");
-    let serial_4 = site
-        .generate_files(&broken_rules, &library("L2"))
-        .unwrap();
+    let serial_4 = site.generate_files(&broken_rules, &library("L2")).unwrap();
     let update = site.update(&[]);
     assert_eq!(update.code, 3, "{update:#?}");
     assert!(
-        update.stderr.contains("polstore: rejected by the parse check: inputs/promises.cf")
+        update
+            .stderr
+            .contains("polstore: rejected by the parse check: inputs/promises.cf")
             && update.stderr.contains("generation 3 stays active"),
         "{update:#?}"
     );
@@ -593,11 +598,20 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     let update = site.update(&[]);
     assert_eq!(update.code, 3, "{update:#?}");
     assert!(
-        update.stderr.contains("polstore: rejected by the parse check: inputs/promises.cf")
+        update
+            .stderr
+            .contains("polstore: rejected by the parse check: inputs/promises.cf")
             && update.stderr.contains("probe_lib.cf")
             && update.stderr.contains("generation 3 stays active"),
         "{update:#?}"
     );
+    site.assert_active(3, serial_3, "R3", "L2");
+    // The next run gets only the head, and says again that this serial was refused.
+    let stamps = site.drop_stamps();
+    let again = site.update(&[]);
+    assert_eq!(again.code, 3, "{again:#?}");
+    assert_eq!(again.stderr, update.stderr);
+    assert_eq!(site.drop_stamps(), stamps, "the drop was rewritten");
     site.assert_active(3, serial_3, "R3", "L2");
 
     // Fixed: rules and library together.
@@ -612,13 +626,10 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     assert_eq!(site.generate("R6", "L3"), None);
     let stamps = site.drop_stamps();
     let attempts = site.node.log().len();
-    let update = site.update(&[]);
-    assert_eq!(update.code, 0, "{update:#?}");
-    assert!(
-        update
-            .stdout
-            .contains(&format!("polstore-rudder-fetch: unchanged (head {serial_6})")),
-        "{update:#?}"
+    let update = site.update_ok(&[]);
+    assert_eq!(
+        update.stdout,
+        format!("unchanged: the drop holds serial {serial_6}, generation 4\n")
     );
     assert_eq!(site.drop_stamps(), stamps, "the drop was rewritten");
     assert_eq!(site.node.log().len(), attempts);
@@ -626,12 +637,9 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     site.assert_active(4, serial_6, "R6", "L3");
 
     // -f: everything fetched again and verified; still generation 4.
-    let update = site.update(&["-f"]);
-    assert_eq!(update.code, 0, "{update:#?}");
+    let update = site.update_ok(&["-f"]);
     assert!(
-        update.stdout.contains(&format!(
-            "polstore-rudder-fetch: serial {serial_6} fetched over cfengine"
-        )),
+        update.stdout.ends_with("sound; generation 4 is active\n"),
         "{update:#?}"
     );
     assert_ne!(site.drop_stamps(), stamps, "-f fetched nothing again");
@@ -651,9 +659,11 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
 }
 
 /// Rudder's own CFEngine-protocol update copies the server's rules into inputs, with
-/// move_obstructions. Run on a polstore node (a policy of the test's own, copying from
-/// the same cf-serverd), the read-only view refuses every write and no generation
-/// changes; what it moves aside, `agent-reset` puts back.
+/// move_obstructions. Run on a polstore node (policies of the test's own, copying from
+/// the same cf-serverd): a file copied into the view is refused by the read-only mount;
+/// a copy of the whole directory moves the view aside and fills a new directory in its
+/// place. Neither changes a generation; `verify` names the second and `agent-reset`
+/// puts the view back.
 #[test]
 fn a_stock_style_copy_into_inputs_changes_no_generation() {
     if skip_unless_root() {
@@ -665,24 +675,57 @@ fn a_stock_style_copy_into_inputs_changes_no_generation() {
     site.assert_active(1, serial, "R1", "L1");
     // The server has newer rules than the node runs.
     site.generate("R2", "L1").unwrap();
-
-    let policy = site.node.root.join("stock-copy.cf");
     let server_rules = site.share.join(UUID).join("rules/cfengine-community");
-    fs::write(
-        &policy,
-        stock_copy_policy(&server_rules, &site.node.view, site.port),
-    )
-    .unwrap();
     let generations = || tree_content(&site.node.store.join("generations"));
     let before = generations();
-    let ran = site.cfengine(&site.workdir, "/usr/bin/cf-agent", &["-K", "-f", s(&policy)]);
-    eprintln!("{ran:#?}");
+    let copy = |recursive: bool| {
+        let policy = site.node.root.join(format!("stock-copy-{recursive}.cf"));
+        let text = stock_copy_policy(&server_rules, &site.node.view, site.port, recursive);
+        fs::write(&policy, text).unwrap();
+        site.cfengine(
+            &site.workdir,
+            "/usr/bin/cf-agent",
+            &["-K", "-f", s(&policy)],
+        )
+    };
+
+    // One file: the write through the view fails.
+    let ran = copy(false);
+    assert!(
+        ran.output.contains("Read-only file system"),
+        "the copy was not refused: {ran:#?}"
+    );
+    assert_eq!(generations(), before, "the copy wrote into a generation");
+    site.assert_active(1, serial, "R1", "L1");
+
+    // The whole directory: the view is moved aside and a plain directory, the server's
+    // unverified rules, takes its place. No generation changes.
+    let ran = copy(true);
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
     assert_eq!(generations(), before, "the copy wrote into a generation");
     assert_eq!(site.node.active_generation(), Some(1));
+    let moved = site.workdir.join("inputs.cf-moved");
+    assert!(fs::symlink_metadata(&moved).unwrap().is_symlink());
+    assert!(fs::symlink_metadata(&site.node.view).unwrap().is_dir());
+    assert_eq!(
+        fs::read_to_string(site.node.view.join("rudder-promises-generated")).unwrap(),
+        "R2\n"
+    );
     let verify = site.node.run(&["verify"]);
-    eprintln!("{verify:#?}");
+    assert_eq!(verify.code, 4, "{verify:#?}");
+    assert!(
+        verify.stderr.contains(&format!(
+            "{} is there: CFEngine's move_obstructions moved the view aside",
+            s(&moved)
+        )),
+        "{verify:#?}"
+    );
     let reset = site.rudder_command("agent-reset", &[]);
-    eprintln!("{reset:#?}");
+    assert_eq!(reset.code, 0, "{reset:#?}");
+    assert!(
+        reset.stdout.contains("REPAIRED put the view symlink back"),
+        "{reset:#?}"
+    );
     site.assert_active(1, serial, "R1", "L1");
 }
 
