@@ -5,10 +5,12 @@
 //! node whose store is made from `integrations/rudder/node/polstore.toml`, with two views
 //! (inputs and ncf), updated through the shipped `agent-update` (cf-net, through
 //! `polstore-rudder-fetch`) and repaired through `agent-reset`. Server and node each have
-//! their own CFENGINE_TEST_OVERRIDE_WORKDIR and keys. The policies are the test's own,
-//! shaped as Rudder's: `promises.cf` loads the library by the ncf view's absolute path.
+//! their own CFENGINE_TEST_OVERRIDE_WORKDIR and keys. The server's tree and its policies
+//! are `rudder_server`'s (shared with `rudder_https.rs`): `promises.cf` loads the library
+//! by the ncf view's absolute path, as Rudder's does.
 //! Needs root: the views read a read-only bind mount.
 
+mod rudder_server;
 mod util;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rudder_server::{NODE_ID as UUID, Server};
 use util::cfengine::{Ran, free_port, run_in_workdir, wait_for_listener};
 use util::*;
 
@@ -26,8 +29,6 @@ const INTEGRATION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../integratio
 const COMMAND_TIME_MAX: Duration = Duration::from_secs(120);
 /// How long cf-serverd may take to accept connections.
 const SERVER_START_MAX: Duration = Duration::from_secs(60);
-/// The node's id, as Rudder makes them.
-const UUID: &str = "5d3c7e0a-2f6b-4c1e-9a8d-31b4f07e6c52";
 /// The files of a version in the drop (and on the server).
 const VERSION_FILES: [&str; 4] = [
     "polstore.manifest",
@@ -37,15 +38,17 @@ const VERSION_FILES: [&str; 4] = [
 ];
 
 /// A Rudder server and one node under one temporary directory (the node's,
-/// `util::Node`; its key pair is the server's signing key).
+/// `util::Node`).
 ///
+/// - `root/rudder-server`: the server's tree (`rudder_server::Server`), its share
+///   directory (`/var/rudder/share`) and signing keys;
 /// - `root/server`: cf-serverd's work directory, with the test's server policy;
-/// - `root/share`: the server's share directory (`/var/rudder/share`);
 /// - `root/node`: the node's CFEngine work directory, whose `inputs` is the view
 ///   `inputs`; `root/ncf` is the view `ncf` (`/var/rudder/ncf`);
 /// - `root/rudder-state`: polstore-rudder-fetch's state; `root/drop` polstore's drop.
 struct Site {
     node: Node,
+    rudder: Server,
     server: PathBuf,
     share: PathBuf,
     workdir: PathBuf,
@@ -66,63 +69,27 @@ impl Drop for Site {
     }
 }
 
-/// The node's rules, version `version`, as Rudder generates them (shortened): promises.cf
-/// loads the library by absolute path and the directives relative to itself; the
-/// directive writes `rudder-probe` in the agent's work directory, naming the rules' and
-/// the library's versions.
-fn rules(ncf: &Path, version: &str) -> Vec<(String, String)> {
-    let ncf = s(ncf);
-    vec![
-        (
-            "promises.cf".to_string(),
-            format!(
-                r#"body common control
-{{
-  inputs => {{ "{ncf}/common/10_probe/probe_lib.cf", "rudder-directives.cf" }};
-  bundlesequence => {{ "rudder_probe" }};
-}}
-"#
-            ),
-        ),
-        (
-            "failsafe.cf".to_string(),
-            "body common control\n{\n  bundlesequence => { \"update\" };\n}\nbundle agent update\n{\n  reports:\n    \"failsafe\";\n}\n"
-                .to_string(),
-        ),
-        (
-            "rudder-directives.cf".to_string(),
-            format!(
-                r#"bundle agent rudder_probe
+/// The node's rule, version `version`: writes `rudder-probe` in the agent's work
+/// directory, naming its own version and the library's, so that the test sees that the
+/// agent ran on both views of one generation.
+fn rule(version: &str) -> String {
+    format!(
+        r#"bundle agent polstore_rule
 {{
   files:
       "$(sys.workdir)/rudder-probe"
         create => "true",
-        content => "rules {version} library $(ncf_probe.version)$(const.n)";
+        content => "rule {version} library $(polstore_library.version)$(const.n)";
 }}
 "#
-            ),
-        ),
-        (
-            "rudder-promises-generated".to_string(),
-            format!("{version}\n"),
-        ),
-    ]
+    )
 }
 
-/// The library, version `version`: `ncf/common/...` and `ncf/local/...`.
-fn library(version: &str) -> Vec<(String, String)> {
-    vec![
-        (
-            "ncf/common/10_probe/probe_lib.cf".to_string(),
-            format!(
-                "bundle common ncf_probe\n{{\n  vars:\n      \"version\" string => \"{version}\";\n}}\n"
-            ),
-        ),
-        (
-            "ncf/local/README".to_string(),
-            "techniques made in Rudder's editor\n".to_string(),
-        ),
-    ]
+/// The library, version `version`: the bundle promises.cf runs first.
+fn library(version: &str) -> String {
+    format!(
+        "bundle agent polstore_library\n{{\n  vars:\n      \"version\" string => \"{version}\";\n}}\n"
+    )
 }
 
 /// A policy file of the test's own, copying from cf-serverd into inputs as Rudder's
@@ -137,8 +104,8 @@ fn stock_copy_policy(server_rules: &Path, inputs: &Path, port: u16, recursive: b
         )
     } else {
         (
-            format!("{}/rudder-directives.cf", s(inputs)),
-            format!("{}/rudder-directives.cf", s(server_rules)),
+            format!("{}/rules/rule.cf", s(inputs)),
+            format!("{}/rules/rule.cf", s(server_rules)),
             "",
         )
     };
@@ -179,11 +146,14 @@ impl Site {
         let node = Node::new();
         let root = node.root.clone();
         let port = free_port();
+        let ncf = root.join("ncf");
+        let rudder = Server::new(&root.join("rudder-server"), UUID, &ncf, POLSTORE);
         let mut site = Site {
             server: root.join("server"),
-            share: root.join("share"),
+            share: rudder.share.clone(),
+            rudder,
             workdir: root.join("node"),
-            ncf: root.join("ncf"),
+            ncf,
             state: root.join("rudder-state"),
             fetch_conf: root.join("rudder-fetch.conf"),
             node,
@@ -198,7 +168,6 @@ impl Site {
             }
             site.cfengine_ok(dir, "/usr/bin/cf-key", &[]);
         }
-        fs::create_dir_all(site.share.join("common")).unwrap();
         let server_key = format!("127.0.0.1:{}", s(&site.server.join("ppkeys/localhost.pub")));
         let node_key = format!(
             "127.0.0.1:{}",
@@ -280,7 +249,10 @@ bundle server access_rules
         let config = shipped
             .replace("/var/rudder/cfengine-community/inputs", s(&self.node.view))
             .replace("\"/var/rudder/ncf\"", &toml_string(s(&self.ncf)))
-            .replace("/etc/polstore/rudder-server.pub", s(&self.node.public_key))
+            .replace(
+                "/etc/polstore/rudder-server.pub",
+                s(&self.rudder.public_key),
+            )
             .replace("/usr/local/bin/polstore-rudder-fetch", s(&fetch))
             .replace("/var/lib/polstore-rudder/drop", s(&self.node.drop))
             .replace(
@@ -336,72 +308,19 @@ bundle server access_rules
         ran
     }
 
-    /// A policy generation on the server for the node, as Rudder makes it: the rules in
-    /// `share/UUID/rules/cfengine-community` and `rules/rudder.tar.bz2` (top directory
-    /// `policies_next`, as Rudder's hook makes it), the library archive in
-    /// `share/common` (top directory `ncf`); then polstore-rudder-sign's hook. Returns the
-    /// serial it published, or `None` when it published nothing.
-    fn generate(&self, rules_version: &str, library_version: &str) -> Option<u64> {
-        self.generate_files(&rules(&self.ncf, rules_version), &library(library_version))
+    /// A policy generation on the server for the node, with rule and library versions
+    /// (`rudder_server`: the rules and their archive, the library archive when it
+    /// changed, the shipped hook). Returns the serial it published, or `None` when the
+    /// hook found nothing new.
+    fn generate(&self, rule_version: &str, library_version: &str) -> Option<u64> {
+        self.generate_texts(&rule(rule_version), &library(library_version))
     }
 
-    fn generate_files(
-        &self,
-        rule_files: &[(String, String)],
-        library_files: &[(String, String)],
-    ) -> Option<u64> {
-        let rules_dir = self.share.join(UUID).join("rules");
-        let policies = rules_dir.join("cfengine-community");
-        if policies.exists() {
-            fs::remove_dir_all(&policies).unwrap();
-        }
-        write_files(&policies, rule_files, 0o600);
-        tool(
-            "tar",
-            &[
-                "-cjf",
-                s(&rules_dir.join("rudder.tar.bz2.part")),
-                "-C",
-                s(&rules_dir),
-                "--mode=go=-rwx",
-                "--owner=0",
-                "--group=0",
-                "--transform",
-                "s|^cfengine-community|policies_next|",
-                "cfengine-community",
-            ],
-        );
-        fs::rename(
-            rules_dir.join("rudder.tar.bz2.part"),
-            rules_dir.join("rudder.tar.bz2"),
-        )
-        .unwrap();
-        let library_dir = self.node.root.join("library");
-        if library_dir.exists() {
-            fs::remove_dir_all(&library_dir).unwrap();
-        }
-        write_files(&library_dir, library_files, 0o644);
-        let archive = self.share.join("common/policies-library-linux.tar.bz2");
-        let part = archive.with_extension("new");
-        tool("tar", &["-cjf", s(&part), "-C", s(&library_dir), "ncf"]);
-        fs::rename(&part, &archive).unwrap();
-
-        let output = Command::new(format!("{INTEGRATION}/server/polstore-rudder-sign"))
-            .arg(UUID)
-            .env("POLSTORE", POLSTORE)
-            .env("POLSTORE_RUDDER_KEY", &self.node.secret_key)
-            .env("RUDDER_SHARE", &self.share)
-            .env("POLSTORE_RUDDER_LOCK", self.node.root.join("sign.lock"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "polstore-rudder-sign failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    fn generate_texts(&self, rule_text: &str, library_text: &str) -> Option<u64> {
+        let ran = self.rudder.generate(rule_text, library_text);
+        assert_eq!(ran.code, 0, "the hook failed: {ran:#?}");
         let published = format!("polstore-rudder-sign: {UUID}: serial ");
-        stdout
+        ran.stdout
             .lines()
             .find_map(|line| line.strip_prefix(&published)?.strip_suffix(" published"))
             .map(|serial| serial.parse().unwrap())
@@ -476,19 +395,23 @@ bundle server access_rules
             viewed_generation(store, &self.ncf, Some("ncf")),
             Some(generation)
         );
-        let expected_rules: BTreeMap<String, (u32, Vec<u8>)> = rules(&self.ncf, rules_version)
-            .into_iter()
-            .map(|(path, content)| (path, (0o600, content.into_bytes())))
-            .collect();
-        assert_eq!(tree_content(&self.node.view), expected_rules, "inputs");
-        let expected_library: BTreeMap<String, (u32, Vec<u8>)> = library(library_version)
-            .into_iter()
-            .map(|(path, content)| {
-                let path = path.strip_prefix("ncf/").unwrap().to_string();
-                (path, (0o644, content.into_bytes()))
-            })
-            .collect();
-        assert_eq!(tree_content(&self.ncf), expected_library, "ncf");
+        let contents = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+            tree_content(dir)
+                .into_iter()
+                .map(|(path, (_, bytes))| (path, bytes))
+                .collect()
+        };
+        let inputs = contents(&self.node.view);
+        let names: Vec<&str> = inputs.keys().map(String::as_str).collect();
+        assert_eq!(names, ["failsafe.cf", "promises.cf", "rules/rule.cf"]);
+        assert_eq!(inputs["rules/rule.cf"], rule(rules_version).into_bytes());
+        let ncf = contents(&self.ncf);
+        let names: Vec<&str> = ncf.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["common/lib.cf", "common/ncf_hash_file", "local/local.cf"]
+        );
+        assert_eq!(ncf["common/lib.cf"], library(library_version).into_bytes());
         let verify = self.node.run(&["verify"]);
         assert_eq!(verify.code, 0, "{verify:#?}");
     }
@@ -502,16 +425,6 @@ bundle server access_rules
                 (metadata.ino(), metadata.mtime(), metadata.mtime_nsec())
             })
             .collect()
-    }
-}
-
-/// Writes `files` under `dir` with `mode`, making directories.
-fn write_files(dir: &Path, files: &[(String, String)], mode: u32) {
-    for (path, content) in files {
-        let full = dir.join(path);
-        fs::create_dir_all(full.parent().unwrap()).unwrap();
-        fs::write(&full, content).unwrap();
-        set_mode(&full, mode);
     }
 }
 
@@ -545,7 +458,7 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
         )
     );
     site.assert_active(1, serial_1, "R1", "L1");
-    assert_eq!(site.probe(), "rules R1 library L1\n");
+    assert_eq!(site.probe(), "rule R1 library L1\n");
 
     // One rule changes.
     let serial_2 = site.generate("R2", "L1").unwrap();
@@ -553,16 +466,13 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     assert_eq!(
         update.stdout,
         format!(
-            "generation 2 active: serial {serial_2}, 6 files (2 written, 4 linked), agent run succeeded\n"
+            "generation 2 active: serial {serial_2}, 6 files (1 written, 5 linked), agent run succeeded\n"
         )
     );
     site.assert_active(2, serial_2, "R2", "L1");
-    assert_eq!(site.probe(), "rules R2 library L1\n");
+    assert_eq!(site.probe(), "rule R2 library L1\n");
     let diff = site.node.run(&["diff", "1", "2"]).success().stdout;
-    assert_eq!(
-        diff,
-        "M inputs/rudder-directives.cf\nM inputs/rudder-promises-generated\n"
-    );
+    assert_eq!(diff, "M inputs/rules/rule.cf\n");
 
     // The library changes, and the rules with it: both switch in one step.
     let serial_3 = site.generate("R3", "L2").unwrap();
@@ -570,12 +480,11 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     assert_eq!(update.code, 0, "{update:#?}");
     assert_eq!(update.stdout, "", "-q");
     site.assert_active(3, serial_3, "R3", "L2");
-    assert_eq!(site.probe(), "rules R3 library L2\n");
+    assert_eq!(site.probe(), "rule R3 library L2\n");
 
     // A rule that does not parse: refused, the node stays on serial 3.
-    let mut broken_rules = rules(&site.ncf, "R4");
-    broken_rules[2].1.push_str("bundle agent broken {\n");
-    let serial_4 = site.generate_files(&broken_rules, &library("L2")).unwrap();
+    site.generate_texts(rudder_server::BROKEN_RULE, &library("L2"))
+        .unwrap();
     let update = site.update(&[]);
     assert_eq!(update.code, 3, "{update:#?}");
     assert!(
@@ -587,13 +496,10 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     );
     site.assert_active(3, serial_3, "R3", "L2");
     assert_eq!(site.node.status()["serial_max"], serial_3);
-    let _ = serial_4;
 
     // A library that does not parse, the rules unchanged: refused too, because the parse
     // check sees the candidate's library at the ncf view's path.
-    let mut broken_library = library("L3");
-    broken_library[0].1.push_str("bundle common broken {\n");
-    site.generate_files(&rules(&site.ncf, "R3"), &broken_library)
+    site.generate_texts(&rule("R3"), rudder_server::BROKEN_LIBRARY)
         .unwrap();
     let update = site.update(&[]);
     assert_eq!(update.code, 3, "{update:#?}");
@@ -601,7 +507,9 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
         update
             .stderr
             .contains("polstore: rejected by the parse check: inputs/promises.cf")
-            && update.stderr.contains("probe_lib.cf")
+            && update
+                .stderr
+                .contains(&format!("{}/common/lib.cf", s(&site.ncf)))
             && update.stderr.contains("generation 3 stays active"),
         "{update:#?}"
     );
@@ -619,7 +527,7 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     let update = site.update(&[]);
     assert_eq!(update.code, 0, "{update:#?}");
     site.assert_active(4, serial_6, "R6", "L3");
-    assert_eq!(site.probe(), "rules R6 library L3\n");
+    assert_eq!(site.probe(), "rule R6 library L3\n");
 
     // Nothing new on the server: only the head travels, the drop is not rewritten, and
     // no generation is made.
@@ -646,10 +554,7 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     site.assert_active(4, serial_6, "R6", "L3");
 
     // A generation damaged on disk: agent-reset (verify --repair) puts it right.
-    let damaged = site
-        .node
-        .generation_tree(4)
-        .join("ncf/common/10_probe/probe_lib.cf");
+    let damaged = site.node.generation_tree(4).join("ncf/common/lib.cf");
     fs::write(&damaged, "bundle common rotten {\n").unwrap();
     assert_eq!(site.node.run(&["verify"]).code, 4);
     let reset = site.rudder_command("agent-reset", &[]);
@@ -708,8 +613,8 @@ fn a_stock_style_copy_into_inputs_changes_no_generation() {
     assert!(fs::symlink_metadata(&moved).unwrap().is_symlink());
     assert!(fs::symlink_metadata(&site.node.view).unwrap().is_dir());
     assert_eq!(
-        fs::read_to_string(site.node.view.join("rudder-promises-generated")).unwrap(),
-        "R2\n"
+        fs::read_to_string(site.node.view.join("rules/rule.cf")).unwrap(),
+        rule("R2")
     );
     let verify = site.node.run(&["verify"]);
     assert_eq!(verify.code, 4, "{verify:#?}");

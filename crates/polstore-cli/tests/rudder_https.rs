@@ -1,0 +1,824 @@
+//! The Rudder integration over HTTPS (`integrations/rudder/`) against the real thing: a
+//! Rudder-shaped server tree (`rudder_server`) whose versions the shipped generation hook
+//! signs, served by a real nginx over HTTPS on 127.0.0.1, and a node whose store has
+//! Rudder's two views (inputs and ncf), configured from the shipped `polstore.toml`,
+//! updated through the shipped `agent-update` (which runs the shipped fetch command,
+//! curl with etags) and reset through the shipped `agent-reset`. The agent is the real
+//! cf-agent, with a private CFENGINE_TEST_OVERRIDE_WORKDIR.
+//!
+//! Needs root: the read-only view and the parse check's private mount namespace (where
+//! the rules' absolute ncf path shows the candidate's library) are mounts.
+
+mod rudder_server;
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rudder_server::*;
+use util::*;
+
+/// The shipped node side.
+const NODE_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../integrations/rudder/node"
+);
+/// How long nginx may take to accept connections.
+const SERVER_START_MAX: Duration = Duration::from_secs(20);
+const LIBRARY_URL_END: &str = "/policies-library-linux.tar.bz2";
+
+/// One request nginx logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Request {
+    status: u16,
+    uri: String,
+}
+
+/// nginx serving the server's share as Rudder's Apache does, as a child process killed on
+/// drop. Rudder maps `/policies/UUID/...` to `/var/rudder/share/UUID/...` (a RewriteRule
+/// guarded by the client certificate's UID, which nginx cannot check without client
+/// certificates: not tested here) and `/common` to `/var/rudder/share/common`.
+struct Nginx {
+    child: Child,
+    port: u16,
+    access_log: PathBuf,
+    /// The server's self-signed certificate, the node's --cacert.
+    certificate: PathBuf,
+    /// How many log marks were requested, to tell them apart.
+    marks: std::cell::Cell<u32>,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    fn start(dir: &Path, share: &Path) -> Nginx {
+        for sub in ["logs", "temp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let certificate = dir.join("server.cert");
+        let key = dir.join("server.key");
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                s(&key),
+                "-out",
+                s(&certificate),
+            ],
+        );
+        let port = TcpListener::bind(("127.0.0.1", 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let access_log = dir.join("logs/access.log");
+        let error_log = dir.join("logs/error.log");
+        let temp = dir.join("temp");
+        // One worker, so that a request is logged before the next one is served; it runs
+        // as root, as the test tree is root's alone (Rudder's Apache reads the share as a
+        // member of rudder-policy-reader).
+        let config = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+user root root;
+pid {pid};
+error_log {error_log} info;
+events {{ worker_connections 64; }}
+http {{
+  log_format polstore '$status $request_uri';
+  access_log {access_log} polstore;
+  client_body_temp_path {temp}/body;
+  proxy_temp_path {temp}/proxy;
+  fastcgi_temp_path {temp}/fastcgi;
+  uwsgi_temp_path {temp}/uwsgi;
+  scgi_temp_path {temp}/scgi;
+  default_type application/octet-stream;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {certificate};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.3;
+    location /policies/ {{ alias {share}/; }}
+    location /common/ {{ alias {share}/common/; }}
+  }}
+}}
+"#,
+            pid = s(&dir.join("nginx.pid")),
+            error_log = s(&error_log),
+            access_log = s(&access_log),
+            temp = s(&temp),
+            certificate = s(&certificate),
+            key = s(&key),
+            share = s(share),
+        );
+        let config_path = dir.join("nginx.conf");
+        fs::write(&config_path, config).unwrap();
+        let output = File::create(dir.join("nginx.out")).unwrap();
+        let child = Command::new("nginx")
+            .args(["-e", s(&error_log), "-c", s(&config_path), "-p", s(dir)])
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .expect("cannot start nginx");
+        let mut nginx = Nginx {
+            child,
+            port,
+            access_log,
+            certificate,
+            marks: std::cell::Cell::new(0),
+        };
+        let deadline = Instant::now() + SERVER_START_MAX;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = nginx.child.try_wait().unwrap() {
+                panic!(
+                    "nginx exited ({status}): {}{}",
+                    fs::read_to_string(dir.join("nginx.out")).unwrap_or_default(),
+                    fs::read_to_string(&error_log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not accept connections on port {port} within {SERVER_START_MAX:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    /// Every request logged so far, in order. A mark request (logged 404) is made and
+    /// waited for first: with one worker, every request that ended before it is then in
+    /// the log. Marks are left out.
+    fn requests(&self) -> Vec<Request> {
+        let mark = self.marks.get() + 1;
+        self.marks.set(mark);
+        let uri = format!("/polstore-test-mark-{mark}");
+        let status = Command::new("curl")
+            .args(["--silent", "--output", "/dev/null", "--cacert"])
+            .arg(&self.certificate)
+            .arg(format!("https://127.0.0.1:{}{uri}", self.port))
+            .status()
+            .expect("cannot run curl");
+        assert!(status.success(), "the mark request failed: {status}");
+        let deadline = Instant::now() + SERVER_START_MAX;
+        loop {
+            let log = fs::read_to_string(&self.access_log).unwrap_or_default();
+            if log.lines().any(|line| line == format!("404 {uri}")) {
+                return log
+                    .lines()
+                    .filter(|line| !line.contains("/polstore-test-mark-"))
+                    .map(|line| {
+                        let (status, uri) = line.split_once(' ').expect("status uri");
+                        Request {
+                            status: status.parse().unwrap(),
+                            uri: uri.to_string(),
+                        }
+                    })
+                    .collect();
+            }
+            assert!(Instant::now() < deadline, "nginx never logged {uri}: {log}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A Rudder server with its nginx, and a node set up as `integrations/rudder/node/install`
+/// sets one up, with its paths under the temporary directory.
+struct Site {
+    node: Node,
+    server: Server,
+    nginx: Nginx,
+    /// The node's ncf view (`node.view` is its inputs view).
+    ncf: PathBuf,
+    /// The agent's private work directory.
+    workdir: PathBuf,
+    /// The fetch command's settings (POLSTORE_RUDDER_FETCH_CONF).
+    fetch_conf: PathBuf,
+    /// Requests already looked at by [`Site::new_requests`].
+    seen: std::cell::Cell<usize>,
+}
+
+/// What the node's views show, and which generation is active.
+#[derive(Debug, PartialEq, Eq)]
+struct Views {
+    active: Option<u64>,
+    inputs: Option<BTreeMap<String, (u32, Vec<u8>)>>,
+    ncf: Option<BTreeMap<String, (u32, Vec<u8>)>>,
+}
+
+impl Site {
+    fn new() -> Site {
+        let node = Node::new();
+        let ncf = node.root.join("node").join("ncf");
+        let server = Server::new(&node.root.join("server"), NODE_ID, &ncf, POLSTORE);
+        let nginx = Nginx::start(&node.root.join("nginx"), &server.share);
+
+        let workdir = node.root.join("cfengine");
+        fs::create_dir_all(workdir.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/cf-promises", workdir.join("bin/cf-promises"))
+            .unwrap();
+        let status = Command::new("cf-key")
+            .env("CFENGINE_TEST_OVERRIDE_WORKDIR", &workdir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("cannot run cf-key");
+        assert!(status.success(), "cf-key failed");
+
+        // The shipped configuration, with this site's paths: as install does, and for
+        // Debian's cfengine3 in /usr/bin.
+        let state = node.root.join("polstore-rudder");
+        let shipped = fs::read_to_string(Path::new(NODE_DIR).join("polstore.toml")).unwrap();
+        let config = replace_all(
+            &shipped,
+            &[
+                (
+                    "\"/var/rudder/cfengine-community/inputs",
+                    &format!("\"{}", s(&node.view)),
+                ),
+                ("\"/var/rudder/ncf\"", &format!("\"{}\"", s(&ncf))),
+                (
+                    "\"/etc/polstore/rudder-server.pub\"",
+                    &format!("\"{}\"", s(&server.public_key)),
+                ),
+                (
+                    "\"/var/lib/polstore-rudder/drop\"",
+                    &format!("\"{}\"", s(&node.drop)),
+                ),
+                (
+                    "\"/usr/local/bin/polstore-rudder-fetch\"",
+                    &format!("\"{NODE_DIR}/polstore-rudder-fetch\""),
+                ),
+                (
+                    "bin_dirs = [\"/opt/rudder/bin\"]",
+                    "bin_dirs = [\"/usr/bin\"]",
+                ),
+            ],
+        );
+        let config_path = node.root.join("polstore.toml");
+        fs::write(&config_path, config).unwrap();
+        node.run(&["init", "--config", s(&config_path)]).success();
+
+        let fetch_conf = node.root.join("rudder-fetch.conf");
+        fs::write(
+            &fetch_conf,
+            format!(
+                "# the node's fetch settings\nRUDDER_PROTOCOL=https\nRUDDER_SERVER=127.0.0.1\n\
+                 RUDDER_HTTPS_PORT={}\nRUDDER_UUID={NODE_ID}\nRUDDER_CURL_ARGS=--cacert {}\n\
+                 POLSTORE_RUDDER_STATE={}\n",
+                nginx.port,
+                s(&nginx.certificate),
+                s(&state)
+            ),
+        )
+        .unwrap();
+        Site {
+            node,
+            server,
+            nginx,
+            ncf,
+            workdir,
+            fetch_conf,
+            seen: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Runs a shipped node command (`agent-update`, `agent-reset`) as Rudder's `rudder
+    /// agent` runs it, with the site's polstore, store, fetch settings and agent workdir.
+    fn rudder_agent(&self, command: &str, args: &[&str]) -> Out {
+        let output = Command::new(Path::new(NODE_DIR).join(command))
+            .args(args)
+            .env("POLSTORE", POLSTORE)
+            .env("POLSTORE_STORE", &self.node.store)
+            .env("POLSTORE_RUDDER_FETCH_CONF", &self.fetch_conf)
+            .env("CFENGINE_TEST_OVERRIDE_WORKDIR", &self.workdir)
+            .env("RUDDER_WORKDIR", &self.workdir)
+            .env_remove("RUDDER_PROTOCOL")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+        Out {
+            code: output.status.code().expect("killed by a signal"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn update(&self, args: &[&str]) -> Out {
+        self.rudder_agent("agent-update", args)
+    }
+
+    fn views(&self) -> Views {
+        let content = |path: &Path| path.is_dir().then(|| tree_content(path));
+        Views {
+            active: self.node.active_generation(),
+            inputs: content(&self.node.view),
+            ncf: content(&self.ncf),
+        }
+    }
+
+    /// The requests nginx served since the last call.
+    fn new_requests(&self) -> Vec<Request> {
+        let all = self.nginx.requests();
+        let new = all[self.seen.get()..].to_vec();
+        self.seen.set(all.len());
+        new
+    }
+
+    /// Asserts that generation `generation`, made from the server's serial `serial`, is
+    /// active and that both views show it: the rule reporting `rule_label`, the library
+    /// `library_label`, and every file of the generation's manifest.
+    fn assert_active(&self, generation: u64, serial: u64, rule_label: &str, library_label: &str) {
+        let status = self.node.status();
+        assert_eq!(status["active"]["generation"], generation, "{status:#}");
+        assert_eq!(status["active"]["serial"], serial, "{status:#}");
+        assert_eq!(
+            viewed_generation(&self.node.store, &self.node.view, Some("inputs")),
+            Some(generation)
+        );
+        assert_eq!(
+            viewed_generation(&self.node.store, &self.ncf, Some("ncf")),
+            Some(generation)
+        );
+        assert_eq!(
+            fs::read_to_string(self.node.view.join("rules/rule.cf")).unwrap(),
+            rule(rule_label)
+        );
+        assert_eq!(
+            fs::read_to_string(self.node.view.join("promises.cf")).unwrap(),
+            promises(&self.ncf)
+        );
+        assert_eq!(
+            fs::read_to_string(self.ncf.join("common/lib.cf")).unwrap(),
+            library(library_label)
+        );
+        assert!(self.ncf.join("local/local.cf").is_file());
+        assert_tree_matches_manifest(
+            &self.node.generation_tree(generation),
+            &self.node.generation_manifest(generation),
+        );
+        // The server's own signed manifest is the generation's.
+        assert_eq!(
+            fs::read_to_string(
+                self.server
+                    .published()
+                    .join(serial.to_string())
+                    .join("polstore.manifest")
+            )
+            .unwrap(),
+            self.node.generation_manifest(generation)
+        );
+    }
+
+    /// Runs `agent-update` and asserts a refusal: exit 3, one `polstore: ` line on standard
+    /// error with `fragment` and naming the active generation as staying active, and the
+    /// active generation and both views' content unchanged.
+    fn assert_update_refused(&self, fragment: &str) -> Out {
+        let before = self.views();
+        let active = before.active.expect("a generation is active");
+        let out = self.update(&[]);
+        assert_eq!(out.code, 3, "{out:#?}");
+        assert!(
+            out.stderr.starts_with("polstore: ") && out.stderr.lines().count() == 1,
+            "{out:#?}"
+        );
+        assert!(out.stderr.contains(fragment), "{out:#?}");
+        assert!(
+            out.stderr
+                .trim_end()
+                .ends_with(&format!("; generation {active} stays active")),
+            "{out:#?}"
+        );
+        assert_eq!(
+            self.views(),
+            before,
+            "a refusal changed the active generation or a view"
+        );
+        out
+    }
+}
+
+fn replace_all(text: &str, replacements: &[(&str, &str)]) -> String {
+    let mut text = text.to_string();
+    for (from, to) in replacements {
+        assert!(
+            text.contains(from),
+            "the shipped polstore.toml has no {from}"
+        );
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// The statuses of the requests whose URI ends with `end`.
+fn statuses(requests: &[Request], end: &str) -> Vec<u16> {
+    requests
+        .iter()
+        .filter(|request| request.uri.ends_with(end))
+        .map(|request| request.status)
+        .collect()
+}
+
+fn skip_unless_root() -> bool {
+    if running_as_root() {
+        return false;
+    }
+    eprintln!("skipped: needs root for the read-only view and the parse check's mount namespace");
+    true
+}
+
+/// A fresh node follows its server through Rudder's cycle: first policy, a one-rule
+/// change (the library answered 304), a library change, a broken rule and a broken
+/// library refused, a fix, an unchanged policy (one request), a tampered archive refused,
+/// a damaged store reset through `agent-reset`, and `agent-update -f`.
+#[test]
+fn a_rudder_node_follows_its_server_over_https() {
+    if skip_unless_root() {
+        return;
+    }
+    let site = Site::new();
+    let server = &site.server;
+    assert!(!site.node.view.exists() && !site.ncf.exists());
+
+    // 1. The first policy: both views appear, from the one signed version.
+    let ran = server.generate(&rule("one"), &library("one"));
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let serial_1 = server.head().expect("the hook published a head");
+    assert_eq!(
+        serial_1, 1_787_304_310,
+        "the generation's start time in seconds"
+    );
+    assert_eq!(
+        ran.stdout,
+        format!("polstore-rudder-sign: {NODE_ID}: serial {serial_1} published\n")
+    );
+    let out = site.update(&[]).success();
+    assert!(
+        out.stdout
+            .contains(&format!("generation 1 active: serial {serial_1},")),
+        "{out:#?}"
+    );
+    site.assert_active(1, serial_1, "one", "one");
+    let requests = site.new_requests();
+    assert_eq!(requests.len(), 5, "{requests:#?}");
+    assert!(
+        requests.iter().all(|request| request.status == 200),
+        "{requests:#?}"
+    );
+
+    // 2. One rule changes: a new generation; the library is not downloaded again.
+    server.generate(&rule("two"), &library("one"));
+    let serial_2 = server.head().unwrap();
+    assert!(serial_2 > serial_1);
+    site.update(&[]).success();
+    site.assert_active(2, serial_2, "two", "one");
+    let requests = site.new_requests();
+    assert_eq!(statuses(&requests, LIBRARY_URL_END), [304], "{requests:#?}");
+    assert_eq!(
+        statuses(&requests, "/rudder.tar.bz2"),
+        [200],
+        "{requests:#?}"
+    );
+    assert_eq!(statuses(&requests, "/head"), [200], "{requests:#?}");
+
+    // 3. The library changes (outside a generation), the rules do not: both views switch
+    // together, and the rules archive is not downloaded again.
+    let ran = server.change_library(&library("three"));
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let serial_3 = server.head().unwrap();
+    site.update(&[]).success();
+    site.assert_active(3, serial_3, "two", "three");
+    let requests = site.new_requests();
+    assert_eq!(statuses(&requests, LIBRARY_URL_END), [200], "{requests:#?}");
+    assert_eq!(
+        statuses(&requests, "/rudder.tar.bz2"),
+        [304],
+        "{requests:#?}"
+    );
+
+    // 4. A rule with a syntax error: refused by the parse check.
+    server.generate(BROKEN_RULE, &library("three"));
+    site.assert_update_refused("rejected by the parse check: inputs/promises.cf:");
+    site.assert_active(3, serial_3, "two", "three");
+
+    // 5. A library with a syntax error, the rules as active: refused by the parse check,
+    // which sees the candidate's library at the ncf view's path.
+    server.generate(&rule("two"), BROKEN_LIBRARY);
+    let out = site.assert_update_refused("rejected by the parse check: inputs/promises.cf:");
+    assert!(out.stderr.contains("lib.cf"), "{out:#?}");
+    site.assert_active(3, serial_3, "two", "three");
+
+    // 6. The fix: a new generation.
+    server.generate(&rule("six"), &library("six"));
+    let serial_6 = server.head().unwrap();
+    site.update(&[]).success();
+    site.assert_active(4, serial_6, "six", "six");
+    site.new_requests();
+
+    // 7. Nothing changed: a no-op that costs one request, the head answered 304.
+    let before = site.views();
+    let out = site.update(&[]).success();
+    assert!(out.stdout.contains("unchanged"), "{out:#?}");
+    assert_eq!(
+        site.new_requests(),
+        [Request {
+            status: 304,
+            uri: format!("/policies/{NODE_ID}/polstore/head")
+        }]
+    );
+    assert_eq!(site.views(), before);
+
+    // 8. An archive changed on the server after it was signed: refused by integrity.
+    server.generate(&rule("eight"), &library("six"));
+    let serial_8 = server.head().unwrap();
+    let signed = server
+        .published()
+        .join(serial_8.to_string())
+        .join("rudder.tar.bz2");
+    let other = site.node.root.join("other");
+    fs::create_dir_all(other.join("cfengine-community/rules")).unwrap();
+    fs::write(
+        other.join("cfengine-community/promises.cf"),
+        promises(&site.ncf),
+    )
+    .unwrap();
+    fs::write(other.join("cfengine-community/failsafe.cf"), FAILSAFE).unwrap();
+    fs::write(
+        other.join("cfengine-community/rules/rule.cf"),
+        rule("tampered with"),
+    )
+    .unwrap();
+    let tampered = other.join("tampered.tar.bz2");
+    let status = Command::new("tar")
+        .args([
+            "-cjf",
+            s(&tampered),
+            "--mode=go=-rwx",
+            "--owner=0",
+            "--group=0",
+        ])
+        .args([
+            "--transform",
+            "s|^cfengine-community|policies_next|",
+            "cfengine-community",
+        ])
+        .current_dir(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // In place, as a disk or an intruder would: the signed file's own bytes.
+    fs::write(&signed, fs::read(&tampered).unwrap()).unwrap();
+    site.assert_update_refused("rejected by the integrity check: inputs/rules/rule.cf:");
+    site.assert_active(4, serial_6, "six", "six");
+    // The server publishes again (the next generation): taken.
+    server.generate(&rule("nine"), &library("six"));
+    let serial_9 = server.head().unwrap();
+    site.update(&[]).success();
+    site.assert_active(5, serial_9, "nine", "six");
+
+    // 9. A damaged generation, reset through polstore: repaired from verified data.
+    let damaged = site.node.generation_tree(5).join("ncf/common/lib.cf");
+    fs::remove_file(&damaged).unwrap();
+    fs::write(&damaged, library("damaged")).unwrap();
+    assert_eq!(site.node.run(&["verify"]).code, 4);
+    let out = site.rudder_agent("agent-reset", &[]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stdout.contains("REPAIRED "), "{out:#?}");
+    site.assert_active(5, serial_9, "nine", "six");
+    site.node.run(&["verify"]).success();
+
+    // 10. agent-update -f: everything fetched again without etags, checked against the
+    // signed manifest, and the store verified with it; no new generation.
+    site.new_requests();
+    let out = site.update(&["-f"]).success();
+    assert!(out.stdout.contains("generation 5 is active"), "{out:#?}");
+    let requests = site.new_requests();
+    assert_eq!(requests.len(), 5, "{requests:#?}");
+    assert!(
+        requests.iter().all(|request| request.status == 200),
+        "{requests:#?}"
+    );
+    site.assert_active(5, serial_9, "nine", "six");
+    assert_eq!(site.node.generations().len(), 5);
+}
+
+/// The server side alone: the hook publishes versions and head, skips unchanged content,
+/// keeps its serials growing when the generation time goes back, keeps three versions,
+/// refuses what is not a node id and skips the root server.
+#[test]
+fn the_generation_hook_publishes_signed_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+
+    let ran = server.generate_at(&rule("one"), &library("one"), "2026-08-21T09:24:10.123Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert_eq!(ran.stderr, "");
+    let first = 1_787_304_250;
+    assert_eq!(server.head(), Some(first));
+    assert_eq!(server.versions(), [first]);
+    let version = server.published().join(first.to_string());
+    let mut names: Vec<String> = fs::read_dir(&version)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "policies-library-linux.tar.bz2",
+            "polstore.manifest",
+            "polstore.manifest.sig",
+            "rudder.tar.bz2"
+        ]
+    );
+    // The archives are the very files Rudder made (hard links), and the manifest lists
+    // both views' files.
+    assert_eq!(
+        fs::read(version.join("rudder.tar.bz2")).unwrap(),
+        fs::read(server.rules_archive()).unwrap()
+    );
+    let manifest = fs::read_to_string(version.join("polstore.manifest")).unwrap();
+    let (serial, entries) = parse_manifest(&manifest);
+    assert_eq!(serial, first);
+    let paths: Vec<&str> = entries.iter().map(|entry| entry.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "inputs/failsafe.cf",
+            "inputs/promises.cf",
+            "inputs/rules/rule.cf",
+            "ncf/common/lib.cf",
+            "ncf/common/ncf_hash_file",
+            "ncf/local/local.cf"
+        ]
+    );
+    // Signed by the server's key: polstore's own verifier accepts it.
+    let signature = fs::read_to_string(version.join("polstore.manifest.sig")).unwrap();
+    assert!(signature.starts_with("untrusted comment: "), "{signature}");
+
+    // The same content again (the hook run once more, or `all` after a library rebuild
+    // that changed nothing for this node): no new version.
+    let ran = server.hook("2026-08-21T10:00:00.000Z", &[]);
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert_eq!(
+        ran.stdout,
+        format!("polstore-rudder-sign: {NODE_ID}: unchanged since serial {first}\n")
+    );
+    assert_eq!(server.versions(), [first]);
+    let ran = server.sign(&["all"]);
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert!(ran.stdout.contains("unchanged since serial"), "{ran:#?}");
+
+    // A generation whose start time is before the last one: the serial still grows.
+    let ran = server.generate_at(&rule("two"), &library("one"), "2026-08-21T08:00:00.000Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert_eq!(server.head(), Some(first + 1));
+
+    // Three versions are kept; the newest is head.
+    for (index, minute) in ["10", "11", "12"].iter().enumerate() {
+        let datetime = format!("2026-08-21T10:{minute}:00.500Z");
+        let ran = server.generate_at(&rule(&format!("v{index}")), &library("one"), &datetime);
+        assert_eq!(ran.code, 0, "{ran:#?}");
+    }
+    let versions = server.versions();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    assert_eq!(server.head(), versions.last().copied());
+    assert_eq!(versions.last(), Some(&1_787_307_120));
+    let leftovers: Vec<_> = fs::read_dir(server.published())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+
+    // A new rules archive with the same size and time as a kept version's but other bytes
+    // (two generations within a second) would have its etag: its time is moved on.
+    let newest = server
+        .published()
+        .join(format!("{}/rudder.tar.bz2", versions[2]));
+    let identity = |path: &Path| {
+        let metadata = fs::metadata(path).unwrap();
+        (metadata.mtime(), metadata.len())
+    };
+    // Labels as long as the newest's ("v2"): bzip2 makes most of them the same size.
+    let same_size = ('a'..='z')
+        .flat_map(|letter| (0..10).map(move |digit| format!("{letter}{digit}")))
+        .filter(|label| label != "v2")
+        .find(|label| {
+            server.write_rules(&rule(label));
+            fs::metadata(server.rules_archive()).unwrap().len() == identity(&newest).1
+        })
+        .expect("no rules archive of the same size");
+    let seconds = newest.metadata().unwrap().mtime();
+    tool(
+        "touch",
+        &[
+            "-m",
+            "-d",
+            &format!("@{seconds}"),
+            s(&server.rules_archive()),
+        ],
+    );
+    assert_eq!(
+        identity(&server.rules_archive()),
+        identity(&newest),
+        "{same_size}"
+    );
+    let ran = server.hook("2026-08-21T10:13:00.000Z", &[]);
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let published = server
+        .published()
+        .join(format!("{}/rudder.tar.bz2", server.head().unwrap()));
+    assert_ne!(identity(&published), identity(&newest));
+    assert_eq!(
+        fs::read(&published).unwrap(),
+        fs::read(server.rules_archive()).unwrap()
+    );
+
+    // What is not a node id is refused, naming it, and nothing is written for it.
+    for bad in ["../common", "a b", ".."] {
+        let ran = server.sign(&[bad]);
+        assert_eq!(ran.code, 1, "{ran:#?}");
+        assert_eq!(
+            ran.stderr,
+            format!("polstore-rudder-sign: {bad}: not a node id\n")
+        );
+    }
+    assert!(!server.share.join("common/polstore").exists());
+    // The root server is skipped: it updates itself from its own files.
+    fs::create_dir_all(server.share.join("root/rules")).unwrap();
+    fs::copy(
+        server.rules_archive(),
+        server.share.join("root/rules/rudder.tar.bz2"),
+    )
+    .unwrap();
+    let root_policies = server.share.join("root/rules/cfengine-community");
+    let ran = server.hook(
+        "2026-08-21T11:00:00.000Z",
+        &[
+            ("RUDDER_NODE_ID", "root"),
+            ("RUDDER_POLICIES_DIRECTORY_CURRENT", s(&root_policies)),
+        ],
+    );
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert!(ran.stderr.contains("root: skipped"), "{ran:#?}");
+    assert!(!server.share.join("root/polstore").exists());
+
+    // Without a key: one line, exit 1, nothing published.
+    let before = server.versions();
+    let ran = server.hook(
+        "2026-08-21T12:00:00.000Z",
+        &[("POLSTORE_RUDDER_KEY", s(&root.join("missing.sec")))],
+    );
+    assert_eq!(ran.code, 1, "{ran:#?}");
+    assert_eq!(ran.stderr.lines().count(), 1, "{ran:#?}");
+    assert!(ran.stderr.contains("no signing key at"), "{ran:#?}");
+    assert_eq!(server.versions(), before);
+}
+
+/// The integration's shell scripts pass shellcheck (tools/setup installs it).
+#[test]
+fn the_rudder_scripts_pass_shellcheck() {
+    let scripts: Vec<String> = [
+        "node/polstore-rudder-fetch",
+        "node/agent-update",
+        "node/agent-reset",
+        "node/install",
+        "server/polstore-rudder-sign",
+        "server/92-polstore-sign",
+    ]
+    .iter()
+    .map(|script| format!("{NODE_DIR}/../{script}"))
+    .collect();
+    let output = Command::new("shellcheck")
+        .args(&scripts)
+        .output()
+        .expect("cannot run shellcheck (tools/setup installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
