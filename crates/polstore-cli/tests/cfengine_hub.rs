@@ -9,13 +9,13 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use util::cfengine::{Ran, free_port, run_in_workdir, wait_for_listener};
 use util::*;
 
 /// The stock masterfiles Debian's cfengine3 ships: the hub's policy.
@@ -73,13 +73,6 @@ struct Site {
     server: Option<Child>,
     /// How many commands ran, to name their logs.
     runs: std::cell::Cell<u32>,
-}
-
-/// How a CFEngine command ended: its exit code and its standard output and error.
-#[derive(Debug)]
-struct Ran {
-    code: Option<i32>,
-    output: String,
 }
 
 impl Drop for Site {
@@ -230,24 +223,9 @@ impl Site {
     /// Waits until cf-serverd accepts connections; fails the test if it exits first or
     /// takes longer than SERVER_START_MAX.
     fn wait_for_server(&mut self) {
-        let deadline = Instant::now() + SERVER_START_MAX;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            let log = || fs::read_to_string(self.node.root.join("cf-serverd.log")).unwrap();
-            let server = self.server.as_mut().expect("cf-serverd was started");
-            if let Some(status) = server.try_wait().unwrap() {
-                panic!(
-                    "cf-serverd exited with {status} before listening: {}",
-                    log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cf-serverd did not listen on port {} in {SERVER_START_MAX:?}: {}",
-                self.port,
-                log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let server = self.server.as_mut().expect("cf-serverd was started");
+        let log = self.node.root.join("cf-serverd.log");
+        wait_for_listener(server, self.port, &log, SERVER_START_MAX);
     }
 
     /// Runs a CFEngine `program` with `workdir` as its CFENGINE_TEST_OVERRIDE_WORKDIR,
@@ -257,35 +235,7 @@ impl Site {
         self.runs.set(run);
         let name = Path::new(program).file_name().unwrap().to_str().unwrap();
         let log_path = self.node.root.join(format!("run-{run:02}-{name}.log"));
-        let log = File::create(&log_path).unwrap();
-        let mut child = Command::new(program)
-            .args(args)
-            .env("CFENGINE_TEST_OVERRIDE_WORKDIR", workdir)
-            .current_dir(workdir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
-        let deadline = Instant::now() + AGENT_TIME_MAX;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{program} {args:?} ran longer than {AGENT_TIME_MAX:?}: {}",
-                    fs::read_to_string(&log_path).unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Ran {
-            code: status.code(),
-            output: fs::read_to_string(&log_path).unwrap(),
-        }
+        run_in_workdir(workdir, program, args, &log_path, AGENT_TIME_MAX)
     }
 
     fn cfengine_ok(&self, workdir: &Path, program: &str, args: &[&str]) -> Ran {
@@ -401,12 +351,6 @@ impl Site {
     fn generations_content(&self) -> BTreeMap<String, (u32, Vec<u8>)> {
         tree_content(&self.node.store.join("generations"))
     }
-}
-
-/// A port nothing listens on at the moment.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// A node with policies migrates, then follows its hub through cycles: serial 1 and a

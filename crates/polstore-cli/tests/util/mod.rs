@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cfengine;
+
 /// The path of the binary under test.
 pub const POLSTORE: &str = env!("CARGO_BIN_EXE_polstore");
 
