@@ -176,7 +176,7 @@ fn refused_in_transit(store: &Store) -> bool {
     let Ok(Some(record)) = store
         .db
         .read()
-        .and_then(|read| read.health(LAST_UPDATE_KEY).map_err(Into::into))
+        .and_then(|read| read.health(LAST_UPDATE_KEY))
     else {
         return false;
     };
