@@ -798,6 +798,68 @@ fn the_generation_hook_publishes_signed_versions() {
     assert_eq!(server.versions(), before);
 }
 
+/// With POLSTORE_RUDDER_EXPIRES_IN, content that did not change is signed again when its
+/// newest manifest has no expiry or is past half of its validity, so that signing again
+/// (a timer running `polstore-rudder-sign all`) keeps every node on an unexpired version.
+#[test]
+fn unchanged_content_is_signed_again_before_its_manifest_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+    let expiring = [("POLSTORE_RUDDER_EXPIRES_IN", "30")];
+    let ran = server.generate_at(&rule("one"), &library("one"), "2026-08-21T09:24:10.123Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let first = server.head().unwrap();
+
+    // Expiry asked for now; the newest manifest has none.
+    let ran = server.hook("2026-08-21T10:00:00.000Z", &expiring);
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let second = server.head().unwrap();
+    assert!(second > first, "{ran:#?}");
+    let manifest = server
+        .published()
+        .join(second.to_string())
+        .join("polstore.manifest");
+    let text = fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("\nexpires "), "{text}");
+
+    // Within the first half of its 30 days: unchanged.
+    let ran = server.hook("2026-08-21T11:00:00.000Z", &expiring);
+    assert_eq!(
+        ran.stdout,
+        format!("polstore-rudder-sign: {NODE_ID}: unchanged since serial {second}\n")
+    );
+
+    // Made 40 days ago, so 70 days valid and past half (the script reads the dates, not
+    // the signature): signed again.
+    let created = text
+        .lines()
+        .find_map(|line| line.strip_prefix("created "))
+        .unwrap();
+    let earlier = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("{created} - 40 days"),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .unwrap();
+    let earlier = String::from_utf8(earlier.stdout).unwrap();
+    fs::remove_file(&manifest).unwrap();
+    fs::write(
+        &manifest,
+        text.replace(
+            &format!("created {created}"),
+            &format!("created {}", earlier.trim()),
+        ),
+    )
+    .unwrap();
+    let ran = server.hook("2026-08-21T12:00:00.000Z", &expiring);
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert!(server.head().unwrap() > second, "{ran:#?}");
+}
+
 /// The integration's shell scripts pass shellcheck (tools/setup installs it).
 #[test]
 fn the_rudder_scripts_pass_shellcheck() {
