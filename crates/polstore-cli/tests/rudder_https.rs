@@ -798,6 +798,91 @@ fn the_generation_hook_publishes_signed_versions() {
     assert_eq!(server.versions(), before);
 }
 
+/// The node's directory on the server can belong to a less trusted user than root
+/// (Rudder's webapp writes the rules there). The signer, run as root by the hook, never
+/// writes through what that user can plant there: it publishes only into a `polstore/`
+/// that root owns and no one else can write, refuses one that is someone else's (one
+/// line, Rudder's warning status, nothing published), and a symlink that user keeps
+/// planting at the head's temporary name while the hook runs redirects no write.
+#[test]
+fn the_signer_never_writes_through_what_the_node_directory_s_owner_plants() {
+    if skip_unless_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    tool("chmod", &["0755", s(&root)]);
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+    server.write_library(&library("one"));
+    server.write_rules(&rule("one"));
+    // The webapp's: the node's directory and the rules in it.
+    tool("chown", &["-R", "nobody", s(&server.node_dir())]);
+    let victim = root.join("victim");
+    fs::write(&victim, "root's\n").unwrap();
+    tool("chmod", &["0600", s(&victim)]);
+    let untouched = |victim: &Path| {
+        let metadata = fs::symlink_metadata(victim).unwrap();
+        assert_eq!(fs::read_to_string(victim).unwrap(), "root's\n");
+        assert_eq!((metadata.uid(), metadata.mode() & 0o7777), (0, 0o600));
+    };
+    let out = server.published();
+    let as_nobody = |script: &str| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "timeout", "120", "sh", "-c", script])
+            .spawn()
+            .expect("cannot run runuser")
+    };
+
+    // polstore/ made by that user beforehand: refused, nothing written into it.
+    let status = as_nobody(&format!("mkdir {}", s(&out))).wait().unwrap();
+    assert!(status.success());
+    let ran = server.hook("2026-08-21T09:24:10.123Z", &[]);
+    assert_eq!(ran.code, 32, "{ran:#?}");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "polstore-rudder-sign: {NODE_ID}: {} is not a directory of root's (or changed while \
+             it was entered); refusing to write into it\n",
+            out.display()
+        )
+    );
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+    assert_eq!(server.head(), None);
+    fs::remove_dir(&out).unwrap();
+
+    // While the hook runs, that user plants a symlink to a file of root's at the head's
+    // temporary name, again and again, as soon as polstore/ is there.
+    let stop = root.join("stop");
+    let mut planter = as_nobody(&format!(
+        "while [ ! -d {out} ]; do [ -e {stop} ] && exit 0; done
+         while [ ! -e {stop} ]; do ln -sfn {victim} {out}/.head.new 2>/dev/null; done; true",
+        out = s(&out),
+        stop = s(&stop),
+        victim = s(&victim)
+    ));
+    let ran = server.hook("2026-08-21T09:25:10.123Z", &[]);
+    fs::write(&stop, "").unwrap();
+    assert!(planter.wait().unwrap().success());
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    untouched(&victim);
+    let serial = server.head().expect("a version was published");
+    assert_eq!(server.versions(), [serial]);
+    // Root's and writable by no one else: polstore/, head, the version and its files.
+    let version = out.join(serial.to_string());
+    let mut published = vec![out.clone(), out.join("head"), version.clone()];
+    published.extend(
+        fs::read_dir(&version)
+            .unwrap()
+            .map(|entry| entry.unwrap().path()),
+    );
+    for path in published {
+        let metadata = fs::symlink_metadata(&path).unwrap();
+        assert!(!metadata.file_type().is_symlink(), "{}", path.display());
+        assert_eq!(metadata.uid(), 0, "{}", path.display());
+        assert_eq!(metadata.mode() & 0o022, 0, "{}", path.display());
+    }
+}
+
 /// The integration's shell scripts pass shellcheck (tools/setup installs it).
 #[test]
 fn the_rudder_scripts_pass_shellcheck() {
