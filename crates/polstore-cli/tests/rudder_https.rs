@@ -798,6 +798,128 @@ fn the_generation_hook_publishes_signed_versions() {
     assert_eq!(server.versions(), before);
 }
 
+/// A web server that sends a response in chunks, announcing no length (which curl's
+/// --max-filesize lets through), as a broken or hostile relay or mirror can: the fetch
+/// cuts it a byte past its limit (the head's 4 KiB, an archive's POLSTORE_RUDDER_BYTES_MAX)
+/// and fails naming the limit, before the node's disk fills; the active generation and
+/// both views are unchanged.
+#[test]
+fn a_response_that_announces_no_length_is_cut_at_the_limit() {
+    if skip_unless_root() {
+        return;
+    }
+    let site = Site::new();
+    let ran = site.server.generate(&rule("one"), &library("one"));
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let out = site.update(&[]);
+    assert_eq!(out.code, 0, "{out:#?}");
+
+    // The hostile server: a serial as the head (or, in mode "head", 64 MiB of digits),
+    // small manifests, and 64 MiB for each archive, all sent in chunks.
+    let dir = site.node.root.join("hostile");
+    fs::create_dir_all(&dir).unwrap();
+    let mode = dir.join("mode");
+    fs::write(&mode, "head").unwrap();
+    let port = TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = r#"
+import http.server, socketserver, ssl, sys
+port, certificate, key, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        huge = self.path.endswith(".tar.bz2") or (
+            self.path.endswith("/head") and open(mode).read() == "head")
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        block = b"1" * 65536 if huge else b"1999999999\n"
+        try:
+            for _ in range(1024 if huge else 1):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+    def log_message(self, *arguments):
+        pass
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(certificate, key)
+server = socketserver.TCPServer(("127.0.0.1", port), Handler)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+    let nginx_dir = site.node.root.join("nginx");
+    let child = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &port.to_string(),
+            s(&nginx_dir.join("server.cert")),
+            s(&nginx_dir.join("server.key")),
+            s(&mode),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot run python3");
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(child);
+    let deadline = Instant::now() + SERVER_START_MAX;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the hostile server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let conf = fs::read_to_string(&site.fetch_conf).unwrap().replace(
+        &format!("RUDDER_HTTPS_PORT={}\n", site.nginx.port),
+        &format!("RUDDER_HTTPS_PORT={port}\nPOLSTORE_RUDDER_BYTES_MAX=1048576\n"),
+    );
+    fs::write(&site.fetch_conf, conf).unwrap();
+    let state = site.node.root.join("polstore-rudder");
+    let base = format!("https://127.0.0.1:{port}/policies/{NODE_ID}/polstore");
+
+    for (what, url, limit) in [
+        ("head", format!("{base}/head"), 4096),
+        (
+            "archive",
+            format!("{base}/1999999999/rudder.tar.bz2"),
+            1_048_576,
+        ),
+    ] {
+        fs::write(&mode, what).unwrap();
+        let before = site.views();
+        let out = site.update(&[]);
+        assert_eq!(out.code, 1, "{what}: {out:#?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {out:#?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "polstore-rudder-fetch: {url}: more than {limit} bytes"
+            )),
+            "{what}: {out:#?}"
+        );
+        assert_eq!(site.views(), before, "{what}");
+        // What was written of it: a byte past the limit, no more.
+        let written: u64 = fs::read_dir(state.join("incoming"))
+            .unwrap()
+            .map(|entry| entry.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(
+            written <= 1_048_576 + 4096,
+            "{what}: {written} bytes written"
+        );
+    }
+}
+
 /// The node's directory on the server can belong to a less trusted user than root
 /// (Rudder's webapp writes the rules there). The signer, run as root by the hook, never
 /// writes through what that user can plant there: it publishes only into a `polstore/`
