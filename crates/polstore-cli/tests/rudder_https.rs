@@ -798,6 +798,34 @@ fn the_generation_hook_publishes_signed_versions() {
     assert_eq!(server.versions(), before);
 }
 
+/// A signer that died after it moved a version into place and before it replaced
+/// `head` left a version above `head`: the hook run again for that generation (same start
+/// time) publishes above it, instead of failing on the name taken.
+#[test]
+fn a_version_left_above_head_by_a_signer_that_died_is_passed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+    let ran = server.generate_at(&rule("one"), &library("one"), "2026-08-21T09:24:10.123Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let first = 1_787_304_250;
+    // What the signer of the generation of 09:30:00 left when it died before head.
+    let left = first + 350;
+    tool(
+        "cp",
+        &[
+            "-a",
+            s(&server.published().join(first.to_string())),
+            s(&server.published().join(left.to_string())),
+        ],
+    );
+    let ran = server.generate_at(&rule("two"), &library("one"), "2026-08-21T09:30:00.000Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert_eq!(ran.stderr, "");
+    assert_eq!(server.head(), Some(left + 1));
+    assert_eq!(server.versions(), [first, left, left + 1]);
+}
+
 /// A web server that sends a response in chunks, announcing no length (which curl's
 /// --max-filesize lets through), as a broken or hostile relay or mirror can: the fetch
 /// cuts it a byte past its limit (the head's 4 KiB, an archive's POLSTORE_RUDDER_BYTES_MAX)
