@@ -860,6 +860,241 @@ fn unchanged_content_is_signed_again_before_its_manifest_expires() {
     assert!(server.head().unwrap() > second, "{ran:#?}");
 }
 
+/// A signer that died after it moved a version into place and before it replaced
+/// `head` left a version above `head`: the hook run again for that generation (same start
+/// time) publishes above it, instead of failing on the name taken.
+#[test]
+fn a_version_left_above_head_by_a_signer_that_died_is_passed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+    let ran = server.generate_at(&rule("one"), &library("one"), "2026-08-21T09:24:10.123Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let first = 1_787_304_250;
+    // What the signer of the generation of 09:30:00 left when it died before head.
+    let left = first + 350;
+    tool(
+        "cp",
+        &[
+            "-a",
+            s(&server.published().join(first.to_string())),
+            s(&server.published().join(left.to_string())),
+        ],
+    );
+    let ran = server.generate_at(&rule("two"), &library("one"), "2026-08-21T09:30:00.000Z");
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    assert_eq!(ran.stderr, "");
+    assert_eq!(server.head(), Some(left + 1));
+    assert_eq!(server.versions(), [first, left, left + 1]);
+}
+
+/// A web server that sends a response in chunks, announcing no length (which curl's
+/// --max-filesize lets through), as a broken or hostile relay or mirror can: the fetch
+/// cuts it a byte past its limit (the head's 4 KiB, an archive's POLSTORE_RUDDER_BYTES_MAX)
+/// and fails naming the limit, before the node's disk fills; the active generation and
+/// both views are unchanged.
+#[test]
+fn a_response_that_announces_no_length_is_cut_at_the_limit() {
+    if skip_unless_root() {
+        return;
+    }
+    let site = Site::new();
+    let ran = site.server.generate(&rule("one"), &library("one"));
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    let out = site.update(&[]);
+    assert_eq!(out.code, 0, "{out:#?}");
+
+    // The hostile server: a serial as the head (or, in mode "head", 64 MiB of digits),
+    // small manifests, and 64 MiB for each archive, all sent in chunks.
+    let dir = site.node.root.join("hostile");
+    fs::create_dir_all(&dir).unwrap();
+    let mode = dir.join("mode");
+    fs::write(&mode, "head").unwrap();
+    let port = TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = r#"
+import http.server, socketserver, ssl, sys
+port, certificate, key, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        huge = self.path.endswith(".tar.bz2") or (
+            self.path.endswith("/head") and open(mode).read() == "head")
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        block = b"1" * 65536 if huge else b"1999999999\n"
+        try:
+            for _ in range(1024 if huge else 1):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+    def log_message(self, *arguments):
+        pass
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(certificate, key)
+server = socketserver.TCPServer(("127.0.0.1", port), Handler)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+    let nginx_dir = site.node.root.join("nginx");
+    let child = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &port.to_string(),
+            s(&nginx_dir.join("server.cert")),
+            s(&nginx_dir.join("server.key")),
+            s(&mode),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot run python3");
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(child);
+    let deadline = Instant::now() + SERVER_START_MAX;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the hostile server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let conf = fs::read_to_string(&site.fetch_conf).unwrap().replace(
+        &format!("RUDDER_HTTPS_PORT={}\n", site.nginx.port),
+        &format!("RUDDER_HTTPS_PORT={port}\nPOLSTORE_RUDDER_BYTES_MAX=1048576\n"),
+    );
+    fs::write(&site.fetch_conf, conf).unwrap();
+    let state = site.node.root.join("polstore-rudder");
+    let base = format!("https://127.0.0.1:{port}/policies/{NODE_ID}/polstore");
+
+    for (what, url, limit) in [
+        ("head", format!("{base}/head"), 4096),
+        (
+            "archive",
+            format!("{base}/1999999999/rudder.tar.bz2"),
+            1_048_576,
+        ),
+    ] {
+        fs::write(&mode, what).unwrap();
+        let before = site.views();
+        let out = site.update(&[]);
+        assert_eq!(out.code, 1, "{what}: {out:#?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {out:#?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "polstore-rudder-fetch: {url}: more than {limit} bytes"
+            )),
+            "{what}: {out:#?}"
+        );
+        assert_eq!(site.views(), before, "{what}");
+        // What was written of it: a byte past the limit, no more.
+        let written: u64 = fs::read_dir(state.join("incoming"))
+            .unwrap()
+            .map(|entry| entry.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(
+            written <= 1_048_576 + 4096,
+            "{what}: {written} bytes written"
+        );
+    }
+}
+
+/// The node's directory on the server can belong to a less trusted user than root
+/// (Rudder's webapp writes the rules there). The signer, run as root by the hook, never
+/// writes through what that user can plant there: it publishes only into a `polstore/`
+/// that root owns and no one else can write, refuses one that is someone else's (one
+/// line, Rudder's warning status, nothing published), and a symlink that user keeps
+/// planting at the head's temporary name while the hook runs redirects no write.
+#[test]
+fn the_signer_never_writes_through_what_the_node_directory_s_owner_plants() {
+    if skip_unless_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    tool("chmod", &["0755", s(&root)]);
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+    server.write_library(&library("one"));
+    server.write_rules(&rule("one"));
+    // The webapp's: the node's directory and the rules in it.
+    tool("chown", &["-R", "nobody", s(&server.node_dir())]);
+    let victim = root.join("victim");
+    fs::write(&victim, "root's\n").unwrap();
+    tool("chmod", &["0600", s(&victim)]);
+    let untouched = |victim: &Path| {
+        let metadata = fs::symlink_metadata(victim).unwrap();
+        assert_eq!(fs::read_to_string(victim).unwrap(), "root's\n");
+        assert_eq!((metadata.uid(), metadata.mode() & 0o7777), (0, 0o600));
+    };
+    let out = server.published();
+    let as_nobody = |script: &str| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "timeout", "120", "sh", "-c", script])
+            .spawn()
+            .expect("cannot run runuser")
+    };
+
+    // polstore/ made by that user beforehand: refused, nothing written into it.
+    let status = as_nobody(&format!("mkdir {}", s(&out))).wait().unwrap();
+    assert!(status.success());
+    let ran = server.hook("2026-08-21T09:24:10.123Z", &[]);
+    assert_eq!(ran.code, 32, "{ran:#?}");
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "polstore-rudder-sign: {NODE_ID}: {} is not a directory of root's (or changed while \
+             it was entered); refusing to write into it\n",
+            out.display()
+        )
+    );
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+    assert_eq!(server.head(), None);
+    fs::remove_dir(&out).unwrap();
+
+    // While the hook runs, that user plants a symlink to a file of root's at the head's
+    // temporary name, again and again, as soon as polstore/ is there.
+    let stop = root.join("stop");
+    let mut planter = as_nobody(&format!(
+        "while [ ! -d {out} ]; do [ -e {stop} ] && exit 0; done
+         while [ ! -e {stop} ]; do ln -sfn {victim} {out}/.head.new 2>/dev/null; done; true",
+        out = s(&out),
+        stop = s(&stop),
+        victim = s(&victim)
+    ));
+    let ran = server.hook("2026-08-21T09:25:10.123Z", &[]);
+    fs::write(&stop, "").unwrap();
+    assert!(planter.wait().unwrap().success());
+    assert_eq!(ran.code, 0, "{ran:#?}");
+    untouched(&victim);
+    let serial = server.head().expect("a version was published");
+    assert_eq!(server.versions(), [serial]);
+    // Root's and writable by no one else: polstore/, head, the version and its files.
+    let version = out.join(serial.to_string());
+    let mut published = vec![out.clone(), out.join("head"), version.clone()];
+    published.extend(
+        fs::read_dir(&version)
+            .unwrap()
+            .map(|entry| entry.unwrap().path()),
+    );
+    for path in published {
+        let metadata = fs::symlink_metadata(&path).unwrap();
+        assert!(!metadata.file_type().is_symlink(), "{}", path.display());
+        assert_eq!(metadata.uid(), 0, "{}", path.display());
+        assert_eq!(metadata.mode() & 0o022, 0, "{}", path.display());
+    }
+}
+
 /// The integration's shell scripts pass shellcheck (tools/setup installs it).
 #[test]
 fn the_rudder_scripts_pass_shellcheck() {

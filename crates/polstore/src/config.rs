@@ -714,6 +714,18 @@ pub fn default_config_text(views: &[View], keys: &[PathBuf]) -> String {
         }
     };
     let require_signature = !keys.is_empty();
+    // With several views the agent starts from one of them: `inputs` when there is one
+    // (Rudder's), else the first.
+    let start = match views {
+        [View { name: None, .. }] => String::new(),
+        _ => views
+            .iter()
+            .filter_map(|view| view.name.as_deref())
+            .find(|name| *name == "inputs")
+            .or_else(|| views.first().and_then(|view| view.name.as_deref()))
+            .map(|name| format!("{name}/"))
+            .unwrap_or_default(),
+    };
     format!(
         r#"# polstore configuration. Every key is optional except `view` (or [views]); a key
 # left out takes its default, which is the value shown, except for `keep` (see
@@ -749,7 +761,7 @@ max_clock_skew_secs = 300
 timeout_secs = 300
 # The files the agent starts from: cf-agent runs promises.cf, and cf-execd runs
 # update.cf first to fetch new policy. Every candidate must hold each of them.
-entry_points = ["promises.cf", "update.cf"]
+entry_points = ["{start}promises.cf", "{start}update.cf"]
 # The parse check: the agent's own validation (cf-agent runs `cf-promises -c` before
 # it uses a policy, and falls back to failsafe.cf when it fails), run once for each
 # entry point. {{tree}} is the candidate's directory, {{entry}} the entry point; a
@@ -764,7 +776,7 @@ cf_promises = ["cf-promises", "-c", "-f", "{{tree}}/{{entry}}"]
 
 [agent]
 # Run once on each new generation, pinned to its directory. [] turns it off.
-command = ["cf-agent", "-K", "-f", "{{tree}}/promises.cf"]
+command = ["cf-agent", "-K", "-f", "{{tree}}/{start}promises.cf"]
 # With true, a failing run (non-zero exit, timeout, or a fall back to failsafe.cf,
 # after which cf-agent may still exit 0) rolls back to the previous generation and
 # marks the new one failed.
@@ -912,7 +924,7 @@ mod tests {
             },
             View {
                 name: Some("ncf".into()),
-                path: PathBuf::from("/var/rudder/ncf/common"),
+                path: PathBuf::from("/var/rudder/ncf"),
             },
         ];
         let config = Config::parse(&default_config_text(&several, &[])).unwrap();
@@ -922,6 +934,26 @@ mod tests {
             Some(vec!["inputs".into(), "ncf".into()])
         );
         assert_eq!(config.keep, Some(10));
+        // The agent starts from the view `inputs`, or else from the first.
+        assert_eq!(
+            config.checks.entry_points,
+            ["inputs/promises.cf", "inputs/update.cf"]
+        );
+        assert_eq!(config.agent.command[3], "{tree}/inputs/promises.cf");
+        let named = |name: &str, path: &str| View {
+            name: Some(name.into()),
+            path: PathBuf::from(path),
+        };
+        let config = Config::parse(&default_config_text(
+            &[named("lib", "/l"), named("rules", "/r")],
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(
+            config.checks.entry_points,
+            ["lib/promises.cf", "lib/update.cf"]
+        );
+        assert_eq!(config.agent.command[3], "{tree}/lib/promises.cf");
     }
 
     #[test]
