@@ -15,7 +15,7 @@ mod util;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1118,4 +1118,31 @@ fn the_rudder_scripts_pass_shellcheck() {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+/// Run by sudo for another user (a Rudder web application that is not root and may pass
+/// its environment on), the hook runs nothing that user's environment names: not a script
+/// of its choosing, not a key or share of its choosing.
+#[test]
+fn the_hook_run_through_sudo_keeps_none_of_the_caller_s_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let server = Server::new(&root, NODE_ID, &root.join("node/ncf"), POLSTORE);
+    let marker = root.join("ran-as-root");
+    let planted = root.join("planted-sign");
+    fs::write(&planted, format!("#!/bin/sh\ntouch {}\n", s(&marker))).unwrap();
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o755)).unwrap();
+    let before = server.versions();
+    let ran = server.hook(
+        "2026-08-21T09:24:10.123Z",
+        &[
+            ("SUDO_USER", "rudder-webapp"),
+            ("POLSTORE_RUDDER_SIGN", s(&planted)),
+        ],
+    );
+    assert!(!marker.exists(), "the planted script ran: {ran:#?}");
+    // The installed signer (at /usr/local/bin) signs with the installed key, if any: not
+    // with this tree's, so this tree gets no version either way.
+    assert_eq!(ran.code, 32, "{ran:#?}");
+    assert_eq!(server.versions(), before);
 }
