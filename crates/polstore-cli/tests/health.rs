@@ -519,6 +519,9 @@ fn gc_keeps_the_newest_the_pinned_and_the_last_good_one() {
     for serial in 5..=10 {
         ingest_serial(&node, &format!("t{serial}"), serial);
     }
+    // No ingest collects: gc is off the update path, and its timer runs it.
+    assert_eq!(node.generations(), (1..=10).collect::<Vec<u64>>());
+    node.run(&["gc"]).success();
     assert_eq!(node.generations(), [2, 8, 9, 10]);
     assert_eq!(generation_dirs(&node), [2, 8, 9, 10]);
     assert_eq!(node.list()[0]["pinned"], true);
@@ -582,11 +585,16 @@ fn the_database_does_not_grow_over_hundreds_of_ingests() {
         let changing = format!("# round {round} {}\n", "y".repeat(round * 97 % 30_000));
         write_tree(&tree, &[("changing.cf", &changing)]);
         node.ingest(&tree).success();
+        // As the verify timer runs gc, here after every few ingests.
+        if round % 4 == 3 {
+            node.run(&["gc"]).success();
+        }
         sizes.push(fs::metadata(&database).unwrap().len());
     }
+    node.run(&["gc"]).success();
     assert_eq!(node.generations().len(), 3);
-    // The file grows for a while when redb doubles an allocation, and compaction brings it
-    // back: bounded, not growing with the number of ingests.
+    // The file grows for a while when redb doubles an allocation, and the space freed is
+    // used again: bounded, not growing with the number of ingests.
     let settled = sizes[20];
     let largest = *sizes.iter().max().unwrap();
     let last = &sizes[180..];
@@ -656,17 +664,22 @@ fn the_systemd_units_are_valid_and_run_what_they_document() {
     let mut services = vec![];
     if running_as_root() {
         node.run(&["unmount"]).success();
-        services.push(("polstore-mount.service", "mounted"));
+        services.push(("polstore-mount.service", "ExecStart", "mounted"));
     } else {
         eprintln!("not running polstore-mount.service: mounting needs root");
     }
     services.extend([
-        ("polstore-update.service", "unchanged"),
-        ("polstore-verify.service", "sound"),
+        ("polstore-update.service", "ExecStart", "unchanged"),
+        ("polstore-verify.service", "ExecStart", "sound"),
+        (
+            "polstore-verify.service",
+            "ExecStartPost",
+            "nothing to remove",
+        ),
     ]);
-    for (service, expected) in services {
+    for (service, key, expected) in services {
         let text = fs::read_to_string(checked.join(service)).unwrap();
-        let command = unit_value(&text, "ExecStart");
+        let command = unit_value(&text, key);
         let environment = unit_value(&text, "Environment");
         assert_eq!(environment, "POLSTORE_STORE=/var/lib/polstore");
         let argv: Vec<&str> = command.split(' ').collect();
@@ -686,6 +699,7 @@ fn the_systemd_units_are_valid_and_run_what_they_document() {
     let cron = fs::read_to_string(units.join("polstore.cron")).unwrap();
     assert!(cron.contains("/usr/local/bin/polstore update"));
     assert!(cron.contains("/usr/local/bin/polstore verify --repair"));
+    assert!(cron.contains("/usr/local/bin/polstore gc"));
     let status = node.status();
     assert_eq!(status["last_verify"]["outcome"], "sound");
     assert_eq!(status["last_update"]["outcome"], "unchanged");
@@ -896,4 +910,34 @@ fn a_drop_refused_as_damaged_in_transit_is_fetched_whole_again_next_time() {
         fs::read_to_string(node.root.join("fetch.log")).unwrap(),
         "force=0\nforce=1\nforce=0\n"
     );
+}
+
+#[test]
+fn no_ingest_collects_and_status_says_when_gc_is_behind() {
+    let node = Node::signed();
+    set_keep(&node, 1);
+    for serial in 1..=3 {
+        let out = node
+            .ingest(&node.serial_tree(&format!("t{serial}"), serial))
+            .success();
+        assert!(!out.stderr.contains("gc"), "{out:#?}");
+    }
+    assert_eq!(node.generations(), [1, 2, 3]);
+    let warning = "3 generations kept, more than twice keep = 1: no ingest collects them; run 'polstore gc' (its timer: polstore-verify.service)";
+    let out = node.run(&["status"]).success();
+    assert!(
+        out.stdout.contains(&format!("WARNING      {warning}")),
+        "{out:#?}"
+    );
+    assert!(
+        node.status()["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line == warning)
+    );
+    node.run(&["gc"]).success();
+    assert_eq!(node.generations(), [2, 3]);
+    let out = node.run(&["status"]).success();
+    assert!(!out.stdout.contains("WARNING"), "{out:#?}");
 }

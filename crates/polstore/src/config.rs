@@ -52,9 +52,9 @@ pub struct Config {
     /// mount; without it polstore falls back to a writable view and says so.
     #[serde(default = "defaults::yes")]
     pub protect_view: bool,
-    /// How many of the newest generations garbage collection keeps, besides the active
-    /// one, the last good one before it and pinned ones. When set, `gc` runs after every
-    /// successful ingest; when absent, only `polstore gc` collects.
+    /// How many of the newest generations `polstore gc` keeps, besides the active one, the
+    /// last good one before it and pinned ones; absent, [`crate::ops::gc::DEFAULT_KEEP`].
+    /// No ingest collects: gc is off the update path.
     #[serde(default)]
     pub keep: Option<u32>,
     #[serde(default)]
@@ -739,10 +739,10 @@ pub fn default_config_text(views: &[View], keys: &[PathBuf]) -> String {
 # without it the view is writable and `status` and `verify` say so.
 protect_view = true
 
-# Generations kept by garbage collection: the newest `keep`, plus the active one,
-# the last good one before it and pinned ones (`polstore pin`). With `keep` set, gc
-# runs after every successful ingest. Left out, there is no default: only
-# `polstore gc` collects, and it keeps the newest 10.
+# Generations `polstore gc` keeps: the newest `keep`, plus the active one, the last
+# good one before it and pinned ones (`polstore pin`). No ingest or update collects,
+# so that an update costs what changed: the verify timer runs gc
+# (tools/systemd/polstore-verify.service). Left out, gc keeps the newest 10.
 keep = 10
 
 [trust]

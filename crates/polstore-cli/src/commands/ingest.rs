@@ -3,9 +3,7 @@
 use super::verify::print_verify_report;
 use super::*;
 use polstore::candidate::source::Source;
-use polstore::ops::gc;
 use polstore::ops::ingest::{self, AgentRun, IngestRequest};
-use polstore::store::Store;
 use polstore::update::{self, UpdateOutcome};
 
 pub(super) fn ingest_command(
@@ -18,7 +16,7 @@ pub(super) fn ingest_command(
     } else {
         absolute(&args.source)?
     };
-    let mut store = open_writer(store_root, "ingest", lock_timeout)?;
+    let store = open_writer(store_root, "ingest", lock_timeout)?;
     let source = Source::from_argument(&source_path, &store.config.fetch.parts);
     let before = store.state()?.active;
     let mut progress = ProgressLine::new();
@@ -48,7 +46,6 @@ pub(super) fn ingest_command(
         }
     };
     print_ingest_report(&report, args.json)?;
-    auto_gc(&mut store);
     Ok(())
 }
 
@@ -87,25 +84,12 @@ pub(super) fn print_ingest_report(report: &ingest::IngestReport, json: bool) -> 
     Ok(())
 }
 
-/// Garbage collection after a successful ingest, when `keep` is set. Its failure does not
-/// undo the ingest; it is reported on standard error.
-pub(super) fn auto_gc(store: &mut Store) {
-    match gc::after_ingest(store) {
-        Some(Ok(report)) if !report.removed.is_empty() => errln!(
-            "polstore: gc: removed generation(s) {}",
-            gc::list(&report.removed)
-        ),
-        Some(Err(error)) => errln!("polstore: gc after ingest failed: {error}"),
-        _ => {}
-    }
-}
-
 pub(super) fn update_command(
     store_root: &Path,
     lock_timeout: Duration,
     args: crate::args::UpdateArgs,
 ) -> Result<()> {
-    let mut store = open_writer(store_root, "update", lock_timeout)?;
+    let store = open_writer(store_root, "update", lock_timeout)?;
     let before = store.state()?.active;
     let mut progress = ProgressLine::new();
     let mut verify_line = ProgressLine::new();
@@ -149,7 +133,6 @@ pub(super) fn update_command(
         }
         Ok(UpdateOutcome::Ingested(report)) => {
             print_ingest_report(&report, args.json)?;
-            auto_gc(&mut store);
             Ok(())
         }
         Ok(UpdateOutcome::Verified(report)) => print_verify_report(&report, args.json),

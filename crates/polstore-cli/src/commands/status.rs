@@ -168,6 +168,9 @@ pub(super) fn warning_text(warning: &Warning) -> String {
             time(record.at),
             record.message
         ),
+        Warning::GcBehind { generations, keep } => format!(
+            "{generations} generations kept, more than twice keep = {keep}: no ingest collects them; run 'polstore gc' (its timer: polstore-verify.service)"
+        ),
     }
 }
 

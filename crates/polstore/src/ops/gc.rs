@@ -19,6 +19,10 @@ use crate::store::{self, Layout, Store};
 
 /// Free space in the database file below which gc does not compact it.
 const COMPACT_FREE_BYTES_MIN: u64 = 1 << 20;
+/// gc compacts the database file when at least this share of it is free
+/// (`COMPACT_FREE_PARTS` / `COMPACT_FREE_PARTS_OF`): two thirds.
+const COMPACT_FREE_PARTS: u64 = 2;
+const COMPACT_FREE_PARTS_OF: u64 = 3;
 
 /// `keep` for `polstore gc` when the configuration sets none.
 pub const DEFAULT_KEEP: u32 = 10;
@@ -39,8 +43,8 @@ pub struct GcReport {
 /// Which objects a collection looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sweep {
-    /// Only those of the generations it removes: work in proportion to what goes. The
-    /// automatic gc after an ingest does this.
+    /// Only those of the generations it removes: work in proportion to what goes. Repair's
+    /// removal of generations does this.
     Removed,
     /// Every stored object, including those a crashed ingest left unreferenced: reads the
     /// whole objects table. `polstore gc` does this.
@@ -101,11 +105,18 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
     report.removed = doomed;
     report.objects_removed = objects;
     report.bytes_removed = bytes;
-    // Compaction rewrites pages, so only when enough is free to be worth giving back:
-    // a quarter of the file, and at least a megabyte.
+    // Compaction rewrites every page, so only when it pays: when most of the file is
+    // free, at least a megabyte. redb grows its file by doubling, so up to half of it
+    // free is its steady state, which the next commits use again: compacting that away
+    // would only make the next commit grow the file again.
     if objects > 0 || !report.removed.is_empty() {
         let free = store.db.fragmented_bytes()?;
-        if free >= COMPACT_FREE_BYTES_MIN && free >= report.database_bytes_before / 4 {
+        if free >= COMPACT_FREE_BYTES_MIN
+            && free.saturating_mul(COMPACT_FREE_PARTS_OF)
+                >= report
+                    .database_bytes_before
+                    .saturating_mul(COMPACT_FREE_PARTS)
+        {
             report.compacted = store.db.compact()?;
         }
     }
@@ -121,13 +132,6 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
         )?;
     }
     Ok(report)
-}
-
-/// The collection after a successful ingest or update, when `keep` is set (`None` when it
-/// is not): only what the new generation pushed out, and the objects of those generations.
-pub fn after_ingest(store: &mut Store) -> Option<Result<GcReport>> {
-    let keep = store.config.keep?;
-    Some(gc(store, keep, Sweep::Removed))
 }
 
 /// Removes `doomed` generations and the objects no remaining manifest references: of

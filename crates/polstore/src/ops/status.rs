@@ -35,6 +35,9 @@ pub enum Warning {
     LastVerifyDamaged { record: HealthRecord },
     /// The last update was refused or failed.
     LastUpdateFailed { record: HealthRecord },
+    /// More than twice `keep` generations are kept: gc, which no ingest runs, has not run
+    /// for a while.
+    GcBehind { generations: usize, keep: u32 },
 }
 
 /// One view, as found.
@@ -159,6 +162,13 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
     {
         warnings.push(Warning::LastUpdateFailed {
             record: record.clone(),
+        });
+    }
+    let keep = reader.config.keep.unwrap_or(crate::ops::gc::DEFAULT_KEEP);
+    if generations.len() > 2 * keep as usize {
+        warnings.push(Warning::GcBehind {
+            generations: generations.len(),
+            keep,
         });
     }
     Ok(Status {
