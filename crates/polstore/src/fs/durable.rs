@@ -17,6 +17,13 @@ pub fn sync_directory(path: &Path) -> io::Result<()> {
 /// Creates `path` (which must not exist) with `content` and permission bits `mode`, and
 /// syncs its data. The caller syncs the parent directory to make the name durable.
 pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    create_file(path, content, mode)?.sync_all()
+}
+
+/// Creates the regular file `path` (which must not exist; a symlink there is not
+/// followed) with `content` and exactly `mode`, and returns it, not synced: for a caller
+/// that makes many files durable at once ([`sync_file_system`]).
+pub fn create_file(path: &Path, content: &[u8], mode: u32) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -26,7 +33,20 @@ pub fn create_file_synced(path: &Path, content: &[u8], mode: u32) -> io::Result<
     file.write_all(content)?;
     // The umask applied to open's mode; set the exact bits the manifest names.
     file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.sync_all()
+    Ok(file)
+}
+
+/// Makes everything written on the file system that holds the directory `path` durable,
+/// with one syncfs(2): every file's content and every directory entry, however many. It
+/// returns once they are on disk, and reports a write-back error of that file system
+/// since it was opened (Linux 5.8 and later). What other programs wrote there is
+/// flushed too, which costs what they left dirty.
+pub fn sync_file_system(path: &Path) -> io::Result<()> {
+    let directory = OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(path)?;
+    rustix::fs::syncfs(&directory).map_err(io::Error::from)
 }
 
 /// Replaces (or creates) the regular file `path` with `content` and mode `mode`, durably:
