@@ -148,9 +148,13 @@ impl Record for GenerationRecord {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ManifestRecord {
-    /// The manifest's exact bytes, as signed.
+    /// The manifest's exact bytes, as signed. Read as bytes (serde_bytes), not as a
+    /// sequence of numbers: postcard encodes both the same way (a varint length, then the
+    /// bytes), and bytes are copied at once rather than visited one by one.
+    #[serde(with = "serde_bytes")]
     pub manifest: Vec<u8>,
     /// The signify signature file's exact bytes, when the candidate had one.
+    #[serde(with = "serde_bytes")]
     pub signature: Option<Vec<u8>>,
 }
 
@@ -340,6 +344,13 @@ mod tests {
             ManifestRecord {
                 manifest: b"m\n".to_vec(),
                 signature: None,
+            },
+        );
+        assert_golden(
+            "01026d0a0102730a",
+            ManifestRecord {
+                manifest: b"m\n".to_vec(),
+                signature: Some(b"s\n".to_vec()),
             },
         );
         assert_golden(
