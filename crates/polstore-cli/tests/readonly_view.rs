@@ -14,15 +14,10 @@ use std::process::Command;
 
 use util::*;
 
-const EROFS: i32 = 30;
+/// Why these tests skip when not run as root.
+const NEEDS_ROOT: &str = "mounting the read-only view needs root";
 
-fn skip_unless_root() -> bool {
-    if running_as_root() {
-        return false;
-    }
-    eprintln!("skipped: mounting the read-only view needs root");
-    true
-}
+const EROFS: i32 = 30;
 
 /// A node with generations 1 and 2, which share `lib/common.cf` (one inode).
 fn node_with_two_generations() -> Node {
@@ -47,7 +42,7 @@ fn assert_read_only(result: std::io::Result<()>, what: &str) {
 
 #[test]
 fn no_write_through_the_view_reaches_any_generation() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = node_with_two_generations();
@@ -93,7 +88,7 @@ fn no_write_through_the_view_reaches_any_generation() {
 
 #[test]
 fn status_says_when_the_mount_is_missing_and_mount_puts_it_back() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = Node::with_generation();
@@ -162,7 +157,7 @@ fn status_says_when_the_mount_is_missing_and_mount_puts_it_back() {
 
 #[test]
 fn the_next_writer_mounts_again_and_says_so() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = Node::with_generation();
@@ -186,7 +181,7 @@ fn the_next_writer_mounts_again_and_says_so() {
 
 #[test]
 fn without_the_privilege_to_mount_the_view_works_writable_and_every_command_says_so() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = Node::new();
@@ -398,7 +393,7 @@ fn a_store_made_before_the_read_only_view_keeps_working_until_a_writer_upgrades_
 /// writable one. Run inside a namespace with shared propagation, as on a systemd host.
 #[test]
 fn a_namespace_made_before_the_mount_receives_it_read_only() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = Node::with_generation();
@@ -437,7 +432,7 @@ fn a_namespace_made_before_the_mount_receives_it_read_only() {
 
 #[test]
 fn a_writable_mount_stacked_inside_is_named_and_taken_away() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = Node::with_generation();
@@ -571,7 +566,7 @@ fn a_directory_planted_for_the_fallback_is_moved_aside_even_with_protection_off(
 
 #[test]
 fn an_empty_mount_point_at_the_view_is_refused_before_anything_is_committed() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let node = Node::signed();

@@ -24,6 +24,9 @@ use rudder_server::{NODE_ID as UUID, Server};
 use util::cfengine::{Ran, free_port, run_in_workdir, wait_for_listener};
 use util::*;
 
+/// Why these tests skip when not run as root.
+const NEEDS_ROOT: &str = "needs root (the views read a read-only bind mount; cf-serverd)";
+
 const INTEGRATION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../integrations/rudder");
 /// How long one CFEngine or integration command may take before the test fails.
 const COMMAND_TIME_MAX: Duration = Duration::from_secs(120);
@@ -428,21 +431,13 @@ bundle server access_rules
     }
 }
 
-fn skip_unless_root() -> bool {
-    if running_as_root() {
-        return false;
-    }
-    eprintln!("skipped: needs root (the views read a read-only bind mount; cf-serverd)");
-    true
-}
-
 /// A fresh node takes its first version, then follows its server: a rule change, a
 /// library change (both views switch together), a broken rule and a broken library
 /// refused with the node on the last good version, an unchanged policy that costs only
 /// the head, `agent-update -f`, and `agent-reset` repairing a damaged generation.
 #[test]
 fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let site = Site::new();
@@ -571,7 +566,7 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
 /// puts the view back.
 #[test]
 fn a_stock_style_copy_into_inputs_changes_no_generation() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let site = Site::new();
@@ -639,7 +634,7 @@ fn a_stock_style_copy_into_inputs_changes_no_generation() {
 /// with the script's one line, and the node stays as it was.
 #[test]
 fn cf_net_failures_are_named_and_change_nothing() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let site = Site::new();

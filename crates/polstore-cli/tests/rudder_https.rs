@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use rudder_server::*;
 use util::*;
 
+/// Why these tests skip when not run as root.
+const NEEDS_ROOT: &str = "needs root for the read-only view and the parse check's mount namespace";
+
 /// The shipped node side.
 const NODE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -439,21 +442,13 @@ fn statuses(requests: &[Request], end: &str) -> Vec<u16> {
         .collect()
 }
 
-fn skip_unless_root() -> bool {
-    if running_as_root() {
-        return false;
-    }
-    eprintln!("skipped: needs root for the read-only view and the parse check's mount namespace");
-    true
-}
-
 /// A fresh node follows its server through Rudder's cycle: first policy, a one-rule
 /// change (the library answered 304), a library change, a broken rule and a broken
 /// library refused, a fix, an unchanged policy (one request), a tampered archive refused,
 /// a damaged store reset through `agent-reset`, and `agent-update -f`.
 #[test]
 fn a_rudder_node_follows_its_server_over_https() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let site = Site::new();
@@ -895,7 +890,7 @@ fn a_version_left_above_head_by_a_signer_that_died_is_passed_over() {
 /// both views are unchanged.
 #[test]
 fn a_response_that_announces_no_length_is_cut_at_the_limit() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let site = Site::new();
@@ -1018,7 +1013,7 @@ server.serve_forever()
 /// planting at the head's temporary name while the hook runs redirects no write.
 #[test]
 fn the_signer_never_writes_through_what_the_node_directory_s_owner_plants() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use util::*;
 
+/// Why these tests skip when not run as root.
+const NEEDS_ROOT: &str = "the checks of a store with several views need root (a mount namespace)";
+
 const NCF: &str = "bundle agent ncf_example\n{\n}\n";
 
 /// A signed node whose store has the views `inputs` (the node's `view`) and `ncf`, with
@@ -652,14 +655,6 @@ const LIBRARY_TWO: &str = "bundle agent library_two\n{\n  reports:\n    \"two\";
 /// A library that does not parse (a promise without its `;`).
 const LIBRARY_BROKEN: &str = "bundle agent library_one\n{\n  reports:\n    \"one\"\n}\n";
 
-fn skip_unless_root() -> bool {
-    if running_as_root() {
-        return false;
-    }
-    eprintln!("skipped: the checks of a store with several views need root (a mount namespace)");
-    true
-}
-
 /// A signed node whose store has the views `inputs` and `lib`, both missing (a fresh
 /// node), with the parse check on `inputs/promises.cf`. Returns the `lib` view's path.
 fn library_node() -> (Node, PathBuf) {
@@ -721,7 +716,7 @@ fn mounts_under(root: &Path) -> Vec<String> {
 
 #[test]
 fn the_checks_see_the_candidate_at_the_view_paths_read_only_and_leave_no_mount() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let (node, lib) = library_node();
@@ -818,7 +813,7 @@ fn the_checks_see_the_candidate_at_the_view_paths_read_only_and_leave_no_mount()
 
 #[test]
 fn a_refused_first_candidate_leaves_no_directory_at_the_views() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let (node, lib) = library_node();
@@ -850,7 +845,7 @@ fn a_refused_first_candidate_leaves_no_directory_at_the_views() {
 
 #[test]
 fn without_cap_sys_admin_the_checks_of_several_views_refuse_the_ingest() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let (node, lib) = library_node();
@@ -883,7 +878,7 @@ fn without_cap_sys_admin_the_checks_of_several_views_refuse_the_ingest() {
 
 #[test]
 fn a_view_the_checks_cannot_show_the_candidate_at_refuses_the_ingest() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     // A symlink to nothing that is not polstore's, on a fresh node.
@@ -934,7 +929,7 @@ fn a_view_the_checks_cannot_show_the_candidate_at_refuses_the_ingest() {
 /// candidate's directory there.
 #[test]
 fn a_view_added_later_shows_the_candidate_to_the_checks() {
-    if skip_unless_root() {
+    if skip_unless_root(NEEDS_ROOT) {
         return;
     }
     let (node, lib) = library_node();

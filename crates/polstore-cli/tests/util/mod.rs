@@ -831,6 +831,16 @@ pub fn running_as_root() -> bool {
         .is_ok_and(|output| output.stdout == b"0\n")
 }
 
+/// True, having said why the test skips (`why` needs root), when the tests do not run as
+/// root.
+pub fn skip_unless_root(why: &str) -> bool {
+    if running_as_root() {
+        return false;
+    }
+    eprintln!("skipped: {why}");
+    true
+}
+
 /// A TOML basic string (the test paths hold no quotes or backslashes).
 pub fn toml_string(text: &str) -> String {
     assert!(!text.contains(['"', '\\']));
@@ -975,26 +985,9 @@ with tarfile.open(path, "w:" + compression, format=tarfile.GNU_FORMAT, **options
     tool("python3", &["-c", SCRIPT, s(path), &entries.to_string()]);
 }
 
-/// Takes away every mount under `root` (the read-only mounts of stores a test made), so
-/// that its temporary directory can be removed. Deepest first, detached.
-pub fn unmount_under(root: &Path) {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| PathBuf::from(point.replace("\\040", " ")))
-        .filter(|point| point.starts_with(root))
-        .collect();
-    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
-    for point in points {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&point)
-            .status();
-    }
-}
+#[path = "../../../polstore/tests/common/unmount.rs"]
+mod unmount;
+pub use unmount::unmount_under;
 
 /// Which generation the view at `view` (named `name` in `[views]`, or the one view) of the
 /// store at `store` shows: see [`Node::viewed_generation`].

@@ -264,6 +264,18 @@ pub fn read_archive_bytes(
     Ok(())
 }
 
+/// The end of every read: a source without a file is refused, and the tree's empty
+/// directories are given after its files.
+fn finish(admission: &Admission, sink: &mut dyn FnMut(Item) -> Result<()>) -> Result<()> {
+    if admission.files.is_empty() {
+        return Err(reject(None, "the source holds no policy files"));
+    }
+    for directory in admission.empty_directories()? {
+        sink(Item::EmptyDirectory(directory))?;
+    }
+    Ok(())
+}
+
 /// [`read`], asking `known` before reading each file of a directory source.
 pub fn read_with(
     source: &Source,
@@ -286,13 +298,7 @@ pub fn read_with(
         ),
         Source::Parts { directory, parts } => read_parts(directory, parts, &mut admission, sink),
     }?;
-    if admission.files.is_empty() {
-        return Err(reject(None, "the source holds no policy files"));
-    }
-    for directory in admission.empty_directories()? {
-        sink(Item::EmptyDirectory(directory))?;
-    }
-    Ok(())
+    finish(&admission, sink)
 }
 
 /// Opens an archive once, without following a symlink or blocking on a FIFO, and checked
@@ -390,13 +396,7 @@ pub fn read_parts_at(
         .map(|(part, path)| (part, path.clone()))
         .collect();
     read_part_archives(&located, &mut admission, sink)?;
-    if admission.files.is_empty() {
-        return Err(reject(None, "the source holds no policy files"));
-    }
-    for directory in admission.empty_directories()? {
-        sink(Item::EmptyDirectory(directory))?;
-    }
-    Ok(())
+    finish(&admission, sink)
 }
 
 /// Each part's archive under one admission: the limits count for the whole candidate.
@@ -447,13 +447,7 @@ pub fn read_directories(
             read_directory(root, &format!("{top}/"), &mut admission, None, sink)?;
         }
     }
-    if admission.files.is_empty() {
-        return Err(reject(None, "the source holds no policy files"));
-    }
-    for directory in admission.empty_directories()? {
-        sink(Item::EmptyDirectory(directory))?;
-    }
-    Ok(())
+    finish(&admission, sink)
 }
 
 /// Reads the directory `root` into the tree under `root_prefix` (empty, or `NAME/`).

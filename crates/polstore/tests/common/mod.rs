@@ -308,6 +308,9 @@ pub fn noise(length: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+mod unmount;
+pub use unmount::unmount_under;
+
 /// Whether the tests run as root (device nodes need it); prints why a test skips if not.
 pub fn root_or_skip(test: &str) -> bool {
     let root = rustix::process::geteuid().is_root();
@@ -315,25 +318,4 @@ pub fn root_or_skip(test: &str) -> bool {
         eprintln!("{test}: skipped: making device nodes needs root");
     }
     root
-}
-
-/// Takes away every mount under `root` (the read-only mounts of stores a test made), so
-/// that its temporary directory can be removed. Deepest first, detached.
-pub fn unmount_under(root: &Path) {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| PathBuf::from(point.replace("\\040", " ")))
-        .filter(|point| point.starts_with(root))
-        .collect();
-    points.sort_by_key(|point| std::cmp::Reverse(point.as_os_str().len()));
-    for point in points {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&point)
-            .status();
-    }
 }
