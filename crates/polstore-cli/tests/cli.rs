@@ -1169,10 +1169,10 @@ fn a_closed_output_pipe_ends_every_command_quietly() {
 fn readers_on_an_overwritten_database_say_it_is_damaged_in_one_line() {
     let node = Node::with_generation();
     let database = node.store.join("polstore.redb");
-    // A third of the file overwritten, as a careless `dd` would.
+    // Half of the file overwritten, its header spared, as a careless `dd` would.
     let mut bytes = fs::read(&database).unwrap();
-    let third = bytes.len() / 3;
-    bytes[third..2 * third].fill(0xa5);
+    let quarter = bytes.len() / 4;
+    bytes[quarter..3 * quarter].fill(0xa5);
     fs::write(&database, &bytes).unwrap();
     let view_before = node.view_target();
     for args in [

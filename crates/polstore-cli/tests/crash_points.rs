@@ -290,6 +290,48 @@ fn gc_case(point: &str) {
     sound(&node);
 }
 
+/// An update over a store whose generation 1 has the spare tree (2 is active), crashed with
+/// that tree taken into staging: recovery empties staging, generation 1 is kept without a
+/// tree, and a rollback to it materializes it from the store. The rollback crashed at the
+/// same point (taking generation 2's tree as its spare) ends the same way.
+fn spare_case(point: &str) {
+    let node = Node::with_generation();
+    node.ingest(&tree(&node, "second", 2)).success();
+    let candidate = tree(&node, "third", 3);
+    crash(&node, point, &["ingest", s(&candidate)]);
+    assert_eq!(recovered(&node, &[2]), 2);
+    assert!(!node.generation_tree(1).exists());
+    assert_eq!(node.generations(), [1, 2]);
+    sound(&node);
+    node.ingest(&candidate).success();
+    crash(&node, point, &["rollback", "1"]);
+    assert_eq!(recovered(&node, &[3]), 3);
+    node.run(&["rollback", "1"]).success();
+    recovered(&node, &[1]);
+    sound(&node);
+}
+
+/// gc taking away the tree of a kept generation that needs none (here one an older
+/// polstore left, as it kept every generation's tree), crashed after moving it into
+/// staging: recovery empties staging; the generation is kept, and a rollback to it
+/// materializes its tree again.
+fn release_case(point: &str) {
+    let node = Node::with_generation();
+    node.ingest(&tree(&node, "second", 2)).success();
+    let saved = node.root.join("saved-tree-1");
+    tool("cp", &["-a", s(&node.generation_tree(1)), s(&saved)]);
+    node.ingest(&tree(&node, "third", 3)).success();
+    tool("cp", &["-a", s(&saved), s(&node.generation_tree(1))]);
+    crash(&node, point, &["gc", "--keep", "3"]);
+    recovered(&node, &[3]);
+    assert!(!node.generation_tree(1).exists());
+    assert_eq!(node.generations(), [1, 2, 3]);
+    sound(&node);
+    node.run(&["rollback", "1"]).success();
+    recovered(&node, &[1]);
+    sound(&node);
+}
+
 /// A publish of serial 20 over serial 10, keeping 1, crashed: `current` and `head` still
 /// name complete publications, `head` never ahead of `current`, and what `head` names is
 /// a drop tree the node ingests; the next publish removes what the crash left.
@@ -383,6 +425,7 @@ fn point_name(test_name: &str) -> String {
 }
 
 crash_point_tests! {
+    spare_taken => spare_case();
     ingest_staged => ingest_case("[]");
     ingest_checked => ingest_case("[]");
     commit_tree_synced => ingest_case("[]");
@@ -414,6 +457,7 @@ crash_point_tests! {
     gc_intent_written => gc_case();
     gc_committed => gc_case();
     gc_removed => gc_case();
+    tree_released => release_case();
     publish_staged => publish_case();
     publish_renamed => publish_case();
     publish_current_switched => publish_case();

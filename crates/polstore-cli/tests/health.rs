@@ -547,22 +547,27 @@ fn gc_keeps_a_generation_a_running_process_is_using() {
     for serial in 1..=3 {
         ingest_serial(&node, &format!("t{serial}"), serial);
     }
+    // Generation 2's tree is the spare the next update would recycle; a process in it
+    // keeps it where it is: the update builds its tree anew, and gc keeps generation 2.
     let mut user = Command::new("sleep")
         .arg("30")
-        .current_dir(node.generation_tree(1).join("lib"))
+        .current_dir(node.generation_tree(2).join("lib"))
         .spawn()
         .unwrap();
+    ingest_serial(&node, "t4", 4);
+    assert_tree_matches_manifest(&node.generation_tree(2), &node.generation_manifest(2));
     let out = node.run(&["gc", "--keep", "1"]).success();
     user.kill().unwrap();
     user.wait().unwrap();
     assert!(
         out.stdout
-            .contains("kept generation(s) 1: a running process is using them"),
+            .contains("kept generation(s) 2: a running process is using them"),
         "{out:#?}"
     );
-    assert_eq!(node.generations(), [1, 2, 3]);
+    assert_eq!(node.generations(), [2, 3, 4]);
     node.run(&["gc", "--keep", "1"]).success();
-    assert_eq!(node.generations(), [2, 3]);
+    assert_eq!(node.generations(), [3, 4]);
+    node.run(&["verify"]).success();
 }
 
 #[test]
@@ -836,31 +841,47 @@ fn an_update_never_links_a_file_edited_in_the_active_generation() {
     assert_repaired(&node);
 }
 
+/// A signed drop directory is built from its manifest: content the store holds comes from
+/// the store, verified, and only new content is read from the drop.
 #[test]
 fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_was_edited() {
     let node = Node::with_generation();
     let drop = node.drop.join("gen1");
-    // The same drop directory, one file changed: the unchanged files are recognized by
-    // their stamps and linked from the active generation...
+    // The same drop directory, one file changed: only that file is read and written; the
+    // unchanged one is linked from the active generation.
     fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 2")).unwrap();
     node.sign_tree(&drop, 2);
     let out = node.ingest(&drop).success();
     assert!(out.stdout.contains("(1 written, 1 linked)"), "{out:#?}");
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(2));
-    // ...unless that copy was edited behind polstore's back: then the drop's file is read.
+    // A copy in the store edited behind polstore's back is not used: the new generation is
+    // built over generation 1's tree, whose copy is intact.
     fs::write(active_tree(&node).join("lib/common.cf"), "# COMMON\n").unwrap();
     fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 3")).unwrap();
     node.sign_tree(&drop, 3);
-    let out = node.ingest(&drop).success();
-    assert!(out.stdout.contains("(2 written, 0 linked)"), "{out:#?}");
+    node.ingest(&drop).success();
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(3));
-    // A drop file rewritten with other content (a new stamp) is read and checked again.
+    // Nor is a drop file changed after signing, when the store holds what the manifest
+    // names: the generation gets the manifest's content, never the drop's bytes.
+    fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 4")).unwrap();
+    node.sign_tree(&drop, 4);
     fs::write(drop.join("lib/common.cf"), "# c0mmon\n").unwrap();
+    node.ingest(&drop).success();
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(4));
+    assert_ne!(
+        fs::read_to_string(node.view.join("lib/common.cf")).unwrap(),
+        "# c0mmon\n"
+    );
+    // A changed file whose new content does not match the manifest is refused.
+    fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 5")).unwrap();
+    node.sign_tree(&drop, 5);
+    fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 6")).unwrap();
     assert_ingest_refused(
         &node,
         &drop,
-        "lib/common.cf: content does not match the manifest",
+        "promises.cf: content does not match the manifest",
     );
+    assert_eq!(node.active_generation(), Some(4));
 }
 
 /// The active generation's tree at its writable path in the store: the view is read-only,

@@ -8,6 +8,7 @@
 
 /// Every crash point, in the order the operations reach them.
 pub const POINTS: &[&str] = &[
+    "spare-taken",
     "ingest-staged",
     "ingest-checked",
     "commit-tree-synced",
@@ -39,6 +40,7 @@ pub const POINTS: &[&str] = &[
     "gc-intent-written",
     "gc-committed",
     "gc-removed",
+    "tree-released",
     "publish-staged",
     "publish-renamed",
     "publish-current-switched",

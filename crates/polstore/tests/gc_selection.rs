@@ -180,8 +180,10 @@ fn every_rule_at_once_removes_records_directories_and_only_unreferenced_objects(
     }
     assert!(has_object(&store, SHARED));
     // The kept generations' trees still verify (removing a directory did not reach into
-    // files the kept ones link).
+    // files the kept ones link), once those without a tree on disk are materialized again
+    // from the objects kept.
     for generation in [1, 2, 4, 7, 8] {
+        polstore::store::slot::materialize(&store, generation).unwrap();
         assert_eq!(
             transition::verified(&store, generation).unwrap(),
             Ok(()),

@@ -28,6 +28,12 @@ fn three_generations(test: &TestStore) -> Store {
         assert_eq!(report.generation, generation);
     }
     assert_eq!(store.state().unwrap().active, Some(3));
+    // Each update recycled the spare tree, so generation 1 has none; these tests look at
+    // every generation's tree, so each gets its own back from the store.
+    assert!(!polstore::store::slot::materialized(&store.layout, 1));
+    for generation in 1..=2 {
+        polstore::store::slot::materialize_anew(&store, generation).unwrap();
+    }
     store
 }
 
@@ -69,22 +75,42 @@ fn activate_refuses_a_target_whose_tree_differs_from_its_manifest() {
 }
 
 #[test]
-fn activate_refuses_a_target_whose_directory_is_gone() {
+fn activate_materializes_a_target_without_its_tree_from_the_store() {
     let test = TestStore::new();
     let store = three_generations(&test);
     fs::remove_dir_all(store.layout.generation_tree(2)).unwrap();
+
+    transition::activate(&store, 2, None, rollback_attempt("to 2"), "x").unwrap();
+
+    assert_eq!(store.state().unwrap().active, Some(2));
+    assert_eq!(transition::verified(&store, 2).unwrap(), Ok(()));
+    assert_eq!(common::view_target(&store), Some(2));
+}
+
+#[test]
+fn activate_refuses_a_target_without_its_tree_whose_content_the_store_lacks() {
+    let test = TestStore::new();
+    let store = three_generations(&test);
+    fs::remove_dir_all(store.layout.generation_tree(2)).unwrap();
+    let own = polstore::format::manifest::Hash::of(b"# generation 2\n");
+    store
+        .db
+        .write(|txn| txn.remove_object(own).map(|_| ()))
+        .unwrap();
     let before = Snapshot::take(&store);
 
     let error = transition::activate(&store, 2, None, rollback_attempt("to 2"), "x").unwrap_err();
 
-    let Error::Corrupt(message) = &error else {
-        panic!("expected Error::Corrupt, got {error:?}");
-    };
     assert!(
-        message.contains("the directory of generation 2 is missing"),
-        "{message}"
+        error
+            .to_string()
+            .contains(&format!("object {} is missing", own.to_hex())),
+        "{error}"
     );
+    assert!(!store.layout.generation_tree(2).exists());
+    assert!(!store.layout.candidate().exists());
     assert_eq!(Snapshot::take(&store), before);
+    assert_eq!(common::view_target(&store), Some(3));
 }
 
 #[test]

@@ -602,6 +602,253 @@ fn read_directory(
     Ok(())
 }
 
+/// The files a manifest lists, read one by one from a directory source: only those whose
+/// content the store does not hold. Each goes through the same admission as in a walk of
+/// the directory (regular, one link, its mode and size within the limits), opened
+/// relative to its directory, and no directory on the way is followed through a symlink.
+pub struct ListedFiles<'a> {
+    root: File,
+    root_path: PathBuf,
+    admission: Admission<'a>,
+    /// Directories found that the manifest does not list.
+    unlisted: HashSet<String>,
+}
+
+impl<'a> ListedFiles<'a> {
+    pub fn open(root: &Path, limits: &'a LimitsConfig) -> Result<ListedFiles<'a>> {
+        let root_file = File::options()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC)
+                    .bits() as i32,
+            )
+            .open(root)
+            .map_err(Error::io("cannot read source directory", root))?;
+        Ok(ListedFiles {
+            root: root_file,
+            root_path: root.to_path_buf(),
+            admission: Admission::new(limits),
+            unlisted: HashSet::new(),
+        })
+    }
+
+    /// Looks at every name in the directory, without reading or stat-ing the files the
+    /// manifest lists (one listing of each directory): a name the path rules refuse, a
+    /// symlink or anything else that is not a regular file or a directory, a hard link or
+    /// a file the manifest does not list, and an empty directory it does not list, are
+    /// refused as a walk of the whole source refuses them. What the source says of a
+    /// listed file (its mode, its content) matters only if it is read.
+    pub fn check_listing(&mut self, manifest: &manifest::Manifest) -> Result<()> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let files: HashSet<&str> = manifest
+            .entries
+            .iter()
+            .map(|entry| entry.path.as_str())
+            .collect();
+        let mut directories: HashSet<&str> = HashSet::new();
+        for path in files
+            .iter()
+            .copied()
+            .chain(manifest.directories.iter().map(String::as_str))
+        {
+            directories.extend(policy_path::ancestors(path));
+        }
+        directories.extend(manifest.directories.iter().map(String::as_str));
+        let root = self
+            .root
+            .try_clone()
+            .map_err(Error::io("cannot read source directory", &self.root_path))?;
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen_empty: HashSet<String> = HashSet::new();
+        let mut stack = vec![(root, String::new())];
+        while let Some((handle, prefix)) = stack.pop() {
+            let shown = self.root_path.join(&prefix);
+            let listing = rustix::fs::Dir::read_from(&handle)
+                .map_err(|error| Error::io("cannot read source directory", &shown)(error.into()))?;
+            let mut empty = true;
+            for entry in listing {
+                let entry = entry.map_err(|error| {
+                    Error::io("cannot read source directory", &shown)(error.into())
+                })?;
+                let name = entry.file_name();
+                let raw = name.to_bytes();
+                if raw == b"." || raw == b".." {
+                    continue;
+                }
+                empty = false;
+                if prefix.is_empty()
+                    && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes())
+                {
+                    continue;
+                }
+                let mut relative = prefix.as_bytes().to_vec();
+                relative.extend_from_slice(raw);
+                let path = self.admission.path(&relative)?;
+                let mut file_type = entry.file_type();
+                let mut stat = None;
+                if file_type == FileType::Unknown
+                    || (file_type == FileType::RegularFile && !files.contains(path.as_str()))
+                {
+                    let found = rustix::fs::statat(&handle, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|error| {
+                            Error::io("cannot read source", &self.root_path.join(&path))(
+                                error.into(),
+                            )
+                        })?;
+                    file_type = FileType::from_raw_mode(found.st_mode);
+                    stat = Some(found);
+                }
+                match file_type {
+                    FileType::RegularFile if files.contains(path.as_str()) => {
+                        seen.extend(files.get(path.as_str()));
+                    }
+                    FileType::RegularFile => {
+                        if let Some(stat) = stat
+                            && stat.st_nlink > 1
+                        {
+                            return Err(reject(
+                                Some(&path),
+                                format!(
+                                    "is a hard link ({} links); only files with one link are accepted",
+                                    stat.st_nlink
+                                ),
+                            ));
+                        }
+                        return Err(Rejection::new(
+                            Check::Integrity,
+                            Some(&path),
+                            "not listed in the manifest",
+                        )
+                        .into());
+                    }
+                    FileType::Directory => {
+                        self.admission.directory(path.clone())?;
+                        let flags =
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                        let opened = rustix::fs::openat(&handle, name, flags, Mode::empty())
+                            .map_err(|_| reject(Some(&path), "changed while it was being read"))?;
+                        let listed = directories.contains(path.as_str());
+                        stack.push((File::from(opened), format!("{path}/")));
+                        if !listed {
+                            // Looked into: what it holds is refused, or, empty, itself.
+                            self.unlisted.insert(path);
+                        }
+                    }
+                    other => {
+                        let kind = match other {
+                            FileType::Symlink => "symbolic link",
+                            FileType::Fifo => "fifo",
+                            FileType::Socket => "socket",
+                            FileType::CharacterDevice | FileType::BlockDevice => "device node",
+                            _ => "special file",
+                        };
+                        return Err(reject(
+                            Some(&path),
+                            format!("is a {kind}; only regular files and directories are accepted"),
+                        ));
+                    }
+                }
+            }
+            let directory = prefix.trim_end_matches('/');
+            if empty {
+                seen_empty.insert(directory.to_string());
+            }
+            if empty && self.unlisted.contains(directory) {
+                return Err(Rejection::new(
+                    Check::Integrity,
+                    Some(directory),
+                    "an empty directory the manifest does not list",
+                )
+                .into());
+            }
+        }
+        // Everything the manifest lists must be there too, as a walk of the source requires.
+        if let Some(missing) = manifest
+            .entries
+            .iter()
+            .find(|entry| !seen.contains(entry.path.as_str()))
+        {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(&missing.path),
+                "listed in the manifest but missing from the source",
+            )
+            .into());
+        }
+        if let Some(missing) = manifest
+            .directories
+            .iter()
+            .find(|directory| !seen_empty.contains(*directory))
+        {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(missing),
+                "the manifest lists this empty directory, the source does not have it",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The mode and content of `path` (a policy path that passed validation), or `None`
+    /// when nothing is there.
+    pub fn read(&mut self, path: &str) -> Result<Option<(u32, Vec<u8>)>> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let full = self.root_path.join(path);
+        let (directories, name) = match path.rsplit_once('/') {
+            Some((directories, name)) => (Some(directories), name),
+            None => (None, path),
+        };
+        let mut directory: Option<File> = None;
+        for component in directories.into_iter().flat_map(|path| path.split('/')) {
+            let parent = directory.as_ref().unwrap_or(&self.root);
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(parent, component, flags, Mode::empty()) {
+                Ok(fd) => directory = Some(File::from(fd)),
+                Err(rustix::io::Errno::NOENT) => return Ok(None),
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                    return Err(reject(
+                        Some(path),
+                        format!("{component}, above it, is not a directory"),
+                    ));
+                }
+                Err(error) => {
+                    return Err(Error::io("cannot read source directory", &full)(
+                        error.into(),
+                    ));
+                }
+            }
+        }
+        let parent = directory.as_ref().unwrap_or(&self.root);
+        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(error) => return Err(Error::io("cannot read source", &full)(error.into())),
+            Ok(stat) => {
+                let file_type = FileType::from_raw_mode(stat.st_mode);
+                if file_type != FileType::RegularFile {
+                    let shown = fs::symlink_metadata(&full)
+                        .map(|metadata| crate::fs::type_name(metadata.file_type()))
+                        .unwrap_or("special file");
+                    return Err(reject(
+                        Some(path),
+                        format!("is a {shown}; only regular files and directories are accepted"),
+                    ));
+                }
+            }
+        }
+        let (mode, content, _) = read_file_at(
+            parent,
+            std::ffi::OsStr::new(name),
+            &full,
+            path,
+            &mut self.admission,
+        )?;
+        Ok(Some((mode, content)))
+    }
+}
+
 /// Reads the regular file at `full` (not following a symlink) if it still has `stamp`:
 /// for a file recognized as known whose stored copy turned out unusable.
 pub fn read_stamped(full: &Path, path: &str, stamp: &Stamp) -> Result<Vec<u8>> {

@@ -324,6 +324,26 @@ fn check_generation_directories(
         }
         check_envelope(&store.layout, generation, &stored_envelope, &mut findings);
         let tree = store.layout.generation_tree(generation);
+        // A kept generation other than the active one may have no tree: its content is in
+        // the database, and its tree is materialized again when needed (`store::slot`).
+        if inspection.active != Some(generation)
+            && fs::symlink_metadata(&tree)
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)
+        {
+            for entry in &manifest.entries {
+                inspection
+                    .referenced
+                    .entry(entry.hash)
+                    .or_insert_with(|| (generation, entry.path.clone()));
+            }
+            if !findings.is_empty() {
+                inspection.damaged.insert(generation);
+                inspection.intact.insert(generation, HashSet::new());
+                inspection.manifests.insert(generation, manifest);
+            }
+            all_findings.extend(findings);
+            continue;
+        }
         let intact = check_tree(
             &tree,
             generation,

@@ -134,11 +134,19 @@ pub fn inspect_directories(locked: &LockedStore, progress: ProgressFn) -> Vec<Fi
         }
     };
     let mut cache = HashCache::default();
+    let shown = locked.layout.active_generation();
     for generation in &found {
         progress(
             &format!("checking generation {}", generation.generation),
             false,
         );
+        // Only the generation `STORE/active` shows must have its tree; the others' are
+        // materialized when needed.
+        if shown != Some(generation.generation)
+            && !crate::store::slot::materialized(&locked.layout, generation.generation)
+        {
+            continue;
+        }
         inspect::check_tree(
             &locked.layout.generation_tree(generation.generation),
             generation.generation,

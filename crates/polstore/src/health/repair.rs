@@ -620,7 +620,7 @@ pub fn rematerialize(
         let linked = intact.contains(&entry.path)
             && read::read_bounded(&source, entry.size as usize)
                 .is_some_and(|content| Hash::of(&content) == entry.hash)
-            && builder.link(&entry.path, &source);
+            && builder.link(&entry.path, &source)?;
         if !linked {
             let content = read.object(entry.hash)?;
             builder.write(&entry.path, &content, entry.mode)?;
@@ -735,6 +735,13 @@ fn replace_active(
         .map(|(generation, _)| *generation)
         .collect();
     for candidate in candidates {
+        // A kept generation without its tree gets it back from the store first.
+        if let Err(error) = crate::store::slot::materialize(store, candidate) {
+            report.alarms.push(format!(
+                "generation {candidate} is not a fallback: its tree could not be materialized: {error}"
+            ));
+            continue;
+        }
         if let Some((failure, _)) = inspect::parse_failure(store, candidate, inspection, progress) {
             report.alarms.push(format!(
                 "generation {candidate} is not a fallback: it does not parse either: {failure}"

@@ -15,7 +15,7 @@ use crate::format::manifest::Hash;
 use crate::format::records::{Action, Outcome};
 use crate::fs::durable;
 use crate::store::transition::{self, Attempt};
-use crate::store::{self, Layout, Store};
+use crate::store::{self, Store};
 
 /// Free space in the database file below which gc does not compact it.
 const COMPACT_FREE_BYTES_MIN: u64 = 1 << 20;
@@ -32,6 +32,8 @@ pub struct GcReport {
     pub removed: Vec<u64>,
     /// Generations gc would have removed but a running process is using.
     pub in_use: Vec<u64>,
+    /// Kept generations whose tree gc took away (materialized again when needed).
+    pub trees_released: Vec<u64>,
     pub objects_removed: u64,
     pub bytes_removed: u64,
     pub database_bytes_before: u64,
@@ -65,6 +67,7 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
         .into_iter()
         .map(|(generation, _)| generation)
         .collect();
+    let mut previous = None;
     let mut kept: BTreeSet<u64> = generations
         .iter()
         .rev()
@@ -73,15 +76,15 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
         .collect();
     if let Some(active) = state.active {
         kept.insert(active);
-        if let Some(previous) = store.previous_good(active)? {
-            kept.insert(previous);
-        }
+        previous = store.previous_good(active)?;
+        kept.extend(previous);
     }
     let candidates = generations
         .iter()
         .any(|generation| !kept.contains(generation) && !store.is_pinned(*generation));
+    let spare_trees = trees_to_release(store, &generations, state.active, previous);
     // Scanning /proc costs in proportion to the processes; only when something may go.
-    let in_use = if candidates {
+    let in_use = if candidates || !spare_trees.is_empty() {
         generations_in_use(&store.layout)
     } else {
         BTreeSet::new()
@@ -102,6 +105,13 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
     } else {
         remove_generations(store, &doomed, sweep)?
     };
+    for generation in spare_trees {
+        if in_use.contains(&generation) || doomed.contains(&generation) {
+            continue;
+        }
+        crate::store::slot::release(store, generation)?;
+        report.trees_released.push(generation);
+    }
     report.removed = doomed;
     report.objects_removed = objects;
     report.bytes_removed = bytes;
@@ -132,6 +142,30 @@ pub fn gc(store: &mut Store, keep: u32, sweep: Sweep) -> Result<GcReport> {
         )?;
     }
     Ok(report)
+}
+
+/// The kept generations whose tree is not needed on disk: all but the active one's and one
+/// other, the automatic rollback target's if it has its tree, else the newest other (the
+/// spare the next update recycles). Their content stays in the database.
+fn trees_to_release(
+    store: &Store,
+    generations: &[u64],
+    active: Option<u64>,
+    previous: Option<u64>,
+) -> Vec<u64> {
+    let materialized: Vec<u64> = generations
+        .iter()
+        .copied()
+        .filter(|generation| Some(*generation) != active)
+        .filter(|generation| crate::store::slot::materialized(&store.layout, *generation))
+        .collect();
+    let spare = previous
+        .filter(|previous| materialized.contains(previous))
+        .or_else(|| materialized.last().copied());
+    materialized
+        .into_iter()
+        .filter(|generation| Some(*generation) != spare)
+        .collect()
 }
 
 /// Removes `doomed` generations and the objects no remaining manifest references: of
@@ -230,48 +264,7 @@ pub fn set_pinned(store: &Store, generation: u64, pinned: bool) -> Result<bool> 
     Ok(true)
 }
 
-/// Generations whose directory a running process uses: its working directory, its root,
-/// or an open file is inside it. Processes that cannot be read are skipped.
-pub fn generations_in_use(layout: &Layout) -> BTreeSet<u64> {
-    let mut in_use = BTreeSet::new();
-    let Ok(prefix) = layout.generations().canonicalize() else {
-        return in_use;
-    };
-    let Ok(processes) = fs::read_dir("/proc") else {
-        return in_use;
-    };
-    let mut consider = |link: &Path| {
-        if let Ok(target) = fs::read_link(link)
-            && let Ok(rest) = target.strip_prefix(&prefix)
-            && let Some(first) = rest.components().next()
-            && let Some(generation) = first
-                .as_os_str()
-                .to_str()
-                .and_then(|name| name.parse().ok())
-        {
-            in_use.insert(generation);
-        }
-    };
-    for process in processes.flatten() {
-        if !process
-            .file_name()
-            .as_encoded_bytes()
-            .iter()
-            .all(u8::is_ascii_digit)
-        {
-            continue;
-        }
-        let path = process.path();
-        consider(&path.join("cwd"));
-        consider(&path.join("root"));
-        if let Ok(descriptors) = fs::read_dir(path.join("fd")) {
-            for descriptor in descriptors.flatten() {
-                consider(&descriptor.path());
-            }
-        }
-    }
-    in_use
-}
+pub use crate::store::slot::generations_in_use;
 
 fn file_size(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |metadata| metadata.len())

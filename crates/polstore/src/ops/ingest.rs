@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,7 +28,8 @@ use crate::format::records::{Stamp, StampEntry, StampsRecord};
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
 use crate::fs::read;
-use crate::store::materialize::TreeBuilder;
+use crate::store::materialize::{Linkable, TreeBuilder};
+use crate::store::slot::{self, Spare};
 use crate::store::transition::{self, Attempt};
 use crate::store::{self, Store};
 
@@ -85,6 +85,9 @@ struct Staging {
     empty_directories: std::collections::BTreeSet<String>,
     /// Files of the active generation, by content and mode, that new files may link to.
     linkable: Linkable,
+    /// The generation whose tree the candidate is built over, taken out of `generations/`
+    /// (put back as it was if the candidate is refused).
+    spare: Option<Spare>,
     /// Files this candidate wrote, which later identical files link to.
     written: HashMap<(Hash, u32), PathBuf>,
     files_written: u64,
@@ -94,24 +97,71 @@ struct Staging {
 }
 
 impl Staging {
-    fn new(tree: PathBuf, linkable: Linkable) -> Result<Staging> {
-        Ok(Staging {
-            builder: TreeBuilder::new(tree)?,
+    /// The candidate's tree at `tree`: built over a spare tree, when a generation other than
+    /// the active one has one that no process uses, else from nothing.
+    fn new(store: &Store, tree: PathBuf, active: Option<u64>) -> Result<Staging> {
+        let read = store.db.read()?;
+        let linkable = match active {
+            Some(active) if slot::materialized(&store.layout, active) => Linkable::of(
+                &store.layout,
+                active,
+                &store::stored_manifest(&read, active)?,
+            ),
+            _ => Linkable::default(),
+        };
+        drop(read);
+        let (spare, builder) = match slot::find_spare(store, &Vec::from_iter(active))? {
+            Some(generation) => {
+                let (spare, builder) = slot::take(store, generation, &tree)?;
+                (Some(spare), builder)
+            }
+            None => (None, TreeBuilder::new(tree)?),
+        };
+        let mut staging = Staging::fresh(builder, linkable);
+        staging.spare = spare;
+        Ok(staging)
+    }
+
+    fn fresh(builder: TreeBuilder, linkable: Linkable) -> Staging {
+        Staging {
+            builder,
             entries: BTreeMap::new(),
             empty_directories: std::collections::BTreeSet::new(),
             linkable,
+            spare: None,
             written: HashMap::new(),
             files_written: 0,
             bytes: 0,
             stamps: None,
-        })
+        }
+    }
+
+    /// Undoes the candidate when it was built over a spare tree: the tree is brought back
+    /// to the spare generation's manifest (only what the candidate changed) and put back
+    /// as its `tree/`. Without a spare, nothing to do.
+    fn put_spare_back(self, store: &Store) -> Result<()> {
+        let Some(spare) = self.spare else {
+            return Ok(());
+        };
+        let placed = self
+            .entries
+            .into_values()
+            .map(|entry| (entry.path, (entry.hash, entry.mode, entry.size)));
+        let mut builder = self.builder.reverse(placed);
+        store::materialize::build_from_store(
+            &mut builder,
+            &spare.manifest,
+            &self.linkable,
+            &store.db.read()?,
+        )?;
+        slot::place(store, &builder, spare.generation)
     }
 
     /// Places a file known by its hash, linking a verified copy from the store. Returns
     /// false, having placed nothing, when no trustworthy copy is there.
     fn add_known(&mut self, path: &str, mode: u32, size: u64, hash: Hash) -> Result<bool> {
         self.builder.make_parents(path)?;
-        if !self.link(path, hash, mode, size) {
+        if !self.builder.keep(path, hash, mode, size) && !self.link(path, hash, mode, size)? {
             return Ok(false);
         }
         self.record(path.to_string(), mode, size, hash);
@@ -120,17 +170,15 @@ impl Staging {
 
     /// Hard-links `path` to a copy of content `hash` with `mode`: one this candidate wrote
     /// (nothing else writes in staging), or a trustworthy one of the active generation.
-    fn link(&self, path: &str, hash: Hash, mode: u32, size: u64) -> bool {
-        let key = (hash, mode);
-        let source = match self.written.get(&key) {
-            Some(source) => Some(source),
-            None => self
-                .linkable
-                .files
-                .get(&key)
-                .filter(|source| self.linkable.trusted(source, hash, mode, size)),
+    fn link(&mut self, path: &str, hash: Hash, mode: u32, size: u64) -> Result<bool> {
+        let source = match self.written.get(&(hash, mode)) {
+            Some(source) => Some(source.as_path()),
+            None => self.linkable.find(hash, mode, size),
         };
-        source.is_some_and(|source| self.builder.link(path, source))
+        match source {
+            Some(source) => self.builder.link(path, source),
+            None => Ok(false),
+        }
     }
 
     fn record(&mut self, path: String, mode: u32, size: u64, hash: Hash) {
@@ -152,7 +200,7 @@ impl Staging {
         self.builder.make_parents(&path)?;
         let hash = Hash::of(content);
         let size = content.len() as u64;
-        if !self.link(&path, hash, mode, size) {
+        if !self.builder.keep(&path, hash, mode, size) && !self.link(&path, hash, mode, size)? {
             let target = self.builder.write(&path, content, mode)?;
             self.written.insert((hash, mode), target);
             self.files_written += 1;
@@ -160,64 +208,6 @@ impl Staging {
         self.record(path, mode, size, hash);
         Ok(hash)
     }
-}
-
-/// The active generation's files, by content and mode, that a candidate may hard-link
-/// instead of writing.
-#[derive(Default)]
-struct Linkable {
-    files: HashMap<(Hash, u32), PathBuf>,
-    /// The modification time of the active generation's `polstore.manifest`, written after
-    /// every file of its tree: a file modified later was changed behind polstore's back.
-    settled: Option<(i64, i64)>,
-    owner: u32,
-}
-
-impl Linkable {
-    /// Whether `path` may be linked as content `hash` with `mode` and `size`.
-    ///
-    /// Fast path, one lstat: a regular file with that size and mode, owned by polstore's
-    /// user, not modified since its generation was committed. Anything else is re-read and
-    /// re-hashed. Silent corruption that leaves the modification time alone (bit rot) is
-    /// what `verify` is for; the candidate's manifest names the right hash either way.
-    fn trusted(&self, path: &Path, hash: Hash, mode: u32, size: u64) -> bool {
-        let Ok(metadata) = fs::symlink_metadata(path) else {
-            return false;
-        };
-        if !metadata.is_file()
-            || metadata.size() != size
-            || metadata.mode() & 0o7777 != mode
-            || metadata.uid() != self.owner
-        {
-            return false;
-        }
-        let modified = (metadata.mtime(), metadata.mtime_nsec());
-        if self.settled.is_some_and(|settled| modified <= settled) {
-            return true;
-        }
-        read::read_bounded(path, size as usize).is_some_and(|content| Hash::of(&content) == hash)
-    }
-}
-
-fn linkable_files(store: &Store) -> Result<Linkable> {
-    let read = store.db.read()?;
-    let Some(active) = read.state()?.active else {
-        return Ok(Linkable::default());
-    };
-    let manifest = store::stored_manifest(&read, active)?;
-    let tree = store.layout.generation_tree(active);
-    let settled = fs::symlink_metadata(store.layout.generation_dir(active).join(MANIFEST_NAME))
-        .ok()
-        .map(|metadata| (metadata.mtime(), metadata.mtime_nsec()));
-    Ok(Linkable {
-        files: manifest
-            .entries
-            .into_iter()
-            .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
-            .collect(),
-        settled,
-        owner: rustix::process::geteuid().as_raw(),
-    })
 }
 
 fn stage_source(
@@ -303,24 +293,7 @@ fn stage_source(
         Ok(())
     })?;
     let read_override = |path: &Path, limit: usize| -> Result<Vec<u8>> {
-        read::read_regular(path, limit).map_err(|error| match error {
-            read::ReadError::Io(error) => Error::io("cannot read", path)(error),
-            read::ReadError::NotFound => {
-                Error::io("cannot read", path)(std::io::ErrorKind::NotFound.into())
-            }
-            read::ReadError::TooLarge { limit } => Rejection::new(
-                Check::Integrity,
-                Some(&path.display().to_string()),
-                format!("larger than {limit} bytes"),
-            )
-            .into(),
-            refusal => Rejection::new(
-                Check::Integrity,
-                Some(&path.display().to_string()),
-                refusal.to_string(),
-            )
-            .into(),
-        })
+        read::read_regular(path, limit).map_err(|error| envelope_refusal(path, error))
     };
     if let Some(path) = &request.manifest_file {
         envelope.manifest = Some(read_override(
@@ -336,6 +309,93 @@ fn stage_source(
     }
     staging.stamps = root.map(|root| (root, stamps));
     Ok(envelope)
+}
+
+/// Stages a directory source whose manifest was read up front, from the manifest: each
+/// file whose content and mode a spare tree already has at its path stays, one the active
+/// generation (or this candidate) holds is linked, one the database holds is written from
+/// it, and only the rest is read from the directory and checked against the manifest's
+/// hash. Files of the directory the manifest does not list are not looked at: they are
+/// not part of the candidate. The envelope is `bytes` (the manifest parsed up front) and
+/// the signature beside it.
+fn stage_from_manifest(
+    store: &Store,
+    request: &mut IngestRequest,
+    directory: &Path,
+    bytes: Vec<u8>,
+    manifest: &Manifest,
+    staging: &mut Staging,
+) -> Result<Envelope> {
+    let signature_path = request
+        .signature_file
+        .clone()
+        .unwrap_or_else(|| directory.join(SIGNATURE_NAME));
+    let signature =
+        match read::read_regular(&signature_path, crate::format::signify::KEY_FILE_BYTES_MAX) {
+            Ok(signature) => Some(signature),
+            Err(read::ReadError::NotFound) if request.signature_file.is_none() => None,
+            Err(error) => return Err(envelope_refusal(&signature_path, error)),
+        };
+    let mut listed = source::ListedFiles::open(directory, &store.config.limits)?;
+    listed.check_listing(manifest)?;
+    let read = store.db.read()?;
+    for (index, entry) in manifest.entries.iter().enumerate() {
+        staging.builder.make_parents(&entry.path)?;
+        let placed = staging
+            .builder
+            .keep(&entry.path, entry.hash, entry.mode, entry.size)
+            || staging.link(&entry.path, entry.hash, entry.mode, entry.size)?;
+        if placed {
+            staging.record(entry.path.clone(), entry.mode, entry.size, entry.hash);
+        } else if read.has_object(entry.hash)? {
+            let content = read.object(entry.hash)?;
+            staging.add(entry.path.clone(), entry.mode, &content)?;
+        } else {
+            let Some((mode, content)) = listed.read(&entry.path)? else {
+                return Err(Rejection::new(
+                    Check::Integrity,
+                    Some(&entry.path),
+                    "listed in the manifest but missing from the source",
+                )
+                .into());
+            };
+            staging.add(entry.path.clone(), mode, &content)?;
+        }
+        (request.progress)(Progress::Reading {
+            files: index as u64 + 1,
+            bytes: staging.bytes,
+        });
+    }
+    staging
+        .empty_directories
+        .extend(manifest.directories.iter().cloned());
+    Ok(Envelope {
+        manifest: Some(bytes),
+        signature,
+    })
+}
+
+/// A refusal of a manifest or signature file named on the command line, or beside a
+/// directory source.
+fn envelope_refusal(path: &Path, error: read::ReadError) -> Error {
+    match error {
+        read::ReadError::Io(error) => Error::io("cannot read", path)(error),
+        read::ReadError::NotFound => {
+            Error::io("cannot read", path)(std::io::ErrorKind::NotFound.into())
+        }
+        read::ReadError::TooLarge { limit } => Rejection::new(
+            Check::Integrity,
+            Some(&path.display().to_string()),
+            format!("larger than {limit} bytes"),
+        )
+        .into(),
+        refusal => Rejection::new(
+            Check::Integrity,
+            Some(&path.display().to_string()),
+            refusal.to_string(),
+        )
+        .into(),
+    }
 }
 
 /// Recognizes the files of a directory source that have not changed since the last
@@ -429,35 +489,83 @@ fn ingest_inner(
     checks_done: &mut Vec<CheckRecord>,
     started: Timestamp,
 ) -> Result<IngestReport> {
-    let config = &store.config;
     let state = store.state()?;
     let candidate = store.layout.candidate();
-    let linkable = linkable_files(store)?;
     let early = early_manifest(store, request);
-    if let Some(manifest) = &early {
-        check_space(store, manifest, &linkable)?;
-    }
     // Made with its mode here: it becomes `generations/N`.
     durable::create_directory(&candidate, crate::store::STORE_DIRECTORY_MODE)
         .map_err(Error::io("cannot create", &candidate))?;
-    let mut staging = Staging::new(candidate.join("tree"), linkable)?;
-    let envelope = stage_source(store, request, early, &mut staging)?;
+    let mut staging = Staging::new(store, candidate.join("tree"), state.active)?;
+    let result = check_and_commit(
+        store,
+        request,
+        checks_done,
+        started,
+        &state,
+        early,
+        &mut staging,
+    );
+    // A candidate refused before its commit, built over a spare tree: the spare goes back
+    // as it was. If that fails, the tree goes with the candidate: the spare generation is
+    // kept without one, materialized again when needed.
+    if result.is_err() && staging.builder.tree().exists() {
+        let _ = staging.put_spare_back(store);
+    }
+    result
+}
+
+/// Everything after the candidate's tree is started: staging, checks, commit, agent run.
+fn check_and_commit(
+    store: &Store,
+    request: &mut IngestRequest,
+    checks_done: &mut Vec<CheckRecord>,
+    started: Timestamp,
+    state: &crate::format::records::StateRecord,
+    early: Option<(Vec<u8>, Manifest)>,
+    staging: &mut Staging,
+) -> Result<IngestReport> {
+    let config = &store.config;
+    if let Some((_, manifest)) = &early {
+        check_space(store, manifest, &staging.linkable)?;
+    }
+    let (envelope, parsed) = match (&request.source, early) {
+        // A directory whose manifest is known up front, in a store that accepts only
+        // signed manifests: built from the manifest, reading from the directory only the
+        // contents the store does not hold. (An unsigned manifest is no authority: there
+        // the source's files are what counts, and each is compared with it.)
+        (Source::Directory(directory), Some((bytes, manifest)))
+            if request.trust_stamps && config.trust.require_signature =>
+        {
+            let directory = directory.clone();
+            let envelope =
+                stage_from_manifest(store, request, &directory, bytes, &manifest, staging)?;
+            (envelope, Some(manifest))
+        }
+        (_, early) => (
+            stage_source(store, request, early.map(|(_, manifest)| manifest), staging)?,
+            None,
+        ),
+    };
     crashpoint::point("ingest-staged");
 
     // Integrity.
     (request.progress)(Progress::Check("integrity"));
     let now = Timestamp::now();
-    let manifest = match &envelope.manifest {
-        Some(bytes) => Manifest::parse(bytes, config.manifest_limits()).map_err(|error| {
-            Rejection::new(Check::Integrity, Some(MANIFEST_NAME), error.to_string())
-        })?,
-        None if state.serial_max >= crate::format::manifest::SERIAL_MAX => {
+    let manifest = match (&envelope.manifest, parsed) {
+        // Parsed once, up front, from exactly these bytes.
+        (Some(_), Some(parsed)) => parsed,
+        (Some(bytes), None) => {
+            Manifest::parse(bytes, config.manifest_limits()).map_err(|error| {
+                Rejection::new(Check::Integrity, Some(MANIFEST_NAME), error.to_string())
+            })?
+        }
+        (None, _) if state.serial_max >= crate::format::manifest::SERIAL_MAX => {
             return Err(Error::Refused(format!(
                 "no serial is left above the highest accepted serial {}",
                 state.serial_max
             )));
         }
-        None => Manifest {
+        (None, _) => Manifest {
             serial: state.serial_max + 1,
             created: now,
             expires: None,
@@ -506,6 +614,8 @@ fn ingest_inner(
     for directory in &manifest.directories {
         staging.builder.make_directory(directory)?;
     }
+    // Whatever of a spare tree the candidate does not have goes.
+    staging.builder.finish()?;
 
     // Freshness.
     (request.progress)(Progress::Check("freshness"));
@@ -628,7 +738,7 @@ fn ingest_inner(
     };
     commit_generation(
         store,
-        &staging,
+        staging,
         generation,
         &manifest_record,
         &generation_record,
@@ -652,7 +762,7 @@ fn ingest_inner(
 /// `polstore.manifest`, or `--manifest`. Used only to plan (the space check, files known by
 /// their stamp); the integrity check parses and verifies the manifest it reads with the
 /// source. `None` when it is absent or does not parse: the integrity check says why.
-fn early_manifest(store: &Store, request: &IngestRequest) -> Option<Manifest> {
+fn early_manifest(store: &Store, request: &IngestRequest) -> Option<(Vec<u8>, Manifest)> {
     let path = match (&request.manifest_file, &request.source) {
         (Some(path), _) => path.clone(),
         (None, Source::Directory(directory) | Source::Parts { directory, .. }) => {
@@ -661,7 +771,8 @@ fn early_manifest(store: &Store, request: &IngestRequest) -> Option<Manifest> {
         _ => return None,
     };
     let bytes = read::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX)?;
-    Manifest::parse(&bytes, store.config.manifest_limits()).ok()
+    let manifest = Manifest::parse(&bytes, store.config.manifest_limits()).ok()?;
+    Some((bytes, manifest))
 }
 
 /// Refuses, before anything is written, a candidate that obviously cannot fit: when its
@@ -947,7 +1058,10 @@ pub fn adopt(store: &Store, progress: &mut dyn FnMut(Progress)) -> Result<u64> {
     let candidate = store.layout.candidate();
     durable::create_directory(&candidate, crate::store::STORE_DIRECTORY_MODE)
         .map_err(Error::io("cannot create", &candidate))?;
-    let mut staging = Staging::new(candidate.join("tree"), Linkable::default())?;
+    let mut staging = Staging::fresh(
+        TreeBuilder::new(candidate.join("tree"))?,
+        Linkable::default(),
+    );
     let mut files = 0;
     let mut sink = |item: Item| -> Result<()> {
         match item {

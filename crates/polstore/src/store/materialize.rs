@@ -1,21 +1,50 @@
 //! Building a generation's tree in staging: directories, files written or hard-linked
 //! from verified copies, and the one file-system sync that makes all of it durable.
-//! Ingest builds a candidate with it, and repair a damaged generation's tree anew.
+//! Ingest builds a candidate with it, repair a damaged generation's tree anew, and
+//! rollback a kept generation's tree from the store.
+//!
+//! A tree is built either from nothing or over a *recycled* tree: another generation's
+//! tree, taken out of `generations/` (`store::slot`), whose paths already hold that
+//! generation's files. Then only what differs is touched: a file the new tree has with
+//! the same content and mode stays where it is ([`TreeBuilder::keep`]), a file placed at a
+//! path first removes what was there, and [`TreeBuilder::finish`] removes the recycled
+//! files and directories the new tree does not have. Work is in proportion to the change.
 //!
 //! **Invariant:** every path given here passed [`crate::format::policy_path::validate`], so
 //! joined under the tree it stays inside the tree; nothing is written outside it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::db::ReadTxn;
 use crate::error::{Error, Result};
+use crate::format::manifest::{Hash, Manifest};
 use crate::format::policy_path;
 use crate::fs::durable;
+use crate::fs::read;
+
+/// What a recycled tree's file at a path holds: content, mode, size.
+type Held = (Hash, u32, u64);
 
 pub struct TreeBuilder {
     tree: PathBuf,
-    directories: HashSet<String>,
+    /// The tree's directories on disk (not its top).
+    existing: HashSet<String>,
+    recycled: Option<Recycled>,
+}
+
+/// What a recycled tree still holds that the new tree has not claimed.
+struct Recycled {
+    /// Its files not yet kept or replaced, by path.
+    files: HashMap<String, Held>,
+    /// The directories the new tree has: every one above a placed path, and its empty ones.
+    needed: HashSet<String>,
+    /// When its files were last known to be polstore's: the modification time of its
+    /// generation's `polstore.manifest`, written after every file of that tree.
+    settled: (i64, i64),
+    owner: u32,
 }
 
 impl TreeBuilder {
@@ -24,22 +53,118 @@ impl TreeBuilder {
         durable::create_tree_directory(&tree).map_err(Error::io("cannot create", &tree))?;
         Ok(TreeBuilder {
             tree,
-            directories: HashSet::new(),
+            existing: HashSet::new(),
+            recycled: None,
         })
+    }
+
+    /// Builds over `tree`, which holds `base`'s files and directories: a generation's tree
+    /// taken out of `generations/`. `settled`: the modification time of that generation's
+    /// `polstore.manifest`; a file modified later is never kept.
+    pub fn recycle(tree: PathBuf, base: &Manifest, settled: (i64, i64)) -> TreeBuilder {
+        let mut existing = HashSet::new();
+        for entry in &base.entries {
+            for directory in policy_path::ancestors(&entry.path) {
+                if !existing.contains(directory) {
+                    existing.insert(directory.to_string());
+                }
+            }
+        }
+        for directory in &base.directories {
+            existing.extend(policy_path::ancestors(directory).map(str::to_string));
+            existing.insert(directory.clone());
+        }
+        let files = base
+            .entries
+            .iter()
+            .map(|entry| (entry.path.clone(), (entry.hash, entry.mode, entry.size)))
+            .collect();
+        TreeBuilder {
+            tree,
+            existing,
+            recycled: Some(Recycled {
+                files,
+                needed: HashSet::new(),
+                settled,
+                owner: rustix::process::geteuid().as_raw(),
+            }),
+        }
+    }
+
+    /// Turns what was built so far back into a recycled tree, to be built again (a
+    /// candidate undone): its files are those `placed` here and those of the tree it
+    /// recycled that were neither kept nor replaced. Files modified from now on are not
+    /// kept.
+    pub fn reverse(self, placed: impl Iterator<Item = (String, Held)>) -> TreeBuilder {
+        let mut files: HashMap<String, Held> = placed.collect();
+        let owner = rustix::process::geteuid().as_raw();
+        if let Some(recycled) = self.recycled {
+            files.extend(recycled.files);
+        }
+        let now = crate::format::timestamp::Timestamp::now().unix_secs();
+        TreeBuilder {
+            tree: self.tree,
+            existing: self.existing,
+            recycled: Some(Recycled {
+                files,
+                needed: HashSet::new(),
+                settled: (now, i64::MAX),
+                owner,
+            }),
+        }
     }
 
     pub fn tree(&self) -> &Path {
         &self.tree
     }
 
-    /// Creates the directories above `path` that do not exist yet.
+    /// Whether the tree is built over a recycled one.
+    pub fn is_recycled(&self) -> bool {
+        self.recycled.is_some()
+    }
+
+    /// Whether the recycled tree already holds `path` with this content and mode, as
+    /// polstore left it: a regular file of that size and mode, owned by polstore's user,
+    /// not modified since its generation was committed (one lstat). Then it stays. Bit
+    /// rot that leaves the modification time alone is what `verify` finds.
+    pub fn keep(&mut self, path: &str, hash: Hash, mode: u32, size: u64) -> bool {
+        let Some(recycled) = &mut self.recycled else {
+            return false;
+        };
+        if recycled.files.get(path) != Some(&(hash, mode, size)) {
+            return false;
+        }
+        let full = self.tree.join(path);
+        let unchanged = fs::symlink_metadata(&full).is_ok_and(|metadata| {
+            metadata.is_file()
+                && metadata.size() == size
+                && metadata.mode() & 0o7777 == mode
+                && metadata.uid() == recycled.owner
+                && (metadata.mtime(), metadata.mtime_nsec()) <= recycled.settled
+        });
+        if unchanged {
+            recycled.files.remove(path);
+        }
+        unchanged
+    }
+
+    /// Creates the directories above `path` that do not exist yet (a recycled file in the
+    /// way is removed first).
     pub fn make_parents(&mut self, path: &str) -> Result<()> {
         for directory in policy_path::ancestors(path) {
-            if self.directories.insert(directory.to_string()) {
-                let full = self.tree.join(directory);
-                durable::create_tree_directory(&full)
-                    .map_err(Error::io("cannot create directory in staging", &full))?;
+            if let Some(recycled) = &mut self.recycled
+                && !recycled.needed.contains(directory)
+            {
+                recycled.needed.insert(directory.to_string());
             }
+            if self.existing.contains(directory) {
+                continue;
+            }
+            self.clear(directory)?;
+            let full = self.tree.join(directory);
+            durable::create_tree_directory(&full)
+                .map_err(Error::io("cannot create directory in staging", &full))?;
+            self.existing.insert(directory.to_string());
         }
         Ok(())
     }
@@ -47,34 +172,201 @@ impl TreeBuilder {
     /// Creates the (empty) directory `path` and the directories above it.
     pub fn make_directory(&mut self, path: &str) -> Result<()> {
         self.make_parents(path)?;
-        if self.directories.insert(path.to_string()) {
+        if let Some(recycled) = &mut self.recycled {
+            recycled.needed.insert(path.to_string());
+        }
+        if !self.existing.contains(path) {
+            self.clear(path)?;
             let full = self.tree.join(path);
             durable::create_tree_directory(&full)
                 .map_err(Error::io("cannot create directory in staging", &full))?;
+            self.existing.insert(path.to_string());
+        }
+        Ok(())
+    }
+
+    /// Removes what a recycled tree has at `path`, a file or a directory, before
+    /// something new goes there.
+    fn clear(&mut self, path: &str) -> Result<()> {
+        let Some(recycled) = &mut self.recycled else {
+            return Ok(());
+        };
+        let full = self.tree.join(path);
+        if recycled.files.remove(path).is_some() {
+            remove_file(&full)?;
+        } else if self.existing.contains(path) {
+            durable::remove_tree_if_exists(&full).map_err(Error::io("cannot remove", &full))?;
+            let below = format!("{path}/");
+            self.existing
+                .retain(|directory| directory != path && !directory.starts_with(&below));
+            recycled.files.retain(|file, _| !file.starts_with(&below));
         }
         Ok(())
     }
 
     /// Hard-links `path` to `source`, a verified copy; false if the link failed.
-    pub fn link(&self, path: &str, source: &Path) -> bool {
-        fs::hard_link(source, self.tree.join(path)).is_ok()
+    pub fn link(&mut self, path: &str, source: &Path) -> Result<bool> {
+        self.clear(path)?;
+        Ok(fs::hard_link(source, self.tree.join(path)).is_ok())
     }
 
     /// Writes `path` with `content` and `mode`; durable only after [`TreeBuilder::sync`].
-    pub fn write(&self, path: &str, content: &[u8], mode: u32) -> Result<PathBuf> {
+    pub fn write(&mut self, path: &str, content: &[u8], mode: u32) -> Result<PathBuf> {
+        self.clear(path)?;
         let target = self.tree.join(path);
         durable::create_file(&target, content, mode)
             .map_err(Error::io("cannot write to staging", &target))?;
         Ok(target)
     }
 
+    /// After every path of the new tree was placed: removes the recycled files and
+    /// directories it does not have (files first, then directories, deepest first).
+    pub fn finish(&mut self) -> Result<()> {
+        let Some(recycled) = &mut self.recycled else {
+            return Ok(());
+        };
+        for path in std::mem::take(&mut recycled.files).into_keys() {
+            remove_file(&self.tree.join(&path))?;
+        }
+        let mut unneeded: Vec<String> = self
+            .existing
+            .iter()
+            .filter(|directory| !recycled.needed.contains(*directory))
+            .cloned()
+            .collect();
+        unneeded.sort_by_key(|directory| std::cmp::Reverse(directory.matches('/').count()));
+        for directory in unneeded {
+            let full = self.tree.join(&directory);
+            // Nothing the new tree has is below a directory it does not need.
+            durable::remove_tree_if_exists(&full).map_err(Error::io("cannot remove", &full))?;
+            self.existing.remove(&directory);
+        }
+        Ok(())
+    }
+
     /// Makes the whole tree durable: the content of every file written, and every
-    /// directory entry (its directories', its files', its links'), with one syncfs(2) of
-    /// the store's file system rather than an fsync for each file and directory (a new
-    /// tree of 30,000 files in 1,500 directories cost that many). Linked files' contents
-    /// were durable already. The caller uses the tree (renames it, commits it) only after
-    /// this returns.
+    /// directory entry (its directories', its files', its links', its removals), with one
+    /// syncfs(2) of the store's file system rather than an fsync for each file and
+    /// directory (a new tree of 30,000 files in 1,500 directories cost that many). Linked
+    /// files' contents were durable already. The caller uses the tree (renames it, commits
+    /// it) only after this returns.
     pub fn sync(&self) -> Result<()> {
         durable::sync_file_system(&self.tree).map_err(Error::io("cannot sync", &self.tree))
     }
+}
+
+fn remove_file(full: &Path) -> Result<()> {
+    match fs::remove_file(full) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("cannot remove", full)(error))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Files of a generation's tree, by content and mode, that a new tree may hard-link
+/// instead of writing: the active generation's.
+#[derive(Default)]
+pub struct Linkable {
+    pub files: HashMap<(Hash, u32), PathBuf>,
+    /// The modification time of that generation's `polstore.manifest`, written after
+    /// every file of its tree: a file modified later was changed behind polstore's back.
+    settled: Option<(i64, i64)>,
+    owner: u32,
+}
+
+impl Linkable {
+    /// The files of `generation`'s tree at `tree`, described by `manifest`.
+    pub fn of(layout: &crate::store::Layout, generation: u64, manifest: &Manifest) -> Linkable {
+        let tree = layout.generation_tree(generation);
+        let settled = modified(
+            &layout
+                .generation_dir(generation)
+                .join(policy_path::MANIFEST_NAME),
+        );
+        Linkable {
+            files: manifest
+                .entries
+                .iter()
+                .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
+                .collect(),
+            settled,
+            owner: rustix::process::geteuid().as_raw(),
+        }
+    }
+
+    /// Whether `path` may be linked as content `hash` with `mode` and `size`.
+    ///
+    /// Fast path, one lstat: a regular file with that size and mode, owned by polstore's
+    /// user, not modified since its generation was committed. Anything else is re-read and
+    /// re-hashed. Silent corruption that leaves the modification time alone (bit rot) is
+    /// what `verify` is for; the candidate's manifest names the right hash either way.
+    pub fn trusted(&self, path: &Path, hash: Hash, mode: u32, size: u64) -> bool {
+        let Ok(metadata) = fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !metadata.is_file()
+            || metadata.size() != size
+            || metadata.mode() & 0o7777 != mode
+            || metadata.uid() != self.owner
+        {
+            return false;
+        }
+        let modified = (metadata.mtime(), metadata.mtime_nsec());
+        if self.settled.is_some_and(|settled| modified <= settled) {
+            return true;
+        }
+        read::read_bounded(path, size as usize).is_some_and(|content| Hash::of(&content) == hash)
+    }
+
+    /// A trusted copy of `hash` with `mode`, if this tree has one.
+    pub fn find(&self, hash: Hash, mode: u32, size: u64) -> Option<&Path> {
+        self.files
+            .get(&(hash, mode))
+            .filter(|source| self.trusted(source, hash, mode, size))
+            .map(PathBuf::as_path)
+    }
+}
+
+/// The modification time of `path`, without following a symlink.
+pub fn modified(path: &Path) -> Option<(i64, i64)> {
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|metadata| (metadata.mtime(), metadata.mtime_nsec()))
+}
+
+/// Builds `manifest`'s tree with `builder` from what the store holds: what a recycled tree
+/// already has stays, a copy in `linkable` (or one this build wrote) is hard-linked, and
+/// anything else is written from the database's object, which is checked against its hash
+/// as it is read. Then [`TreeBuilder::finish`]; the caller syncs.
+pub fn build_from_store(
+    builder: &mut TreeBuilder,
+    manifest: &Manifest,
+    linkable: &Linkable,
+    read: &ReadTxn,
+) -> Result<()> {
+    let mut written: HashMap<(Hash, u32), PathBuf> = HashMap::new();
+    for directory in &manifest.directories {
+        builder.make_directory(directory)?;
+    }
+    for entry in &manifest.entries {
+        builder.make_parents(&entry.path)?;
+        if builder.keep(&entry.path, entry.hash, entry.mode, entry.size) {
+            continue;
+        }
+        let key = (entry.hash, entry.mode);
+        let source = written
+            .get(&key)
+            .map(PathBuf::as_path)
+            .or_else(|| linkable.find(entry.hash, entry.mode, entry.size));
+        if let Some(source) = source
+            && builder.link(&entry.path, source)?
+        {
+            continue;
+        }
+        let content = read.object(entry.hash)?;
+        let target = builder.write(&entry.path, &content, entry.mode)?;
+        written.insert(key, target);
+    }
+    builder.finish()
 }

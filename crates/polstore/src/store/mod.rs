@@ -24,6 +24,7 @@ pub mod lock;
 pub mod materialize;
 pub mod protect;
 pub mod recovery;
+pub mod slot;
 pub mod transition;
 pub mod tree;
 pub mod trust;

@@ -192,7 +192,8 @@ pub fn commit_new(
     Ok(())
 }
 
-/// Makes the kept generation `target` active, after comparing its tree with its manifest;
+/// Makes the kept generation `target` active, after materializing its tree if it has none
+/// (`store::slot::materialize`) and comparing its tree with its manifest;
 /// refuses with [`Error::Corrupt`] when they differ. `replacing`: the active generation,
 /// marked failed with its reason in the same commit (`verify --repair`). `crash_point`
 /// names the step after the commit for the crash-point tests.
@@ -207,6 +208,8 @@ pub fn activate(
     attempt: Attempt,
     crash_point: &'static str,
 ) -> Result<()> {
+    // A kept generation whose tree was taken away gets it back from the store first.
+    crate::store::slot::materialize(store, target)?;
     if let Err(difference) = verified(store, target)? {
         return Err(Error::Corrupt(format!(
             "refusing to activate generation {target}, whose directory does not match its manifest: {difference}"
@@ -260,6 +263,13 @@ pub fn fail(store: &Store, generation: u64, reason: &str, action: Action) -> Res
     let mut fallback = None;
     if active == Some(generation) {
         for candidate in earlier_good {
+            // A kept generation without its tree gets it back from the store first.
+            if let Err(error) = crate::store::slot::materialize(store, candidate) {
+                passed_over.push(format!(
+                    "generation {candidate} was passed over: its tree could not be materialized: {error}"
+                ));
+                continue;
+            }
             match verified(store, candidate)? {
                 Ok(()) => {
                     fallback = Some(candidate);
