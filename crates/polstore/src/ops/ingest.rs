@@ -100,16 +100,14 @@ impl Staging {
     /// The candidate's tree at `tree`: built over a spare tree, when a generation other than
     /// the active one has one that no process uses, else from nothing.
     fn new(store: &Store, tree: PathBuf, active: Option<u64>) -> Result<Staging> {
-        let read = store.db.read()?;
         let linkable = match active {
-            Some(active) if slot::materialized(&store.layout, active) => Linkable::of(
+            Some(active) if slot::materialized(&store.layout, active) => Linkable::deferred(
                 &store.layout,
                 active,
-                &store::stored_manifest(&read, active)?,
+                store.db.read()?.manifest(active)?.manifest,
             ),
             _ => Linkable::default(),
         };
-        drop(read);
         let (spare, builder) = match slot::find_spare(store, &Vec::from_iter(active))? {
             Some(generation) => {
                 let (spare, builder) = slot::take(store, generation, &tree)?;
@@ -175,6 +173,15 @@ impl Staging {
             Some(source) => Some(source.as_path()),
             None => self.linkable.find(hash, mode, size),
         };
+        match source {
+            Some(source) => self.builder.link(path, source),
+            None => Ok(false),
+        }
+    }
+
+    /// Hard-links `path` to a copy of content `hash` with `mode` this candidate wrote.
+    fn link_written(&mut self, path: &str, hash: Hash, mode: u32) -> Result<bool> {
+        let source = self.written.get(&(hash, mode)).map(PathBuf::as_path);
         match source {
             Some(source) => self.builder.link(path, source),
             None => Ok(false),
@@ -341,10 +348,17 @@ fn stage_from_manifest(
     let read = store.db.read()?;
     for (index, entry) in manifest.entries.iter().enumerate() {
         staging.builder.make_parents(&entry.path)?;
+        // Over a spare tree, what it lacks at a path is new content (or moved): looking
+        // through the active tree for it would cost parsing the active manifest; the
+        // database has what the store holds.
         let placed = staging
             .builder
             .keep(&entry.path, entry.hash, entry.mode, entry.size)
-            || staging.link(&entry.path, entry.hash, entry.mode, entry.size)?;
+            || if staging.spare.is_some() {
+                staging.link_written(&entry.path, entry.hash, entry.mode)?
+            } else {
+                staging.link(&entry.path, entry.hash, entry.mode, entry.size)?
+            };
         if placed {
             staging.record(entry.path.clone(), entry.mode, entry.size, entry.hash);
         } else if read.has_object(entry.hash)? {
@@ -434,7 +448,7 @@ impl KnownOracle {
                 .into_iter()
                 .map(|entry| (entry.path, (entry.hash, entry.mode)))
                 .collect(),
-            linkable: staging.linkable.files.keys().copied().collect(),
+            linkable: staging.linkable.files().keys().copied().collect(),
         }))
     }
 
@@ -526,7 +540,7 @@ fn check_and_commit(
 ) -> Result<IngestReport> {
     let config = &store.config;
     if let Some((_, manifest)) = &early {
-        check_space(store, manifest, &staging.linkable)?;
+        check_space(store, manifest, staging)?;
     }
     let (envelope, parsed) = match (&request.source, early) {
         // A directory whose manifest is known up front, in a store that accepts only
@@ -779,12 +793,23 @@ fn early_manifest(store: &Store, request: &IngestRequest) -> Option<(Vec<u8>, Ma
 /// manifest can be read up front (a directory source or `--manifest`), the content the
 /// active generation lacks is written twice (tree and database), and that must be below
 /// the space left. Anything less obvious is caught by the first write that fails.
-fn check_space(store: &Store, manifest: &Manifest, linkable: &Linkable) -> Result<()> {
+fn check_space(store: &Store, manifest: &Manifest, staging: &Staging) -> Result<()> {
+    // Over a spare tree, what it does not hold at the same path (an upper bound, without
+    // parsing the active manifest); else what the active generation does not hold.
+    let held = |entry: &Entry| match staging.spare {
+        Some(_) => staging
+            .builder
+            .holds(&entry.path, entry.hash, entry.mode, entry.size),
+        None => staging
+            .linkable
+            .files()
+            .contains_key(&(entry.hash, entry.mode)),
+    };
     let mut new_contents = HashSet::new();
     let new_bytes: u64 = manifest
         .entries
         .iter()
-        .filter(|entry| !linkable.files.contains_key(&(entry.hash, entry.mode)))
+        .filter(|entry| !held(entry))
         .filter(|entry| new_contents.insert(entry.hash))
         .map(|entry| entry.size)
         .sum();

@@ -13,6 +13,7 @@
 //! **Invariant:** every path given here passed [`crate::format::policy_path::validate`], so
 //! joined under the tree it stays inside the tree; nothing is written outside it.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -121,6 +122,14 @@ impl TreeBuilder {
     /// Whether the tree is built over a recycled one.
     pub fn is_recycled(&self) -> bool {
         self.recycled.is_some()
+    }
+
+    /// Whether the recycled tree has `path` with this content and mode (not looked at on
+    /// disk): what an update over it need not write.
+    pub fn holds(&self, path: &str, hash: Hash, mode: u32, size: u64) -> bool {
+        self.recycled
+            .as_ref()
+            .is_some_and(|recycled| recycled.files.get(path) == Some(&(hash, mode, size)))
     }
 
     /// Whether the recycled tree already holds `path` with this content and mode, as
@@ -268,7 +277,11 @@ fn remove_file(full: &Path) -> Result<()> {
 /// instead of writing: the active generation's.
 #[derive(Default)]
 pub struct Linkable {
-    pub files: HashMap<(Hash, u32), PathBuf>,
+    tree: PathBuf,
+    /// The manifest's bytes, parsed only when a file is first looked for: an update over a
+    /// spare tree links little or nothing.
+    manifest: Option<Vec<u8>>,
+    files: OnceCell<HashMap<(Hash, u32), PathBuf>>,
     /// The modification time of that generation's `polstore.manifest`, written after
     /// every file of its tree: a file modified later was changed behind polstore's back.
     settled: Option<(i64, i64)>,
@@ -276,23 +289,41 @@ pub struct Linkable {
 }
 
 impl Linkable {
-    /// The files of `generation`'s tree at `tree`, described by `manifest`.
+    /// The files of `generation`'s tree, described by `manifest`.
     pub fn of(layout: &crate::store::Layout, generation: u64, manifest: &Manifest) -> Linkable {
-        let tree = layout.generation_tree(generation);
-        let settled = modified(
-            &layout
-                .generation_dir(generation)
-                .join(policy_path::MANIFEST_NAME),
-        );
+        let linkable = Linkable::deferred(layout, generation, Vec::new());
+        let _ = linkable.files.set(index(&linkable.tree, manifest));
+        linkable
+    }
+
+    /// The files of `generation`'s tree, described by the manifest `bytes` (a stored one),
+    /// parsed when first needed.
+    pub fn deferred(layout: &crate::store::Layout, generation: u64, bytes: Vec<u8>) -> Linkable {
         Linkable {
-            files: manifest
-                .entries
-                .iter()
-                .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
-                .collect(),
-            settled,
+            tree: layout.generation_tree(generation),
+            manifest: Some(bytes),
+            files: OnceCell::new(),
+            settled: modified(
+                &layout
+                    .generation_dir(generation)
+                    .join(policy_path::MANIFEST_NAME),
+            ),
             owner: rustix::process::geteuid().as_raw(),
         }
+    }
+
+    /// Its files by content and mode. A stored manifest that no longer parses offers none
+    /// (everything is then written; `verify` reports the manifest).
+    pub fn files(&self) -> &HashMap<(Hash, u32), PathBuf> {
+        self.files.get_or_init(|| {
+            self.manifest
+                .as_deref()
+                .and_then(|bytes| {
+                    Manifest::parse(bytes, crate::store::stored_manifest_limits()).ok()
+                })
+                .map(|manifest| index(&self.tree, &manifest))
+                .unwrap_or_default()
+        })
     }
 
     /// Whether `path` may be linked as content `hash` with `mode` and `size`.
@@ -321,11 +352,19 @@ impl Linkable {
 
     /// A trusted copy of `hash` with `mode`, if this tree has one.
     pub fn find(&self, hash: Hash, mode: u32, size: u64) -> Option<&Path> {
-        self.files
+        self.files()
             .get(&(hash, mode))
             .filter(|source| self.trusted(source, hash, mode, size))
             .map(PathBuf::as_path)
     }
+}
+
+fn index(tree: &Path, manifest: &Manifest) -> HashMap<(Hash, u32), PathBuf> {
+    manifest
+        .entries
+        .iter()
+        .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
+        .collect()
 }
 
 /// The modification time of `path`, without following a symlink.
