@@ -962,3 +962,109 @@ fn no_ingest_collects_and_status_says_when_gc_is_behind() {
     let out = node.run(&["status"]).success();
     assert!(!out.stdout.contains("WARNING"), "{out:#?}");
 }
+
+// ------------------------------------------------ spare trees (review of store/slot.rs)
+
+/// What cf-agent leaves in inputs when the view is writable (`protect_view = false`, or
+/// no mount privilege: `cfengine_writer` names it) is in that generation's tree. Once that
+/// generation's tree is the spare, the next update is built over it: the new generation
+/// must hold exactly its manifest, not what the spare had beyond its own.
+#[test]
+fn an_update_over_the_spare_tree_does_not_carry_what_cf_agent_left_in_it() {
+    let node = Node::with_generation();
+    // cf-agent validated generation 1 through a writable view while it was active.
+    fs::write(
+        node.generation_tree(1).join("cf_promises_validated"),
+        "{\"timestamp\":1700000000}\n",
+    )
+    .unwrap();
+    ingest_serial(&node, "t2", 2);
+    // Built over generation 1's tree, the spare.
+    ingest_serial(&node, "t3", 3);
+    assert!(!node.generation_tree(1).exists(), "generation 1's tree was the spare");
+    assert_tree_matches_manifest(&node.generation_tree(3), &node.generation_manifest(3));
+}
+
+/// A rollback to a kept generation without its tree materializes it over the spare. A
+/// file the spare's generation had beyond its manifest (cf-agent's, as above) must not make
+/// the target "not match its manifest": the target itself was never touched.
+#[test]
+fn a_rollback_is_not_refused_for_what_cf_agent_left_in_another_generations_tree() {
+    let node = Node::with_generation();
+    ingest_serial(&node, "t2", 2);
+    // cf-agent validated generation 2 through a writable view while it was active.
+    fs::write(
+        node.generation_tree(2).join("cf_promises_validated"),
+        "{\"timestamp\":1700000000}\n",
+    )
+    .unwrap();
+    // Built over generation 1's tree: generation 1 is kept without one, 2 is the spare.
+    ingest_serial(&node, "t3", 3);
+    assert!(!node.generation_tree(1).exists());
+    let out = node.run(&["rollback", "1"]);
+    assert_eq!(out.code, 0, "rollback to generation 1 refused: {out:#?}");
+    assert_eq!(node.active_generation(), Some(1));
+    assert_tree_matches_manifest(&node.generation_tree(1), &node.generation_manifest(1));
+}
+
+/// A directory of the spare tree replaced by a symlink (damage `verify` reports, by a
+/// writer through a writable view, or anyone with root): an update over that tree must
+/// never write or remove through it, outside the store.
+#[test]
+fn an_update_over_a_damaged_spare_tree_never_writes_through_a_symlink_in_it() {
+    let node = Node::with_generation();
+    ingest_serial(&node, "t2", 2);
+    // Generation 1 is the spare; its `lib/` is now a symlink to a directory outside.
+    let outside = node.root.join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("common.cf"), "# not polstore's\n").unwrap();
+    let lib = node.generation_tree(1).join("lib");
+    fs::remove_dir_all(&lib).unwrap();
+    std::os::unix::fs::symlink(&outside, &lib).unwrap();
+    let tree = node.signed_tree(
+        "t3",
+        &[("promises.cf", POLICY), ("lib/new.cf", "# new\n")],
+        3,
+    );
+    let _ = node.ingest(&tree);
+    let mut left: Vec<String> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["common.cf"],
+        "the update wrote or removed files outside the store"
+    );
+    if node.active_generation() == Some(3) {
+        assert!(
+            fs::symlink_metadata(node.generation_tree(3).join("lib"))
+                .unwrap()
+                .is_dir(),
+            "generation 3's lib/ is a symlink out of the store"
+        );
+    }
+}
+
+/// A database lost: `verify --repair` rebuilds it "from the directories alone". A kept
+/// generation whose tree the spare scheme took away has only its manifest there; its
+/// content was only in the database. It is still listed as kept before the loss; after
+/// the rebuild a rollback to it must still work (or the docs must say it is lost).
+#[test]
+fn a_lost_database_does_not_lose_the_kept_generations_without_a_tree() {
+    let node = Node::with_generation();
+    ingest_serial(&node, "t2", 2);
+    ingest_serial(&node, "t3", 3);
+    // Generation 1 (POLICY and lib/common.cf, serial 1) is kept, without its tree.
+    assert_eq!(node.generations(), [1, 2, 3]);
+    assert!(!node.generation_tree(1).exists());
+    node.run(&["pin", "1"]).success();
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    let out = node.run(&["verify", "--repair"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(node.generations(), [1, 2, 3], "{out:#?}");
+    let out = node.run(&["rollback", "1"]);
+    assert_eq!(out.code, 0, "rollback to the pinned generation 1 refused: {out:#?}");
+    node.run(&["verify"]).success();
+}
