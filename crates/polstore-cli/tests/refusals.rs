@@ -1230,3 +1230,83 @@ fn tar_headers_that_lie_are_refused() {
         "rejected by the integrity check: polstore.manifest: missing",
     );
 }
+
+// ------------------------------------- a signed drop staged from its manifest (review)
+
+/// store-format.md § Manifest: "a version 1 manifest does not describe [empty
+/// directories], and the source's are left out of the generation" (and the mkmanifest
+/// script of § Producing a manifest writes version 1). A signed drop directory with a
+/// version 1 manifest and an empty directory was accepted before the listing
+/// (`ListedFiles::check_listing`) replaced the walk; it still must be.
+#[test]
+fn a_version_1_manifest_over_a_drop_with_an_empty_directory_is_accepted() {
+    let node = Node::with_generation();
+    let dir = node.signed_tree("v1", FILES, 2);
+    assert!(manifest_of(&dir).starts_with("polstore-manifest 1\n"));
+    // An empty directory the version 1 manifest cannot describe (a fresh checkout's
+    // `templates/`, a `modules/` the hub keeps empty).
+    fs::create_dir(dir.join("templates")).unwrap();
+    let out = node.ingest(&dir);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(node.active_generation(), Some(2));
+}
+
+/// A signed drop directory with many subdirectories side by side (a Rudder node's
+/// `inputs/` holds one per technique): listing it must not hold a descriptor open per
+/// subdirectory, or the default soft limit of open files (1024 under systemd) refuses a
+/// tree the walk accepted.
+#[test]
+fn a_signed_drop_with_a_thousand_directories_side_by_side_is_accepted_with_1024_descriptors() {
+    let node = Node::with_generation();
+    let dir = node.tree("wide", &[("promises.cf", POLICY)]);
+    for index in 0..1100 {
+        let sub = dir.join(format!("techniques/t{index:04}"));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join("main.cf"), format!("# technique {index}\n")).unwrap();
+        set_mode(&sub.join("main.cf"), 0o644);
+    }
+    node.sign_tree(&dir, 2);
+    let output = std::process::Command::new("prlimit")
+        .arg("--nofile=1024")
+        .arg(util::POLSTORE)
+        .args(["ingest", s(&dir)])
+        .env("POLSTORE_STORE", &node.store)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(node.active_generation(), Some(2));
+}
+
+/// A candidate refused after its checks ran puts the spare tree back as its generation's
+/// `tree/`. With one view the checks run on the candidate's tree itself, writable; a
+/// refused candidate must not leave the spare generation's tree different from its
+/// manifest (`TreeBuilder::reverse` trusts every file modified up to now).
+#[test]
+fn a_refused_candidate_puts_the_spare_tree_back_exactly_as_its_manifest_says() {
+    let node = Node::with_generation();
+    let second = node.signed_tree(
+        "second",
+        &[("promises.cf", POLICY), ("lib/common.cf", "# second\n")],
+        2,
+    );
+    node.ingest(&second).success();
+    // Generation 1's tree is the spare. A check that rewrites a file of the candidate
+    // (same size), then refuses it.
+    node.add_check(
+        "50-rewrites",
+        r#"sed -i 's/# common/# COMMON/' "$POLSTORE_TREE/lib/common.cf"; exit 1"#,
+    );
+    let third = node.signed_tree(
+        "third",
+        &[("promises.cf", POLICY), ("lib/common.cf", "# common\n")],
+        3,
+    );
+    assert_ingest_refused(&node, &third, "rejected by the user check 50-rewrites");
+    assert_eq!(node.active_generation(), Some(2));
+    assert!(node.generation_tree(1).exists(), "the spare tree was put back");
+    assert_tree_matches_manifest(&node.generation_tree(1), &node.generation_manifest(1));
+}
