@@ -148,3 +148,66 @@ fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
     assert!(out.stdout.starts_with("generation 2 active"), "{out:#?}");
     node.run(&["verify"]).success();
 }
+
+/// The disk fills while a candidate built over the spare tree (generation 1's) writes a new
+/// file at a path the spare's generation does not have: the refused candidate is undone
+/// and the spare tree put back. It must be put back as generation 1's manifest says (not
+/// with the half-written file), and once space is back the same ingest must succeed.
+#[test]
+fn a_full_disk_during_an_update_over_the_spare_tree_leaves_it_as_its_manifest_says() {
+    if !running_as_root() {
+        eprintln!("skipping: mounting a size-limited tmpfs for the store needs root");
+        return;
+    }
+    let node = Node::new();
+    let Some(_mount) = Mount::tmpfs(&node.store, "6m") else {
+        panic!("running as root, but mount -t tmpfs failed");
+    };
+    node.init_signed();
+    let first = node.signed_tree("first", &[("promises.cf", POLICY)], 1);
+    node.ingest(&first).success();
+    let second = node.signed_tree(
+        "second",
+        &[("promises.cf", POLICY), ("second.txt", "# second\n")],
+        2,
+    );
+    node.ingest(&second).success();
+    // Generation 1's tree is the spare. An archive (no space check up front) with a new
+    // top-level file that cannot fit beside the ballast.
+    let tree = node.signed_tree(
+        "archive",
+        &[("promises.cf", POLICY), ("big.txt", &filler(3, 900 << 10))],
+        3,
+    );
+    let archive = node.root.join("candidate.tar");
+    tool("tar", &["-cf", s(&archive), "-C", s(&tree), "."]);
+    let ballast = node.store.join("ballast");
+    let free_now = {
+        let output = tool("df", &["--output=avail", "-B1", s(&node.store)]);
+        output
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    fs::write(&ballast, vec![b'x'; (free_now - (300 << 10)) as usize]).unwrap();
+    let out = node.ingest(&archive);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.to_lowercase().contains("no space left"), "{out:#?}");
+    if node.generation_tree(1).exists() {
+        // Put back: exactly generation 1's files, no half-written big.txt.
+        let listed: Vec<String> = fs::read_dir(node.generation_tree(1))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(listed, ["promises.cf"], "generation 1's tree after the undo");
+    }
+    // Space back: the same ingest succeeds, and the store is sound.
+    fs::remove_file(&ballast).unwrap();
+    assert_eq!(node.active_generation(), Some(2));
+    let out = node.ingest(&archive);
+    assert_eq!(out.code, 0, "{out:#?}");
+    node.run(&["verify"]).success();
+}
