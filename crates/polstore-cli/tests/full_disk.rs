@@ -195,14 +195,21 @@ fn a_full_disk_during_an_update_over_the_spare_tree_leaves_it_as_its_manifest_sa
     fs::write(&ballast, vec![b'x'; (free_now - (300 << 10)) as usize]).unwrap();
     let out = node.ingest(&archive);
     assert_eq!(out.code, 1, "{out:#?}");
-    assert!(out.stderr.to_lowercase().contains("no space left"), "{out:#?}");
+    assert!(
+        out.stderr.to_lowercase().contains("no space left"),
+        "{out:#?}"
+    );
     if node.generation_tree(1).exists() {
         // Put back: exactly generation 1's files, no half-written big.txt.
         let listed: Vec<String> = fs::read_dir(node.generation_tree(1))
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(listed, ["promises.cf"], "generation 1's tree after the undo");
+        assert_eq!(
+            listed,
+            ["promises.cf"],
+            "generation 1's tree after the undo"
+        );
     }
     // Space back: the same ingest succeeds, and the store is sound.
     fs::remove_file(&ballast).unwrap();

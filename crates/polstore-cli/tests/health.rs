@@ -884,6 +884,39 @@ fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_
     assert_eq!(node.active_generation(), Some(4));
 }
 
+/// A byte of a stored object rotten inside the database file: verify reads each object
+/// once, through redb's page checksums, and finds it; repair rebuilds the database from the
+/// trees on disk, and the store is sound again.
+#[test]
+fn a_rotten_object_in_the_database_is_found_and_repaired() {
+    let node = Node::with_generation();
+    let unique = "# a content only the database and one tree hold, long enough to find\n";
+    let tree = node.signed_tree(
+        "gen2",
+        &[("promises.cf", POLICY), ("lib/common.cf", unique)],
+        2,
+    );
+    node.ingest(&tree).success();
+    let database = node.store.join("polstore.redb");
+    let mut bytes = fs::read(&database).unwrap();
+    let at = bytes
+        .windows(unique.len())
+        .position(|window| window == unique.as_bytes())
+        .expect("the object's bytes are in the database file");
+    bytes[at + 10] ^= 0x20;
+    fs::write(&database, &bytes).unwrap();
+    let out = node.run(&["verify"]);
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(out.stdout.contains("the database is damaged"), "{out:#?}");
+    node.run(&["verify", "--repair"]).success();
+    node.run(&["verify"]).success();
+    assert_eq!(node.active_generation(), Some(2));
+    assert_eq!(
+        fs::read_to_string(node.view.join("lib/common.cf")).unwrap(),
+        unique
+    );
+}
+
 /// The active generation's tree at its writable path in the store: the view is read-only,
 /// so damage (bit rot, an editor, another owner) is simulated here.
 fn active_tree(node: &Node) -> PathBuf {
@@ -981,7 +1014,10 @@ fn an_update_over_the_spare_tree_does_not_carry_what_cf_agent_left_in_it() {
     ingest_serial(&node, "t2", 2);
     // Built over generation 1's tree, the spare.
     ingest_serial(&node, "t3", 3);
-    assert!(!node.generation_tree(1).exists(), "generation 1's tree was the spare");
+    assert!(
+        !node.generation_tree(1).exists(),
+        "generation 1's tree was the spare"
+    );
     assert_tree_matches_manifest(&node.generation_tree(3), &node.generation_manifest(3));
 }
 
@@ -1047,10 +1083,11 @@ fn an_update_over_a_damaged_spare_tree_never_writes_through_a_symlink_in_it() {
     }
 }
 
-/// A database lost: `verify --repair` rebuilds it "from the directories alone". A kept
-/// generation whose tree the spare scheme took away has only its manifest there; its
-/// content was only in the database. It is still listed as kept before the loss; after
-/// the rebuild a rollback to it must still work (or the docs must say it is lost).
+/// A database lost: `verify --repair` rebuilds it from the generation directories. A kept
+/// generation without its tree on disk had its content only in the database: with no
+/// source holding it, it is found beyond repair and says so, never left as "good"; pinned,
+/// it is kept, marked failed, and a rollback to it is refused; unpinned, the next repair
+/// removes it, and the store is sound.
 #[test]
 fn a_lost_database_does_not_lose_the_kept_generations_without_a_tree() {
     let node = Node::with_generation();
@@ -1062,9 +1099,21 @@ fn a_lost_database_does_not_lose_the_kept_generations_without_a_tree() {
     node.run(&["pin", "1"]).success();
     fs::remove_file(node.store.join("polstore.redb")).unwrap();
     let out = node.run(&["verify", "--repair"]);
-    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert!(
+        out.stdout.contains(
+            "ALARM    kept generation 1, damaged beyond repair, because it is pinned; marked failed"
+        ),
+        "{out:#?}"
+    );
     assert_eq!(node.generations(), [1, 2, 3], "{out:#?}");
+    assert_eq!(node.active_generation(), Some(3));
+    assert_tree_matches_manifest(&node.view, &node.generation_manifest(3));
     let out = node.run(&["rollback", "1"]);
-    assert_eq!(out.code, 0, "rollback to the pinned generation 1 refused: {out:#?}");
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert_eq!(node.active_generation(), Some(3));
+    node.run(&["unpin", "1"]).success();
+    node.run(&["verify", "--repair"]).success();
+    assert_eq!(node.generations(), [2, 3]);
     node.run(&["verify"]).success();
 }

@@ -1307,6 +1307,9 @@ fn a_refused_candidate_puts_the_spare_tree_back_exactly_as_its_manifest_says() {
     );
     assert_ingest_refused(&node, &third, "rejected by the user check 50-rewrites");
     assert_eq!(node.active_generation(), Some(2));
-    assert!(node.generation_tree(1).exists(), "the spare tree was put back");
+    assert!(
+        node.generation_tree(1).exists(),
+        "the spare tree was put back"
+    );
     assert_tree_matches_manifest(&node.generation_tree(1), &node.generation_manifest(1));
 }

@@ -155,7 +155,15 @@ fn update_inner(
             repaired: true,
             ..VerifyReport::default()
         };
-        repair::check_and_repair(store, true, &mut report, verify_progress)?;
+        // A store opened as every writer opens it: redb's checksums were not verified, so
+        // every object is re-hashed.
+        repair::check_and_repair(
+            store,
+            true,
+            crate::health::inspect::Objects::Rehash,
+            &mut report,
+            verify_progress,
+        )?;
         return Ok(UpdateOutcome::Verified(report));
     }
     let report = ingest::ingest(

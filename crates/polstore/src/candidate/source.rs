@@ -602,6 +602,16 @@ fn read_directory(
     Ok(())
 }
 
+/// What [`ListedFiles::check_listing`] compares the source's listing with, and what it saw.
+struct Listing<'m, 's> {
+    files: &'s HashSet<&'m str>,
+    directories: &'s HashSet<&'m str>,
+    /// Whether the manifest lists empty directories (version 2).
+    empty_listed: bool,
+    seen: HashSet<&'m str>,
+    seen_empty: HashSet<String>,
+}
+
 /// The files a manifest lists, read one by one from a directory source: only those whose
 /// content the store does not hold. Each goes through the same admission as in a walk of
 /// the directory (regular, one link, its mode and size within the limits), opened
@@ -610,8 +620,6 @@ pub struct ListedFiles<'a> {
     root: File,
     root_path: PathBuf,
     admission: Admission<'a>,
-    /// Directories found that the manifest does not list.
-    unlisted: HashSet<String>,
 }
 
 impl<'a> ListedFiles<'a> {
@@ -630,7 +638,6 @@ impl<'a> ListedFiles<'a> {
             root: root_file,
             root_path: root.to_path_buf(),
             admission: Admission::new(limits),
-            unlisted: HashSet::new(),
         })
     }
 
@@ -641,7 +648,6 @@ impl<'a> ListedFiles<'a> {
     /// refused as a walk of the whole source refuses them. What the source says of a
     /// listed file (its mode, its content) matters only if it is read.
     pub fn check_listing(&mut self, manifest: &manifest::Manifest) -> Result<()> {
-        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
         let files: HashSet<&str> = manifest
             .entries
             .iter()
@@ -656,55 +662,100 @@ impl<'a> ListedFiles<'a> {
             directories.extend(policy_path::ancestors(path));
         }
         directories.extend(manifest.directories.iter().map(String::as_str));
+        let mut listing = Listing {
+            files: &files,
+            directories: &directories,
+            // A version 1 manifest does not describe empty directories: the source's are
+            // left out, not refused.
+            empty_listed: manifest.version() >= manifest::FORMAT_VERSION_DIRECTORIES,
+            seen: HashSet::new(),
+            seen_empty: HashSet::new(),
+        };
         let root = self
             .root
             .try_clone()
             .map_err(Error::io("cannot read source directory", &self.root_path))?;
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut seen_empty: HashSet<String> = HashSet::new();
-        let mut stack = vec![(root, String::new())];
-        while let Some((handle, prefix)) = stack.pop() {
-            let shown = self.root_path.join(&prefix);
-            let listing = rustix::fs::Dir::read_from(&handle)
+        self.list_directory(root, String::new(), false, &mut listing)?;
+        // Everything the manifest lists must be there too, as a walk of the source requires.
+        if let Some(missing) = manifest
+            .entries
+            .iter()
+            .find(|entry| !listing.seen.contains(entry.path.as_str()))
+        {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(&missing.path),
+                "listed in the manifest but missing from the source",
+            )
+            .into());
+        }
+        if let Some(missing) = manifest
+            .directories
+            .iter()
+            .find(|directory| !listing.seen_empty.contains(directory.as_str()))
+        {
+            return Err(Rejection::new(
+                Check::Integrity,
+                Some(missing),
+                "the manifest lists this empty directory, the source does not have it",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Lists one directory of the source (`prefix`: its path and `/`, empty at the top),
+    /// then each of its subdirectories in turn: one open directory per level, so the
+    /// descriptors held are bounded by the depth the path rules allow.
+    fn list_directory<'m>(
+        &mut self,
+        handle: File,
+        prefix: String,
+        unlisted: bool,
+        listing: &mut Listing<'m, '_>,
+    ) -> Result<()> {
+        use rustix::fs::{AtFlags, FileType, OFlags};
+        let shown = self.root_path.join(&prefix);
+        let entries = rustix::fs::Dir::read_from(&handle)
+            .map_err(|error| Error::io("cannot read source directory", &shown)(error.into()))?;
+        let mut empty = true;
+        let mut subdirectories = Vec::new();
+        for entry in entries {
+            let entry = entry
                 .map_err(|error| Error::io("cannot read source directory", &shown)(error.into()))?;
-            let mut empty = true;
-            for entry in listing {
-                let entry = entry.map_err(|error| {
-                    Error::io("cannot read source directory", &shown)(error.into())
-                })?;
-                let name = entry.file_name();
-                let raw = name.to_bytes();
-                if raw == b"." || raw == b".." {
-                    continue;
-                }
-                empty = false;
-                if prefix.is_empty()
-                    && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes())
-                {
-                    continue;
-                }
-                let mut relative = prefix.as_bytes().to_vec();
-                relative.extend_from_slice(raw);
-                let path = self.admission.path(&relative)?;
-                let mut file_type = entry.file_type();
-                let mut stat = None;
-                if file_type == FileType::Unknown
-                    || (file_type == FileType::RegularFile && !files.contains(path.as_str()))
-                {
-                    let found = rustix::fs::statat(&handle, name, AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|error| {
-                            Error::io("cannot read source", &self.root_path.join(&path))(
-                                error.into(),
-                            )
-                        })?;
-                    file_type = FileType::from_raw_mode(found.st_mode);
-                    stat = Some(found);
-                }
-                match file_type {
-                    FileType::RegularFile if files.contains(path.as_str()) => {
-                        seen.extend(files.get(path.as_str()));
+            let name = entry.file_name();
+            let raw = name.to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            empty = false;
+            if prefix.is_empty()
+                && (raw == MANIFEST_NAME.as_bytes() || raw == SIGNATURE_NAME.as_bytes())
+            {
+                continue;
+            }
+            let mut relative = prefix.as_bytes().to_vec();
+            relative.extend_from_slice(raw);
+            let path = self.admission.path(&relative)?;
+            let mut file_type = entry.file_type();
+            let mut stat = None;
+            if file_type == FileType::Unknown
+                || (file_type == FileType::RegularFile && !listing.files.contains(path.as_str()))
+            {
+                let found = rustix::fs::statat(&handle, name, AtFlags::SYMLINK_NOFOLLOW).map_err(
+                    |error| {
+                        Error::io("cannot read source", &self.root_path.join(&path))(error.into())
+                    },
+                )?;
+                file_type = FileType::from_raw_mode(found.st_mode);
+                stat = Some(found);
+            }
+            match file_type {
+                FileType::RegularFile => match listing.files.get(path.as_str()) {
+                    Some(listed) => {
+                        listing.seen.insert(listed);
                     }
-                    FileType::RegularFile => {
+                    None => {
                         if let Some(stat) = stat
                             && stat.st_nlink > 1
                         {
@@ -723,39 +774,31 @@ impl<'a> ListedFiles<'a> {
                         )
                         .into());
                     }
-                    FileType::Directory => {
-                        self.admission.directory(path.clone())?;
-                        let flags =
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                        let opened = rustix::fs::openat(&handle, name, flags, Mode::empty())
-                            .map_err(|_| reject(Some(&path), "changed while it was being read"))?;
-                        let listed = directories.contains(path.as_str());
-                        stack.push((File::from(opened), format!("{path}/")));
-                        if !listed {
-                            // Looked into: what it holds is refused, or, empty, itself.
-                            self.unlisted.insert(path);
-                        }
-                    }
-                    other => {
-                        let kind = match other {
-                            FileType::Symlink => "symbolic link",
-                            FileType::Fifo => "fifo",
-                            FileType::Socket => "socket",
-                            FileType::CharacterDevice | FileType::BlockDevice => "device node",
-                            _ => "special file",
-                        };
-                        return Err(reject(
-                            Some(&path),
-                            format!("is a {kind}; only regular files and directories are accepted"),
-                        ));
-                    }
+                },
+                FileType::Directory => {
+                    self.admission.directory(path.clone())?;
+                    let listed = listing.directories.contains(path.as_str());
+                    subdirectories.push((name.to_owned(), path, !listed));
+                }
+                other => {
+                    let kind = match other {
+                        FileType::Symlink => "symbolic link",
+                        FileType::Fifo => "fifo",
+                        FileType::Socket => "socket",
+                        FileType::CharacterDevice | FileType::BlockDevice => "device node",
+                        _ => "special file",
+                    };
+                    return Err(reject(
+                        Some(&path),
+                        format!("is a {kind}; only regular files and directories are accepted"),
+                    ));
                 }
             }
-            let directory = prefix.trim_end_matches('/');
-            if empty {
-                seen_empty.insert(directory.to_string());
-            }
-            if empty && self.unlisted.contains(directory) {
+        }
+        let directory = prefix.trim_end_matches('/');
+        if empty {
+            listing.seen_empty.insert(directory.to_string());
+            if unlisted && listing.empty_listed {
                 return Err(Rejection::new(
                     Check::Integrity,
                     Some(directory),
@@ -764,30 +807,13 @@ impl<'a> ListedFiles<'a> {
                 .into());
             }
         }
-        // Everything the manifest lists must be there too, as a walk of the source requires.
-        if let Some(missing) = manifest
-            .entries
-            .iter()
-            .find(|entry| !seen.contains(entry.path.as_str()))
-        {
-            return Err(Rejection::new(
-                Check::Integrity,
-                Some(&missing.path),
-                "listed in the manifest but missing from the source",
-            )
-            .into());
-        }
-        if let Some(missing) = manifest
-            .directories
-            .iter()
-            .find(|directory| !seen_empty.contains(*directory))
-        {
-            return Err(Rejection::new(
-                Check::Integrity,
-                Some(missing),
-                "the manifest lists this empty directory, the source does not have it",
-            )
-            .into());
+        // Each subdirectory opened only when its turn comes, from this one (held open, one
+        // per level), not followed through a symlink.
+        for (name, path, unlisted) in subdirectories {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let opened = rustix::fs::openat(&handle, &name, flags, rustix::fs::Mode::empty())
+                .map_err(|_| reject(Some(&path), "changed while it was being read"))?;
+            self.list_directory(File::from(opened), format!("{path}/"), unlisted, listing)?;
         }
         Ok(())
     }

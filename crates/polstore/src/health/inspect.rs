@@ -1,13 +1,15 @@
 //! `polstore verify`: find every kind of damage polstore is responsible for.
 //!
 //! It looks, in order, at: the database (redb's page checksums, then every record
-//! decoded); what interrupted commands left behind; every stored object, re-hashed; every
+//! decoded); what interrupted commands left behind; every stored object (re-hashed, or
+//! covered by those checksums, [`Objects`]); every
 //! generation directory against its manifest (content, mode, nothing missing, nothing
 //! extra, no group/world write) and its manifest and signature files against the
 //! database's copies; the view symlink; the state's own invariants; and, last, the parse
 //! check on the active generation. Nothing here changes the store; [`crate::health::repair`] does.
 //!
-//! A file shared by hard links between generations is hashed once per inode.
+//! A file shared by hard links between generations is hashed once per inode, and a tree's
+//! files are hashed on every core.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -51,6 +53,8 @@ pub struct Inspection {
     pub intact_files: HashMap<Hash, PathBuf>,
     /// The parse check's refusal of the active generation.
     pub parse_failure: Option<String>,
+    /// Kept generations without their tree on disk.
+    without_tree: Vec<u64>,
 }
 
 impl Inspection {
@@ -129,8 +133,24 @@ fn quietly<T>(body: impl FnOnce() -> T) -> Option<T> {
     crate::db::without_panics(body).ok()
 }
 
+/// How [`inspect`] checks the stored objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objects {
+    /// Each re-hashed with blake3.
+    Rehash,
+    /// Listed, not re-hashed: redb's checksums over every page of the database
+    /// ([`open_checked_db`]) were verified since it was opened, and nothing was written
+    /// since. They cover every byte of every object, so the objects are read once.
+    CoveredByChecksums,
+}
+
 /// Looks at the whole store. `parse`: also run the parse check on the active generation.
-pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspection> {
+pub fn inspect(
+    store: &Store,
+    parse: bool,
+    objects: Objects,
+    progress: ProgressFn,
+) -> Result<Inspection> {
     let mut inspection = Inspection::default();
     progress("checking the database", false);
     inspect_leftovers(store, &mut inspection)?;
@@ -142,14 +162,14 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
     }
     inspect_state(&state, &mut inspection);
     drop(read);
-    // The objects are re-hashed on a second thread while this one walks the generation
+    // The objects are checked on a second thread while this one walks the generation
     // directories: the two read different files, and a node has more than one core.
     let (objects, directories) = std::thread::scope(|scope| {
         let objects = scope.spawn(|| -> Result<(HashSet<Hash>, Vec<Hash>)> {
             let read = store.db.read()?;
             let mut stored = HashSet::new();
             let mut damaged = Vec::new();
-            read.check_objects(&mut |hash, _, matches| {
+            read.check_objects(objects == Objects::Rehash, &mut |hash, _, matches| {
                 stored.insert(hash);
                 if !matches {
                     damaged.push(hash);
@@ -208,6 +228,33 @@ pub fn inspect(store: &Store, parse: bool, progress: ProgressFn) -> Result<Inspe
             format!("its object {} is missing from the database", short(*hash)),
         ));
         inspection.bad_objects.insert(*hash);
+    }
+    // A generation without its tree on disk has its content only in the objects: one of
+    // them lost, and it is damaged, for repair to restore from a source or, failing that,
+    // to find beyond repair (it could never be materialized again).
+    if !inspection.bad_objects.is_empty() {
+        let read = store.db.read()?;
+        for generation in std::mem::take(&mut inspection.without_tree) {
+            let manifest = store::stored_manifest(&read, generation)?;
+            let lost = manifest
+                .entries
+                .iter()
+                .find(|entry| inspection.bad_objects.contains(&entry.hash));
+            if let Some(entry) = lost {
+                inspection.findings.push(Finding::new(
+                    Some(generation),
+                    Some(&entry.path),
+                    Kind::Object,
+                    format!(
+                        "its content is only in the database, and its object {} is lost",
+                        short(entry.hash)
+                    ),
+                ));
+                inspection.damaged.insert(generation);
+                inspection.intact.insert(generation, HashSet::new());
+                inspection.manifests.insert(generation, manifest);
+            }
+        }
     }
 
     // Generation directories: their findings come after the objects'.
@@ -336,6 +383,7 @@ fn check_generation_directories(
                     .entry(entry.hash)
                     .or_insert_with(|| (generation, entry.path.clone()));
             }
+            inspection.without_tree.push(generation);
             if !findings.is_empty() {
                 inspection.damaged.insert(generation);
                 inspection.intact.insert(generation, HashSet::new());

@@ -143,7 +143,18 @@ pub fn verify_store(
         }
     };
     let store = locked.with_db(db);
-    check_and_repair(&store, repair, &mut report, progress)?;
+    // A database checked page by page just now (not a rebuilt one, which was written
+    // since) needs no second read of its objects.
+    let objects = if report
+        .findings
+        .iter()
+        .any(|finding| finding.kind == Kind::Database)
+    {
+        inspect::Objects::Rehash
+    } else {
+        inspect::Objects::CoveredByChecksums
+    };
+    check_and_repair(&store, repair, objects, &mut report, progress)?;
     report.protection = Some(protect::protection(
         &store.layout,
         store.config.protect_view,
@@ -156,11 +167,12 @@ pub fn verify_store(
 pub fn check_and_repair(
     store: &Store,
     repair: bool,
+    objects: inspect::Objects,
     report: &mut VerifyReport,
     progress: ProgressFn,
 ) -> Result<()> {
     let parse = store.config.verify.parse;
-    let inspection = inspect::inspect(store, parse, progress)?;
+    let inspection = inspect::inspect(store, parse, objects, progress)?;
     report.findings.extend(inspection.findings.iter().cloned());
     report.active = inspection.active;
     report.generations = generation_health(&inspection);
@@ -168,7 +180,8 @@ pub fn check_and_repair(
         let started = Timestamp::now();
         repair_store(store, inspection, report, progress)?;
         progress("verifying again", false);
-        let again = inspect::inspect(store, parse, progress)?;
+        // Repair wrote since: every object is re-hashed.
+        let again = inspect::inspect(store, parse, inspect::Objects::Rehash, progress)?;
         report.generations = generation_health(&again);
         report.remaining = again.findings;
         report.active = again.active;

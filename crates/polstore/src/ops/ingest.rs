@@ -88,6 +88,9 @@ struct Staging {
     /// The generation whose tree the candidate is built over, taken out of `generations/`
     /// (put back as it was if the candidate is refused).
     spare: Option<Spare>,
+    /// When the tree was taken, before anything was placed in it: the modification time
+    /// of `staging/candidate` then.
+    started: (i64, i64),
     /// Files this candidate wrote, which later identical files link to.
     written: HashMap<(Hash, u32), PathBuf>,
     files_written: u64,
@@ -117,6 +120,9 @@ impl Staging {
         };
         let mut staging = Staging::fresh(builder, linkable);
         staging.spare = spare;
+        // Taken after the tree was renamed in: `staging/candidate` changed then.
+        staging.started =
+            store::materialize::modified(&store.layout.candidate()).unwrap_or((i64::MAX, 0));
         Ok(staging)
     }
 
@@ -127,6 +133,7 @@ impl Staging {
             empty_directories: std::collections::BTreeSet::new(),
             linkable,
             spare: None,
+            started: (i64::MAX, 0),
             written: HashMap::new(),
             files_written: 0,
             bytes: 0,
@@ -145,7 +152,7 @@ impl Staging {
             .entries
             .into_values()
             .map(|entry| (entry.path, (entry.hash, entry.mode, entry.size)));
-        let mut builder = self.builder.reverse(placed);
+        let mut builder = self.builder.reverse(placed, self.started)?;
         store::materialize::build_from_store(
             &mut builder,
             &spare.manifest,

@@ -11,7 +11,10 @@
 //! files and directories the new tree does not have. Work is in proportion to the change.
 //!
 //! **Invariant:** every path given here passed [`crate::format::policy_path::validate`], so
-//! joined under the tree it stays inside the tree; nothing is written outside it.
+//! joined under the tree it stays inside the tree; and a recycled tree is reconciled with
+//! its description first ([`TreeBuilder::reconcile`]: nothing but real directories and
+//! regular files it names stay), so no directory written through is a symlink: nothing is
+//! written outside it.
 
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
@@ -62,7 +65,7 @@ impl TreeBuilder {
     /// Builds over `tree`, which holds `base`'s files and directories: a generation's tree
     /// taken out of `generations/`. `settled`: the modification time of that generation's
     /// `polstore.manifest`; a file modified later is never kept.
-    pub fn recycle(tree: PathBuf, base: &Manifest, settled: (i64, i64)) -> TreeBuilder {
+    pub fn recycle(tree: PathBuf, base: &Manifest, settled: (i64, i64)) -> Result<TreeBuilder> {
         let mut existing = HashSet::new();
         for entry in &base.entries {
             for directory in policy_path::ancestors(&entry.path) {
@@ -80,7 +83,7 @@ impl TreeBuilder {
             .iter()
             .map(|entry| (entry.path.clone(), (entry.hash, entry.mode, entry.size)))
             .collect();
-        TreeBuilder {
+        let mut builder = TreeBuilder {
             tree,
             existing,
             recycled: Some(Recycled {
@@ -89,30 +92,112 @@ impl TreeBuilder {
                 settled,
                 owner: rustix::process::geteuid().as_raw(),
             }),
+        };
+        builder.reconcile()?;
+        Ok(builder)
+    }
+
+    /// Makes a recycled tree hold nothing but what its description says, before anything
+    /// is built over it: one listing of each of its directories (no stat of a file), and
+    /// whatever is there that the description does not have (a file cf-agent left through
+    /// a writable view, a half-written file, a symlink or anything else in place of a
+    /// directory) is removed, a symlink without being followed. Only then are paths joined
+    /// under the tree written through: every directory on the way is a real directory.
+    fn reconcile(&mut self) -> Result<()> {
+        let Some(recycled) = &mut self.recycled else {
+            return Ok(());
+        };
+        // Depth first, one open directory per level: the descriptors held are bounded by
+        // the depth of the tree.
+        fn walk(
+            directory: &Path,
+            prefix: &str,
+            existing: &mut HashSet<String>,
+            files: &mut HashMap<String, Held>,
+        ) -> Result<()> {
+            let listing = fs::read_dir(directory).map_err(Error::io("cannot read", directory))?;
+            let mut subdirectories = Vec::new();
+            for entry in listing {
+                let entry = entry.map_err(Error::io("cannot read", directory))?;
+                let name = entry.file_name();
+                let path = match name.to_str() {
+                    Some(name) => format!("{prefix}{name}"),
+                    None => String::new(),
+                };
+                let file_type = entry
+                    .file_type()
+                    .map_err(Error::io("cannot read", directory))?;
+                let wanted = if file_type.is_dir() {
+                    existing.contains(&path)
+                } else {
+                    file_type.is_file() && files.contains_key(&path)
+                };
+                if wanted {
+                    if file_type.is_dir() {
+                        subdirectories.push(path);
+                    }
+                    continue;
+                }
+                let full = entry.path();
+                durable::remove_tree_if_exists(&full).map_err(Error::io("cannot remove", &full))?;
+                // What the description said was there is not: placed anew if needed.
+                files.remove(&path);
+                if existing.remove(&path) {
+                    let below = format!("{path}/");
+                    existing.retain(|directory| !directory.starts_with(&below));
+                    files.retain(|file, _| !file.starts_with(&below));
+                }
+            }
+            for path in subdirectories {
+                walk(
+                    &directory.join(&path[prefix.len()..]),
+                    &format!("{path}/"),
+                    existing,
+                    files,
+                )?;
+            }
+            Ok(())
         }
+        walk(&self.tree, "", &mut self.existing, &mut recycled.files)
     }
 
     /// Turns what was built so far back into a recycled tree, to be built again (a
     /// candidate undone): its files are those `placed` here and those of the tree it
     /// recycled that were neither kept nor replaced. Files modified from now on are not
     /// kept.
-    pub fn reverse(self, placed: impl Iterator<Item = (String, Held)>) -> TreeBuilder {
+    /// `started`: a time before the first file was placed (the candidate directory's
+    /// modification time); a file modified at or after it (placed, or changed by a check)
+    /// is not kept but placed again. What the tree holds beyond that is removed first
+    /// ([`TreeBuilder::reconcile`]): a file half-written when the disk filled up.
+    pub fn reverse(
+        self,
+        placed: impl Iterator<Item = (String, Held)>,
+        started: (i64, i64),
+    ) -> Result<TreeBuilder> {
         let mut files: HashMap<String, Held> = placed.collect();
         let owner = rustix::process::geteuid().as_raw();
         if let Some(recycled) = self.recycled {
             files.extend(recycled.files);
         }
-        let now = crate::format::timestamp::Timestamp::now().unix_secs();
-        TreeBuilder {
+        // Strictly before `started`: a file modified within the clock's granularity of it
+        // is placed again, the safe side.
+        let settled = if started.1 > 0 {
+            (started.0, started.1 - 1)
+        } else {
+            (started.0 - 1, 999_999_999)
+        };
+        let mut builder = TreeBuilder {
             tree: self.tree,
             existing: self.existing,
             recycled: Some(Recycled {
                 files,
                 needed: HashSet::new(),
-                settled: (now, i64::MAX),
+                settled,
                 owner,
             }),
-        }
+        };
+        builder.reconcile()?;
+        Ok(builder)
     }
 
     pub fn tree(&self) -> &Path {

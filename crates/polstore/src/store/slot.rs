@@ -73,7 +73,7 @@ pub fn take(store: &Store, generation: u64, into: &Path) -> Result<(Spare, TreeB
     let parent = durable::parent_of(into).map_err(Error::io("cannot sync", into))?;
     durable::sync_directory(parent).map_err(Error::io("cannot sync", parent))?;
     crate::crashpoint::point("spare-taken");
-    let builder = TreeBuilder::recycle(into.to_path_buf(), &manifest, settled);
+    let builder = TreeBuilder::recycle(into.to_path_buf(), &manifest, settled)?;
     Ok((
         Spare {
             generation,
@@ -85,12 +85,36 @@ pub fn take(store: &Store, generation: u64, into: &Path) -> Result<(Spare, TreeB
 
 /// Puts a tree built for `generation` in place as its `tree/`: synced first (one
 /// syncfs), then renamed, then the generation's directory synced.
+///
+/// Then the generation's `polstore.manifest` gets the current modification time: every
+/// file of the tree was written before it, as for a tree committed with its generation,
+/// so that a later update over this tree keeps what it may (the test in
+/// [`TreeBuilder::keep`]). Its bytes do not change.
 pub fn place(store: &Store, builder: &TreeBuilder, generation: u64) -> Result<()> {
     builder.sync()?;
     let directory = store.layout.generation_dir(generation);
     let tree = store.layout.generation_tree(generation);
     durable::rename_no_replace(builder.tree(), &tree).map_err(Error::io("cannot move", &tree))?;
-    durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))
+    durable::sync_directory(&directory).map_err(Error::io("cannot sync", &directory))?;
+    let manifest = directory.join(MANIFEST_NAME);
+    let now = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+    };
+    // Not durable, nor needed to be: lost, the files are only placed again next time.
+    let _ = rustix::fs::utimensat(
+        rustix::fs::CWD,
+        &manifest,
+        &now,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    );
+    Ok(())
 }
 
 /// Materializes `generation`'s tree if it has none: over a spare tree when there is one

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::format::manifest::{Hash, Manifest};
 
@@ -123,8 +123,13 @@ pub fn cfengine_writer(path: &str, kind: Kind) -> Option<&'static str> {
 /// Hashes by inode, so that files hard-linked between generations are read once.
 #[derive(Default)]
 pub struct HashCache {
-    hashes: HashMap<(u64, u64), (i64, i64, u64, Hash)>,
+    hashes: HashMap<Inode, Hashed>,
 }
+
+/// A file's device and inode numbers.
+type Inode = (u64, u64);
+/// Its change time, size and hash when it was hashed.
+type Hashed = (i64, i64, u64, Hash);
 
 impl HashCache {
     fn hash(&mut self, path: &Path, metadata: &fs::Metadata) -> Option<Hash> {
@@ -138,6 +143,53 @@ impl HashCache {
         let hash = Hash::of(&fs::read(path).ok()?);
         self.hashes.insert(key, (stamp.0, stamp.1, stamp.2, hash));
         Some(hash)
+    }
+
+    /// Hashes the files of `files` it does not hold yet, on every core (each thread reads
+    /// one file at a time), so that the lookups after find them here.
+    fn prefetch(&mut self, files: Vec<(PathBuf, &fs::Metadata)>) {
+        let mut seen = HashSet::new();
+        let files: Vec<(PathBuf, &fs::Metadata)> = files
+            .into_iter()
+            .filter(|(_, metadata)| {
+                let key = (metadata.dev(), metadata.ino());
+                !self.hashes.contains_key(&key) && seen.insert(key)
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(files.len().div_ceil(64).max(1));
+        let hashed: Vec<Vec<(Inode, Hashed)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|index| {
+                    let files = &files;
+                    scope.spawn(move || {
+                        files
+                            .iter()
+                            .skip(index)
+                            .step_by(threads)
+                            .filter_map(|(path, metadata)| {
+                                let hash = Hash::of(&fs::read(path).ok()?);
+                                Some((
+                                    (metadata.dev(), metadata.ino()),
+                                    (
+                                        metadata.ctime(),
+                                        metadata.ctime_nsec(),
+                                        metadata.size(),
+                                        hash,
+                                    ),
+                                ))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        });
+        self.hashes.extend(hashed.into_iter().flatten());
     }
 }
 
@@ -234,6 +286,19 @@ pub fn check_tree(
             format!("holds more than {entries_max} entries; stopped looking"),
         );
     }
+    // Every file that may match is hashed first, on every core; the checks below then
+    // find each hash in the cache.
+    cache.prefetch(
+        manifest
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let metadata = found.get(&entry.path)?;
+                (metadata.is_file() && metadata.size() == entry.size)
+                    .then(|| (tree.join(&entry.path), metadata))
+            })
+            .collect(),
+    );
     let mut expected_directories = HashSet::new();
     for entry in &manifest.entries {
         for ancestor in crate::format::policy_path::ancestors(&entry.path) {
