@@ -121,11 +121,12 @@ impl<'a> Admission<'a> {
 
     /// Checks a name as raw bytes and returns it as a policy path.
     fn path(&self, raw: &[u8]) -> Result<String> {
-        let shown = policy_path::display(raw);
+        // Made only for a refusal: most names pass.
+        let shown = || policy_path::display(raw);
         let path = std::str::from_utf8(raw)
-            .map_err(|_| reject(Some(&shown), "name is not valid UTF-8"))?;
+            .map_err(|_| reject(Some(&shown()), "name is not valid UTF-8"))?;
         policy_path::validate(path, self.limits.path_limits())
-            .map_err(|error| reject(Some(&shown), error.to_string()))?;
+            .map_err(|error| reject(Some(&shown()), error.to_string()))?;
         // The envelope's names are files at the top, whatever the kind of source: nothing
         // may live below them.
         let top = path.split('/').next().unwrap_or(path);

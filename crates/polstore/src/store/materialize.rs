@@ -49,6 +49,8 @@ struct Recycled {
     /// generation's `polstore.manifest`, written after every file of that tree.
     settled: (i64, i64),
     owner: u32,
+    /// The directory [`TreeBuilder::keep`] last looked in, open.
+    directory: Option<(String, rustix::fd::OwnedFd)>,
 }
 
 impl TreeBuilder {
@@ -91,6 +93,7 @@ impl TreeBuilder {
                 needed: HashSet::new(),
                 settled,
                 owner: rustix::process::geteuid().as_raw(),
+                directory: None,
             }),
         };
         builder.reconcile()?;
@@ -107,58 +110,30 @@ impl TreeBuilder {
         let Some(recycled) = &mut self.recycled else {
             return Ok(());
         };
-        // Depth first, one open directory per level: the descriptors held are bounded by
-        // the depth of the tree.
-        fn walk(
-            directory: &Path,
-            prefix: &str,
-            existing: &mut HashSet<String>,
-            files: &mut HashMap<String, Held>,
-        ) -> Result<()> {
-            let listing = fs::read_dir(directory).map_err(Error::io("cannot read", directory))?;
-            let mut subdirectories = Vec::new();
-            for entry in listing {
-                let entry = entry.map_err(Error::io("cannot read", directory))?;
-                let name = entry.file_name();
-                let path = match name.to_str() {
-                    Some(name) => format!("{prefix}{name}"),
-                    None => String::new(),
-                };
-                let file_type = entry
-                    .file_type()
-                    .map_err(Error::io("cannot read", directory))?;
-                let wanted = if file_type.is_dir() {
-                    existing.contains(&path)
-                } else {
-                    file_type.is_file() && files.contains_key(&path)
-                };
-                if wanted {
-                    if file_type.is_dir() {
-                        subdirectories.push(path);
-                    }
-                    continue;
-                }
-                let full = entry.path();
-                durable::remove_tree_if_exists(&full).map_err(Error::io("cannot remove", &full))?;
-                // What the description said was there is not: placed anew if needed.
-                files.remove(&path);
-                if existing.remove(&path) {
-                    let below = format!("{path}/");
-                    existing.retain(|directory| !directory.starts_with(&below));
-                    files.retain(|file, _| !file.starts_with(&below));
-                }
-            }
-            for path in subdirectories {
-                walk(
-                    &directory.join(&path[prefix.len()..]),
-                    &format!("{path}/"),
-                    existing,
-                    files,
-                )?;
-            }
-            Ok(())
+        let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        for directory in &self.existing {
+            let parent = directory.rsplit_once('/').map_or("", |(parent, _)| parent);
+            children
+                .entry(parent.to_string())
+                .or_default()
+                .push(directory.clone());
         }
-        walk(&self.tree, "", &mut self.existing, &mut recycled.files)
+        let mut reconcile = Reconcile {
+            settled: recycled.settled,
+            children,
+            existing: &mut self.existing,
+            files: &mut recycled.files,
+            seen: HashSet::new(),
+        };
+        reconcile.walk(&self.tree, "", true)?;
+        // An expected directory found missing: made again when needed, with what was in it.
+        let Reconcile { seen, .. } = reconcile;
+        self.existing.retain(|directory| seen.contains(directory));
+        recycled.files.retain(|file, _| {
+            file.rsplit_once('/')
+                .is_none_or(|(parent, _)| seen.contains(parent))
+        });
+        Ok(())
     }
 
     /// Turns what was built so far back into a recycled tree, to be built again (a
@@ -194,6 +169,7 @@ impl TreeBuilder {
                 needed: HashSet::new(),
                 settled,
                 owner,
+                directory: None,
             }),
         };
         builder.reconcile()?;
@@ -228,14 +204,35 @@ impl TreeBuilder {
         if recycled.files.get(path) != Some(&(hash, mode, size)) {
             return false;
         }
-        let full = self.tree.join(path);
-        let unchanged = fs::symlink_metadata(&full).is_ok_and(|metadata| {
-            metadata.is_file()
-                && metadata.size() == size
-                && metadata.mode() & 0o7777 == mode
-                && metadata.uid() == recycled.owner
-                && (metadata.mtime(), metadata.mtime_nsec()) <= recycled.settled
-        });
+        // Relative to its directory, kept open while the paths (sorted) stay in it: one
+        // lookup instead of a walk of the whole path for each file.
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if recycled
+            .directory
+            .as_ref()
+            .is_none_or(|(open, _)| open != parent)
+        {
+            let flags = rustix::fs::OFlags::PATH
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC;
+            recycled.directory =
+                rustix::fs::open(self.tree.join(parent), flags, rustix::fs::Mode::empty())
+                    .ok()
+                    .map(|descriptor| (parent.to_string(), descriptor));
+        }
+        let Some((_, directory)) = &recycled.directory else {
+            return false;
+        };
+        let unchanged = rustix::fs::statat(directory, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| {
+                rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                    == rustix::fs::FileType::RegularFile
+                    && stat.st_size as u64 == size
+                    && stat.st_mode & 0o7777 == mode
+                    && stat.st_uid == recycled.owner
+                    && (stat.st_mtime, stat.st_mtime_nsec as i64) <= recycled.settled
+            });
         if unchanged {
             recycled.files.remove(path);
         }
@@ -289,6 +286,8 @@ impl TreeBuilder {
         if recycled.files.remove(path).is_some() {
             remove_file(&full)?;
         } else if self.existing.contains(path) {
+            // The directory `keep` has open may be among those removed.
+            recycled.directory = None;
             durable::remove_tree_if_exists(&full).map_err(Error::io("cannot remove", &full))?;
             let below = format!("{path}/");
             self.existing
@@ -346,6 +345,82 @@ impl TreeBuilder {
     /// it) only after this returns.
     pub fn sync(&self) -> Result<()> {
         durable::sync_file_system(&self.tree).map_err(Error::io("cannot sync", &self.tree))
+    }
+}
+
+/// One look at a recycled tree ([`TreeBuilder::reconcile`]).
+struct Reconcile<'a> {
+    settled: (i64, i64),
+    /// The directories the description has, by parent ("" for the top).
+    children: HashMap<String, Vec<String>>,
+    existing: &'a mut HashSet<String>,
+    files: &'a mut HashMap<String, Held>,
+    /// The directories found, real directories where the description has them.
+    seen: HashSet<String>,
+}
+
+impl Reconcile<'_> {
+    /// Looks at `directory` (`prefix`: its path and `/`, empty at the top), then below it,
+    /// depth first, one open directory per level. A directory not modified since the tree
+    /// was settled holds what it held then, which was its description (a name added,
+    /// removed or replaced changes its directory's modification time): one lstat of each
+    /// subdirectory it should have. Any other is listed, and what it holds beyond its
+    /// description is removed, without following a symlink.
+    fn walk(&mut self, directory: &Path, prefix: &str, list: bool) -> Result<()> {
+        let key = prefix.trim_end_matches('/');
+        if !list {
+            for child in self.children.get(key).cloned().unwrap_or_default() {
+                let full = directory.join(&child[prefix.len()..]);
+                match fs::symlink_metadata(&full) {
+                    Ok(metadata) if metadata.is_dir() => {
+                        self.seen.insert(child.clone());
+                        let changed = (metadata.mtime(), metadata.mtime_nsec()) > self.settled;
+                        self.walk(&full, &format!("{child}/"), changed)?;
+                    }
+                    // Unchanged, its directory would say so; removed, it is not seen.
+                    _ => {
+                        durable::remove_tree_if_exists(&full)
+                            .map_err(Error::io("cannot remove", &full))?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let listing = fs::read_dir(directory).map_err(Error::io("cannot read", directory))?;
+        let mut subdirectories = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(Error::io("cannot read", directory))?;
+            let name = entry.file_name();
+            let path = match name.to_str() {
+                Some(name) => format!("{prefix}{name}"),
+                None => String::new(),
+            };
+            let file_type = entry
+                .file_type()
+                .map_err(Error::io("cannot read", directory))?;
+            let wanted = if file_type.is_dir() {
+                self.existing.contains(&path)
+            } else {
+                file_type.is_file() && self.files.contains_key(&path)
+            };
+            if wanted {
+                if file_type.is_dir() {
+                    subdirectories.push(path);
+                }
+                continue;
+            }
+            let full = entry.path();
+            durable::remove_tree_if_exists(&full).map_err(Error::io("cannot remove", &full))?;
+        }
+        for path in subdirectories {
+            let full = directory.join(&path[prefix.len()..]);
+            self.seen.insert(path.clone());
+            let changed = fs::symlink_metadata(&full).map_or(true, |metadata| {
+                (metadata.mtime(), metadata.mtime_nsec()) > self.settled
+            });
+            self.walk(&full, &format!("{path}/"), changed)?;
+        }
+        Ok(())
     }
 }
 
