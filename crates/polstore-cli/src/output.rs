@@ -18,6 +18,9 @@ pub struct GenerationJson {
     pub generation: u64,
     pub serial: u64,
     pub root: String,
+    /// Whether `root` is on disk: only the active generation and one other (the spare)
+    /// keep their tree; the others' is materialized from the store when needed.
+    pub tree_on_disk: bool,
     pub state: &'static str,
     pub active: bool,
     pub created: String,
@@ -40,10 +43,12 @@ impl GenerationJson {
         active: bool,
         pinned: bool,
     ) -> GenerationJson {
+        let tree_on_disk = std::fs::symlink_metadata(&root).is_ok_and(|metadata| metadata.is_dir());
         GenerationJson {
             generation,
             serial: record.serial,
             root,
+            tree_on_disk,
             state: state_name(record.state),
             active,
             created: time(record.created),

@@ -84,6 +84,7 @@ fn full_happy_path() {
         assert_eq!(entry["generation"], generation);
         assert_eq!(entry["serial"], generation);
         assert_eq!(entry["root"], s(&node.generation_tree(generation)));
+        assert_eq!(entry["tree_on_disk"], true);
         assert_eq!(entry["state"], "good");
         assert_eq!(entry["active"], generation == 2);
         assert_eq!(entry["origin"], "ingested");
@@ -1204,6 +1205,50 @@ fn readers_on_an_overwritten_database_say_it_is_damaged_in_one_line() {
     // Readers changed nothing: the damaged bytes and the view are as they were.
     assert_eq!(fs::read(&database).unwrap(), bytes);
     assert_eq!(node.view_target(), view_before);
+}
+
+/// Only the active generation and one spare keep their tree on disk: `list` says which,
+/// and a rollback to one without materializes it from the store.
+#[test]
+fn list_tells_which_trees_are_on_disk_and_a_rollback_materializes_one() {
+    let node = Node::with_generation();
+    for serial in 2..=3 {
+        let tree = node.signed_tree(
+            &format!("gen{serial}"),
+            &[
+                ("promises.cf", POLICY),
+                ("lib/common.cf", &format!("# {serial}\n")),
+            ],
+            serial,
+        );
+        node.ingest(&tree).success();
+    }
+    // Generation 3 was built over generation 1's tree.
+    let list = node.list();
+    let on_disk: Vec<bool> = list
+        .iter()
+        .map(|entry| entry["tree_on_disk"].as_bool().unwrap())
+        .collect();
+    assert_eq!(on_disk, [false, true, true]);
+    let text = node.run(&["list"]).success();
+    assert!(
+        text.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.ends_with("(tree not on disk)")),
+        "{text:#?}"
+    );
+    let out = node.run(&["rollback", "1"]).success();
+    assert_eq!(out.stdout, "generation 1 active (serial 1), was 3\n");
+    util::assert_tree_matches_manifest(&node.view, &node.generation_manifest(1));
+    // Over the spare (generation 2's tree): 1 and 3 are on disk now.
+    let on_disk: Vec<bool> = node
+        .list()
+        .iter()
+        .map(|entry| entry["tree_on_disk"].as_bool().unwrap())
+        .collect();
+    assert_eq!(on_disk, [true, false, true]);
+    node.run(&["verify"]).success();
 }
 
 /// A fresh node: no generation yet, and cf-agent or cf-key made the inputs directory again

@@ -208,6 +208,9 @@ pub(super) fn list(store_root: &Path, json: bool) -> Result<()> {
         if generation.pinned {
             note.push_str(" (pinned)");
         }
+        if !generation.tree_on_disk {
+            note.push_str(" (tree not on disk)");
+        }
         if let Some(reason) = &generation.reason {
             note.push_str(&format!(" - {reason}"));
         }
