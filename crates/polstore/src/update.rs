@@ -161,6 +161,7 @@ fn update_inner(
             store,
             true,
             crate::health::inspect::Objects::Rehash,
+            crate::health::inspect::HashCache::default(),
             &mut report,
             verify_progress,
         )?;
