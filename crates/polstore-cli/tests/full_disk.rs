@@ -56,19 +56,28 @@ fn filler(seed: u64, bytes: usize) -> String {
     text
 }
 
-#[test]
-fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
+/// A signed node whose store is a tmpfs of `size`, generation 1 (`promises.cf`) active;
+/// `None`, said on standard error, when not root (mounting needs it).
+fn signed_store_on_tmpfs(size: &str) -> Option<(Node, Mount)> {
     if !running_as_root() {
         eprintln!("skipping: mounting a size-limited tmpfs for the store needs root");
-        return;
+        return None;
     }
     let node = Node::new();
-    let Some(_mount) = Mount::tmpfs(&node.store, "4m") else {
+    let Some(mount) = Mount::tmpfs(&node.store, size) else {
         panic!("running as root, but mount -t tmpfs failed");
     };
     node.init_signed();
     let first = node.signed_tree("first", &[("promises.cf", POLICY)], 1);
     node.ingest(&first).success();
+    Some((node, mount))
+}
+
+#[test]
+fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
+    let Some((node, _mount)) = signed_store_on_tmpfs("4m") else {
+        return;
+    };
 
     // Obviously too large: refused before anything is written.
     let huge = node.signed_tree(
@@ -155,17 +164,9 @@ fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
 /// with the half-written file), and once space is back the same ingest must succeed.
 #[test]
 fn a_full_disk_during_an_update_over_the_spare_tree_leaves_it_as_its_manifest_says() {
-    if !running_as_root() {
-        eprintln!("skipping: mounting a size-limited tmpfs for the store needs root");
+    let Some((node, _mount)) = signed_store_on_tmpfs("6m") else {
         return;
-    }
-    let node = Node::new();
-    let Some(_mount) = Mount::tmpfs(&node.store, "6m") else {
-        panic!("running as root, but mount -t tmpfs failed");
     };
-    node.init_signed();
-    let first = node.signed_tree("first", &[("promises.cf", POLICY)], 1);
-    node.ingest(&first).success();
     let second = node.signed_tree(
         "second",
         &[("promises.cf", POLICY), ("second.txt", "# second\n")],

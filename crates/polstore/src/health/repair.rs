@@ -122,8 +122,10 @@ pub fn verify_store(
     // database on this thread: the two read different files, and neither needs the other.
     let generations = locked.layout.generations();
     let entries_max = locked.config.limits.files_max.saturating_mul(2);
+    let file_bytes_max = locked.config.limits.file_bytes_max;
     let (opened, cache) = std::thread::scope(|scope| {
-        let warming = scope.spawn(|| inspect::HashCache::warmed(&generations, entries_max));
+        let warming =
+            scope.spawn(|| inspect::HashCache::warmed(&generations, entries_max, file_bytes_max));
         let opened = inspect::open_checked_db(&locked.layout);
         (opened, warming.join().unwrap_or_default())
     });

@@ -176,11 +176,10 @@ impl Staging {
     /// Hard-links `path` to a copy of content `hash` with `mode`: one this candidate wrote
     /// (nothing else writes in staging), or a trustworthy one of the active generation.
     fn link(&mut self, path: &str, hash: Hash, mode: u32, size: u64) -> Result<bool> {
-        let source = match self.written.get(&(hash, mode)) {
-            Some(source) => Some(source.as_path()),
-            None => self.linkable.find(hash, mode, size),
-        };
-        match source {
+        if self.link_written(path, hash, mode)? {
+            return Ok(true);
+        }
+        match self.linkable.find(hash, mode, size) {
             Some(source) => self.builder.link(path, source),
             None => Ok(false),
         }
@@ -188,8 +187,7 @@ impl Staging {
 
     /// Hard-links `path` to a copy of content `hash` with `mode` this candidate wrote.
     fn link_written(&mut self, path: &str, hash: Hash, mode: u32) -> Result<bool> {
-        let source = self.written.get(&(hash, mode)).map(PathBuf::as_path);
-        match source {
+        match self.written.get(&(hash, mode)) {
             Some(source) => self.builder.link(path, source),
             None => Ok(false),
         }
@@ -326,12 +324,13 @@ fn stage_source(
 }
 
 /// Stages a directory source whose manifest was read up front, from the manifest: each
-/// file whose content and mode a spare tree already has at its path stays, one the active
-/// generation (or this candidate) holds is linked, one the database holds is written from
-/// it, and only the rest is read from the directory and checked against the manifest's
-/// hash. Files of the directory the manifest does not list are not looked at: they are
-/// not part of the candidate. The envelope is `bytes` (the manifest parsed up front) and
-/// the signature beside it.
+/// file whose content and mode a spare tree already has at its path stays, one this
+/// candidate wrote (or, with no spare tree, one the active generation holds) is linked,
+/// one the database holds is written from it, and only the rest is read from the
+/// directory and checked against the manifest's hash. The directory is listed first, and
+/// refused for what a walk of it refuses ([`source::ListedFiles::check_listing`]); a
+/// listed file that is not read is not looked at. The envelope is `bytes` (the manifest
+/// parsed up front) and the signature beside it.
 fn stage_from_manifest(
     store: &Store,
     request: &mut IngestRequest,

@@ -48,6 +48,10 @@ struct Recycled {
     /// When its files were last known to be polstore's: the modification time of its
     /// generation's `polstore.manifest`, written after every file of that tree.
     settled: (i64, i64),
+    /// Files a refused candidate placed (or kept) in it, when it is being undone: each is
+    /// kept only if not modified since `placed_since`, the time the tree was taken.
+    placed: HashSet<String>,
+    placed_since: (i64, i64),
     owner: u32,
     /// The directory [`TreeBuilder::keep`] last looked in, open.
     directory: Option<(String, rustix::fd::OwnedFd)>,
@@ -92,6 +96,8 @@ impl TreeBuilder {
                 files,
                 needed: HashSet::new(),
                 settled,
+                placed: HashSet::new(),
+                placed_since: settled,
                 owner: rustix::process::geteuid().as_raw(),
                 directory: None,
             }),
@@ -107,6 +113,16 @@ impl TreeBuilder {
     /// directory) is removed, a symlink without being followed. Only then are paths joined
     /// under the tree written through: every directory on the way is a real directory.
     fn reconcile(&mut self) -> Result<()> {
+        let since = match &self.recycled {
+            Some(recycled) => recycled.settled,
+            None => return Ok(()),
+        };
+        self.reconcile_since(since)
+    }
+
+    /// [`TreeBuilder::reconcile`], every directory whose change time is not before `since`
+    /// listed.
+    fn reconcile_since(&mut self, since: (i64, i64)) -> Result<()> {
         let Some(recycled) = &mut self.recycled else {
             return Ok(());
         };
@@ -119,7 +135,7 @@ impl TreeBuilder {
                 .push(directory.clone());
         }
         let mut reconcile = Reconcile {
-            settled: recycled.settled,
+            since,
             children,
             existing: &mut self.existing,
             files: &mut recycled.files,
@@ -140,23 +156,33 @@ impl TreeBuilder {
     /// candidate undone): its files are those `placed` here and those of the tree it
     /// recycled that were neither kept nor replaced. Files modified from now on are not
     /// kept.
-    /// `started`: a time before the first file was placed (the candidate directory's
-    /// modification time); a file modified at or after it (placed, or changed by a check)
-    /// is not kept but placed again. What the tree holds beyond that is removed first
-    /// ([`TreeBuilder::reconcile`]): a file half-written when the disk filled up.
+    /// Turns what was built so far back into a recycled tree, to be built again (a
+    /// candidate undone). `started`: when the tree was taken, before anything was placed
+    /// in it (the candidate directory's time then). Its files are those `placed` here,
+    /// each kept only if not modified since `started` (a file a check changed is placed
+    /// again), and those of the tree it recycled that were neither kept nor replaced, each
+    /// still held to that tree's own settled time. What the tree holds beyond that is
+    /// removed first ([`TreeBuilder::reconcile`], every directory changed since `started`
+    /// listed): a file half-written when the disk filled up.
     pub fn reverse(
         self,
         placed: impl Iterator<Item = (String, Held)>,
         started: (i64, i64),
     ) -> Result<TreeBuilder> {
-        let mut files: HashMap<String, Held> = placed.collect();
-        let owner = rustix::process::geteuid().as_raw();
-        if let Some(recycled) = self.recycled {
-            files.extend(recycled.files);
+        let Some(mut recycled) = self.recycled else {
+            return Err(Error::Corrupt(
+                "only a tree built over a recycled one can be undone".into(),
+            ));
+        };
+        for (path, held) in placed {
+            recycled.placed.insert(path.clone());
+            recycled.files.insert(path, held);
         }
+        recycled.needed = HashSet::new();
+        recycled.directory = None;
         // Strictly before `started`: a file modified within the clock's granularity of it
         // is placed again, the safe side.
-        let settled = if started.1 > 0 {
+        recycled.placed_since = if started.1 > 0 {
             (started.0, started.1 - 1)
         } else {
             (started.0 - 1, 999_999_999)
@@ -164,15 +190,9 @@ impl TreeBuilder {
         let mut builder = TreeBuilder {
             tree: self.tree,
             existing: self.existing,
-            recycled: Some(Recycled {
-                files,
-                needed: HashSet::new(),
-                settled,
-                owner,
-                directory: None,
-            }),
+            recycled: Some(recycled),
         };
-        builder.reconcile()?;
+        builder.reconcile_since(started)?;
         Ok(builder)
     }
 
@@ -231,7 +251,12 @@ impl TreeBuilder {
                     && stat.st_size as u64 == size
                     && stat.st_mode & 0o7777 == mode
                     && stat.st_uid == recycled.owner
-                    && (stat.st_mtime, stat.st_mtime_nsec as i64) <= recycled.settled
+                    && (stat.st_mtime, stat.st_mtime_nsec as i64)
+                        <= if recycled.placed.contains(path) {
+                            recycled.placed_since
+                        } else {
+                            recycled.settled
+                        }
             });
         if unchanged {
             recycled.files.remove(path);
@@ -350,7 +375,8 @@ impl TreeBuilder {
 
 /// One look at a recycled tree ([`TreeBuilder::reconcile`]).
 struct Reconcile<'a> {
-    settled: (i64, i64),
+    /// A directory whose change time is before this one holds what its description says.
+    since: (i64, i64),
     /// The directories the description has, by parent ("" for the top).
     children: HashMap<String, Vec<String>>,
     existing: &'a mut HashSet<String>,
@@ -361,11 +387,14 @@ struct Reconcile<'a> {
 
 impl Reconcile<'_> {
     /// Looks at `directory` (`prefix`: its path and `/`, empty at the top), then below it,
-    /// depth first, one open directory per level. A directory not modified since the tree
-    /// was settled holds what it held then, which was its description (a name added,
-    /// removed or replaced changes its directory's modification time): one lstat of each
-    /// subdirectory it should have. Any other is listed, and what it holds beyond its
-    /// description is removed, without following a symlink.
+    /// depth first, one open directory per level. A directory whose inode has not changed
+    /// since the tree was settled holds what it held then, which was its description: a
+    /// name added, removed or replaced in it, a change of its mode or times, or its being
+    /// renamed into place all set its change time (ctime) to the current time, which no
+    /// one can set back (`touch` sets the modification time, and the change time with it
+    /// to now). Such a directory gets one lstat of each subdirectory it should have. Any
+    /// other is listed, and what it holds beyond its description is removed, without
+    /// following a symlink.
     fn walk(&mut self, directory: &Path, prefix: &str, list: bool) -> Result<()> {
         let key = prefix.trim_end_matches('/');
         if !list {
@@ -374,7 +403,7 @@ impl Reconcile<'_> {
                 match fs::symlink_metadata(&full) {
                     Ok(metadata) if metadata.is_dir() => {
                         self.seen.insert(child.clone());
-                        let changed = (metadata.mtime(), metadata.mtime_nsec()) > self.settled;
+                        let changed = self.changed(&metadata);
                         self.walk(&full, &format!("{child}/"), changed)?;
                     }
                     // Unchanged, its directory would say so; removed, it is not seen.
@@ -415,12 +444,17 @@ impl Reconcile<'_> {
         for path in subdirectories {
             let full = directory.join(&path[prefix.len()..]);
             self.seen.insert(path.clone());
-            let changed = fs::symlink_metadata(&full).map_or(true, |metadata| {
-                (metadata.mtime(), metadata.mtime_nsec()) > self.settled
-            });
+            let changed =
+                fs::symlink_metadata(&full).map_or(true, |metadata| self.changed(&metadata));
             self.walk(&full, &format!("{path}/"), changed)?;
         }
         Ok(())
+    }
+
+    /// Whether a directory changed since `since`: its change time not strictly before it
+    /// (a change in the same tick of the clock counts as one).
+    fn changed(&self, metadata: &fs::Metadata) -> bool {
+        (metadata.ctime(), metadata.ctime_nsec()) >= self.since
     }
 }
 

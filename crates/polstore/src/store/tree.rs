@@ -140,7 +140,7 @@ impl HashCache {
         {
             return Some(hash);
         }
-        let hash = Hash::of(&fs::read(path).ok()?);
+        let hash = hash_file(path, metadata)?;
         self.hashes.insert(key, (stamp.0, stamp.1, stamp.2, hash));
         Some(hash)
     }
@@ -150,7 +150,11 @@ impl HashCache {
     /// `entries_max` entries a tree: what `verify` does while the database is checked,
     /// which needs neither. A file that changes before it is compared is hashed again
     /// then (its change time or size differs).
-    pub fn warmed(generations: &Path, entries_max: usize) -> HashCache {
+    ///
+    /// Only files of at most `file_bytes_max` (the largest a manifest may name) are read,
+    /// and only in a directory named as a generation: what no manifest can name is not
+    /// read whole into memory.
+    pub fn warmed(generations: &Path, entries_max: usize, file_bytes_max: u64) -> HashCache {
         let mut cache = HashCache::default();
         // Never through something planted in place of `generations/`.
         if !fs::symlink_metadata(generations).is_ok_and(|metadata| metadata.is_dir()) {
@@ -161,7 +165,9 @@ impl HashCache {
         };
         let mut files: Vec<(PathBuf, fs::Metadata)> = Vec::new();
         for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            if !entry.file_type().is_ok_and(|kind| kind.is_dir())
+                || crate::store::layout::generation_number(&entry.file_name()).is_none()
+            {
                 continue;
             }
             let tree = entry.path().join("tree");
@@ -184,7 +190,7 @@ impl HashCache {
                     };
                     if metadata.is_dir() {
                         pending.push(entry.path());
-                    } else if metadata.is_file() {
+                    } else if metadata.is_file() && metadata.size() <= file_bytes_max {
                         files.push((entry.path(), metadata));
                     }
                 }
@@ -223,7 +229,7 @@ impl HashCache {
                             .skip(index)
                             .step_by(threads)
                             .filter_map(|(path, metadata)| {
-                                let hash = Hash::of(&fs::read(path).ok()?);
+                                let hash = hash_file(path, metadata)?;
                                 Some((
                                     (metadata.dev(), metadata.ino()),
                                     (
@@ -245,6 +251,14 @@ impl HashCache {
         });
         self.hashes.extend(hashed.into_iter().flatten());
     }
+}
+
+/// The hash of the regular file at `path` that lstat showed as `metadata`: opened without
+/// following a symlink or blocking, and read only up to the size lstat gave (a file that
+/// grew since is not hashed).
+fn hash_file(path: &Path, metadata: &fs::Metadata) -> Option<Hash> {
+    let content = crate::fs::read::read_bounded(path, usize::try_from(metadata.size()).ok()?)?;
+    Some(Hash::of(&content))
 }
 
 /// Compares the tree at `tree` with `manifest`; returns the paths whose file matches.
