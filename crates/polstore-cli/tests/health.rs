@@ -1043,6 +1043,35 @@ fn a_rollback_is_not_refused_for_what_cf_agent_left_in_another_generations_tree(
     assert_tree_matches_manifest(&node.generation_tree(1), &node.generation_manifest(1));
 }
 
+/// A name added to a directory changes its modification time, but `tar x`, `rsync -a` and
+/// `cp -a` (or `touch -r`) put a directory's time back afterwards. A file added to the
+/// active tree's `lib/` through a writable view that way is not in generation 1's
+/// manifest; once that tree is the spare, the next update over it must not carry the file
+/// into the new, active generation (`Reconcile::walk` does not list a directory whose
+/// time is not after `settled`).
+#[test]
+fn an_update_over_the_spare_tree_does_not_carry_a_file_added_where_the_directory_time_was_put_back()
+{
+    let node = Node::with_generation();
+    let lib = node.generation_tree(1).join("lib");
+    fs::write(lib.join("extra.cf"), "# not signed by anyone\n").unwrap();
+    // As `rsync -a` or `tar x` leave a directory they wrote into.
+    tool("touch", &["-m", "-r", s(&lib.join("common.cf")), s(&lib)]);
+    ingest_serial(&node, "t2", 2);
+    // Built over generation 1's tree, the spare; lib/ is in the new manifest too.
+    ingest_serial(&node, "t3", 3);
+    assert!(
+        !node.generation_tree(1).exists(),
+        "generation 1's tree was the spare"
+    );
+    assert_eq!(node.active_generation(), Some(3));
+    assert!(
+        !node.generation_tree(3).join("lib/extra.cf").exists(),
+        "an unsigned file the spare held is in the active generation 3"
+    );
+    assert_tree_matches_manifest(&node.generation_tree(3), &node.generation_manifest(3));
+}
+
 /// A directory of the spare tree replaced by a symlink (damage `verify` reports, by a
 /// writer through a writable view, or anyone with root): an update over that tree must
 /// never write or remove through it, outside the store.

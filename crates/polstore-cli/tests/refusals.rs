@@ -1281,6 +1281,49 @@ fn a_signed_drop_with_a_thousand_directories_side_by_side_is_accepted_with_1024_
     assert_eq!(node.active_generation(), Some(2));
 }
 
+/// A file of the spare tree changed behind polstore's back (same size) after its generation
+/// was settled is not kept by an update over it (its time is later). A candidate refused
+/// before it placed that path must not change that: `TreeBuilder::reverse` keeps every
+/// file the refused candidate did not place if its time is before `started` (when the
+/// tree was taken, not when its generation was settled), and `slot::place` then renews
+/// the manifest's time, so the changed file passes for polstore's from then on and the
+/// next update over the spare puts it into the active generation.
+#[test]
+fn a_refused_candidate_does_not_make_a_file_changed_in_the_spare_tree_pass_for_polstores() {
+    let node = Node::with_generation();
+    let second = node.signed_tree(
+        "second",
+        &[("promises.cf", POLICY), ("lib/common.cf", "# second\n")],
+        2,
+    );
+    node.ingest(&second).success();
+    // Generation 1's tree is the spare; its lib/common.cf changed since (same size).
+    let common = node.generation_tree(1).join("lib/common.cf");
+    fs::write(&common, "# COMMON\n").unwrap();
+    // Refused when the drop is listed, before any path is placed.
+    let refused = node.signed_tree(
+        "refused",
+        &[("promises.cf", POLICY), ("lib/common.cf", "# common\n")],
+        3,
+    );
+    fs::write(refused.join("unlisted.cf"), "# unlisted\n").unwrap();
+    assert_ingest_refused(&node, &refused, "not listed in the manifest");
+    assert!(node.generation_tree(1).exists(), "the spare tree was put back");
+    // Generation 1's content again, built over its tree.
+    let third = node.signed_tree(
+        "third",
+        &[("promises.cf", POLICY), ("lib/common.cf", "# common\n")],
+        3,
+    );
+    node.ingest(&third).success();
+    assert_eq!(node.active_generation(), Some(3));
+    assert_eq!(
+        fs::read_to_string(node.generation_tree(3).join("lib/common.cf")).unwrap(),
+        "# common\n",
+        "the active generation holds a file no one signed"
+    );
+}
+
 /// A candidate refused after its checks ran puts the spare tree back as its generation's
 /// `tree/`. With one view the checks run on the candidate's tree itself, writable; a
 /// refused candidate must not leave the spare generation's tree different from its
