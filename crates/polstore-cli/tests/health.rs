@@ -1072,6 +1072,43 @@ fn an_update_over_the_spare_tree_does_not_carry_a_file_added_where_the_directory
     assert_tree_matches_manifest(&node.generation_tree(3), &node.generation_manifest(3));
 }
 
+/// `verify` hashes the trees' files while redb checks the database
+/// (`HashCache::warmed`): every regular file of every tree, each read whole into memory
+/// (`fs::read`), on every core, whatever its size and whether a manifest names it. A big
+/// file in a tree (what a writer left through a writable view) is damage to report as an
+/// extra file, never something to read: `check_tree` itself hashes only files of their
+/// manifest entry's size, within `[limits]`.
+#[test]
+fn verify_does_not_read_a_big_file_no_manifest_names_into_memory() {
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("skipped: no /usr/bin/time");
+        return;
+    }
+    let node = Node::with_generation();
+    // Sparse: 1 GiB that costs nothing on disk.
+    let big = fs::File::create(node.generation_tree(1).join("big.log")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    drop(big);
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss-kib %M", POLSTORE, "verify"])
+        .env("POLSTORE_STORE", &node.store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("big.log"), "{stdout}{stderr}");
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("maxrss-kib "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maximum resident size: {stderr}"));
+    assert!(
+        kib < 256 * 1024,
+        "verify grew to {} MiB to report a file no manifest names",
+        kib / 1024
+    );
+}
+
 /// A directory of the spare tree replaced by a symlink (damage `verify` reports, by a
 /// writer through a writable view, or anyone with root): an update over that tree must
 /// never write or remove through it, outside the store.
