@@ -69,7 +69,7 @@ fn full_happy_path() {
     let out = node.ingest(&gen1).success();
     assert_eq!(
         out.stdout,
-        "generation 1 active: serial 1, 3 files (3 written, 0 unchanged), no agent run configured\n"
+        "generation 1 active: serial 1, 3 files (3 written, 0 reused), no agent run configured\n"
     );
     let gen2 = node.signed_tree("gen2", GEN2, 2);
     let out = node.ingest(&gen2).success();
@@ -183,7 +183,7 @@ fn unchanged_files_are_linked_from_the_active_generation() {
     node.ingest(&node.signed_tree("gen1", GEN1, 1)).success();
     let out = node.ingest(&node.signed_tree("gen2", GEN2, 2)).success();
     assert!(
-        out.stdout.contains(", 3 files (1 written, 2 unchanged),"),
+        out.stdout.contains(", 3 files (1 written, 2 reused),"),
         "{}",
         out.stdout
     );
@@ -215,7 +215,7 @@ fn unchanged_files_are_linked_from_the_active_generation() {
         ))
         .success();
     assert!(
-        out.stdout.contains(", 3 files (1 written, 2 unchanged),"),
+        out.stdout.contains(", 3 files (1 written, 2 reused),"),
         "{}",
         out.stdout
     );

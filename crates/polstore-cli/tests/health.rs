@@ -834,7 +834,7 @@ fn an_update_never_links_a_file_edited_in_the_active_generation() {
         2,
     );
     let out = node.ingest(&tree).success();
-    assert!(out.stdout.contains("(2 written, 1 unchanged)"), "{out:#?}");
+    assert!(out.stdout.contains("(2 written, 1 reused)"), "{out:#?}");
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(2));
     // The edited generation is still reported, and repaired.
     assert_detected(&node, Some(1), "lib/common.cf: content does not match");
@@ -852,7 +852,7 @@ fn a_drop_directory_ingested_again_gets_verified_content_even_if_the_store_copy_
     fs::write(drop.join("promises.cf"), POLICY.replace("hello", "hello 2")).unwrap();
     node.sign_tree(&drop, 2);
     let out = node.ingest(&drop).success();
-    assert!(out.stdout.contains("(1 written, 1 unchanged)"), "{out:#?}");
+    assert!(out.stdout.contains("(1 written, 1 reused)"), "{out:#?}");
     assert_tree_matches_manifest(&node.view, &node.generation_manifest(2));
     // A copy in the store edited behind polstore's back is not used: the new generation is
     // built over generation 1's tree, whose copy is intact.

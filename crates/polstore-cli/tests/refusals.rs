@@ -1308,7 +1308,10 @@ fn a_refused_candidate_does_not_make_a_file_changed_in_the_spare_tree_pass_for_p
     );
     fs::write(refused.join("unlisted.cf"), "# unlisted\n").unwrap();
     assert_ingest_refused(&node, &refused, "not listed in the manifest");
-    assert!(node.generation_tree(1).exists(), "the spare tree was put back");
+    assert!(
+        node.generation_tree(1).exists(),
+        "the spare tree was put back"
+    );
     // Generation 1's content again, built over its tree.
     let third = node.signed_tree(
         "third",

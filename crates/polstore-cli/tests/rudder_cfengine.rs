@@ -449,7 +449,7 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     assert_eq!(
         update.stdout,
         format!(
-            "generation 1 active: serial {serial_1}, 6 files (6 written, 0 unchanged), agent run succeeded\n"
+            "generation 1 active: serial {serial_1}, 6 files (6 written, 0 reused), agent run succeeded\n"
         )
     );
     site.assert_active(1, serial_1, "R1", "L1");
@@ -461,7 +461,7 @@ fn a_node_follows_its_rudder_server_over_the_cfengine_protocol() {
     assert_eq!(
         update.stdout,
         format!(
-            "generation 2 active: serial {serial_2}, 6 files (1 written, 5 unchanged), agent run succeeded\n"
+            "generation 2 active: serial {serial_2}, 6 files (1 written, 5 reused), agent run succeeded\n"
         )
     );
     site.assert_active(2, serial_2, "R2", "L1");

@@ -74,7 +74,7 @@ pub(super) fn print_ingest_report(report: &ingest::IngestReport, json: bool) -> 
         }
     };
     outln!(
-        "generation {} active: serial {}, {} files ({} written, {} unchanged), {agent}",
+        "generation {} active: serial {}, {} files ({} written, {} reused), {agent}",
         report.generation,
         report.serial,
         report.files,

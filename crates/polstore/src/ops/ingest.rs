@@ -63,7 +63,7 @@ pub struct IngestReport {
     pub serial: u64,
     pub files: u64,
     pub bytes: u64,
-    /// Files written anew; the rest were kept from the spare tree or hard-linked.
+    /// Files written anew; the rest were reused: kept from the spare tree or hard-linked.
     pub files_written: u64,
     pub agent: AgentRun,
     pub checks: Vec<CheckRecord>,
