@@ -161,7 +161,6 @@ fn update_inner(
             store,
             true,
             crate::health::inspect::Objects::Rehash,
-            crate::health::inspect::HashCache::default(),
             &mut report,
             verify_progress,
         )?;

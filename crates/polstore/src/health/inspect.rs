@@ -145,12 +145,10 @@ pub enum Objects {
 }
 
 /// Looks at the whole store. `parse`: also run the parse check on the active generation.
-/// `cache`: what is already known of the trees' files ([`HashCache::warmed`]), or empty.
 pub fn inspect(
     store: &Store,
     parse: bool,
     objects: Objects,
-    cache: HashCache,
     progress: ProgressFn,
 ) -> Result<Inspection> {
     let mut inspection = Inspection::default();
@@ -179,7 +177,7 @@ pub fn inspect(
             })?;
             Ok((stored, damaged))
         });
-        let directories = check_generation_directories(store, &mut inspection, cache, progress);
+        let directories = check_generation_directories(store, &mut inspection, progress);
         (
             // redb may panic on pages damaged since the checksum check: damage, not a bug.
             objects.join().unwrap_or_else(|_| {
@@ -339,9 +337,9 @@ pub fn inspect(
 fn check_generation_directories(
     store: &Store,
     inspection: &mut Inspection,
-    mut cache: HashCache,
     progress: ProgressFn,
 ) -> Result<Vec<Finding>> {
+    let mut cache = HashCache::default();
     let read = store.db.read()?;
     let mut all_findings = Vec::new();
     let generations: Vec<u64> = inspection.records.keys().copied().collect();

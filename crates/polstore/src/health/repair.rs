@@ -118,17 +118,7 @@ pub fn verify_store(
         report.changes.extend(ensured.notes);
     }
     progress("opening the database", false);
-    // The trees' files are hashed on every core while redb checks every page of the
-    // database on this thread: the two read different files, and neither needs the other.
-    let generations = locked.layout.generations();
-    let entries_max = locked.config.limits.files_max.saturating_mul(2);
-    let file_bytes_max = locked.config.limits.file_bytes_max;
-    let (opened, cache) = std::thread::scope(|scope| {
-        let warming =
-            scope.spawn(|| inspect::HashCache::warmed(&generations, entries_max, file_bytes_max));
-        let opened = inspect::open_checked_db(&locked.layout);
-        (opened, warming.join().unwrap_or_default())
-    });
+    let opened = inspect::open_checked_db(&locked.layout);
     let db = match opened {
         Ok(db) => db,
         // Not the bytes: nothing to rebuild, and nothing is.
@@ -165,7 +155,7 @@ pub fn verify_store(
     } else {
         inspect::Objects::CoveredByChecksums
     };
-    check_and_repair(&store, repair, objects, cache, &mut report, progress)?;
+    check_and_repair(&store, repair, objects, &mut report, progress)?;
     report.protection = Some(protect::protection(
         &store.layout,
         store.config.protect_view,
@@ -179,12 +169,11 @@ pub fn check_and_repair(
     store: &Store,
     repair: bool,
     objects: inspect::Objects,
-    cache: inspect::HashCache,
     report: &mut VerifyReport,
     progress: ProgressFn,
 ) -> Result<()> {
     let parse = store.config.verify.parse;
-    let inspection = inspect::inspect(store, parse, objects, cache, progress)?;
+    let inspection = inspect::inspect(store, parse, objects, progress)?;
     report.findings.extend(inspection.findings.iter().cloned());
     report.active = inspection.active;
     report.generations = generation_health(&inspection);
@@ -193,13 +182,7 @@ pub fn check_and_repair(
         repair_store(store, inspection, report, progress)?;
         progress("verifying again", false);
         // Repair wrote since: every object is re-hashed.
-        let again = inspect::inspect(
-            store,
-            parse,
-            inspect::Objects::Rehash,
-            inspect::HashCache::default(),
-            progress,
-        )?;
+        let again = inspect::inspect(store, parse, inspect::Objects::Rehash, progress)?;
         report.generations = generation_health(&again);
         report.remaining = again.findings;
         report.active = again.active;

@@ -1,10 +1,12 @@
 //! Ingest: source → staging → checks → new generation → view → confirming agent run.
 //!
 //! The candidate is materialized once, in `staging/candidate/tree`, and checked there; if it
-//! passes, that same directory is renamed into `generations/N`. A file whose content and
-//! mode are already in the active generation is hard-linked from it, so an update costs in
-//! proportion to what changed. The commit protocol, and what recovery does after a crash
-//! at each step, is in `store-format.md` § Commit protocol.
+//! passes, that same directory is renamed into `generations/N`. It is built over the spare
+//! tree of an earlier generation (`store::slot`), whose files that the candidate has with
+//! the same content and mode stay where they are; with no spare, a file the active
+//! generation holds is hard-linked from it. Content is written only for what changed. The
+//! commit protocol, and what recovery does after a crash at each step, is in
+//! `store-format.md` § Commit protocol.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -166,7 +168,7 @@ impl Staging {
     /// false, having placed nothing, when no trustworthy copy is there.
     fn add_known(&mut self, path: &str, mode: u32, size: u64, hash: Hash) -> Result<bool> {
         self.builder.make_parents(path)?;
-        if !self.builder.keep(path, hash, mode, size) && !self.link(path, hash, mode, size)? {
+        if !self.reuse(path, hash, mode, size)? {
             return Ok(false);
         }
         self.record(path.to_string(), mode, size, hash);
@@ -182,6 +184,22 @@ impl Staging {
         match self.linkable.find(hash, mode, size) {
             Some(source) => self.builder.link(path, source),
             None => Ok(false),
+        }
+    }
+
+    /// Places `path` with content `hash` and `mode` from what is already there: the spare
+    /// tree's own file, else a copy this candidate wrote, else (with no spare tree) a
+    /// trustworthy copy in the active tree. Over a spare tree, a content it lacks at this
+    /// path is new or moved: looking for it in the active tree would cost parsing the
+    /// active manifest for one changed file, and the database has what the store holds.
+    fn reuse(&mut self, path: &str, hash: Hash, mode: u32, size: u64) -> Result<bool> {
+        if self.builder.keep(path, hash, mode, size) {
+            return Ok(true);
+        }
+        if self.spare.is_some() {
+            self.link_written(path, hash, mode)
+        } else {
+            self.link(path, hash, mode, size)
         }
     }
 
@@ -212,7 +230,7 @@ impl Staging {
         self.builder.make_parents(&path)?;
         let hash = Hash::of(content);
         let size = content.len() as u64;
-        if !self.builder.keep(&path, hash, mode, size) && !self.link(&path, hash, mode, size)? {
+        if !self.reuse(&path, hash, mode, size)? {
             let target = self.builder.write(&path, content, mode)?;
             self.written.insert((hash, mode), target);
             self.files_written += 1;
@@ -354,17 +372,7 @@ fn stage_from_manifest(
     let read = store.db.read()?;
     for (index, entry) in manifest.entries.iter().enumerate() {
         staging.builder.make_parents(&entry.path)?;
-        // Over a spare tree, what it lacks at a path is new content (or moved): looking
-        // through the active tree for it would cost parsing the active manifest; the
-        // database has what the store holds.
-        let placed = staging
-            .builder
-            .keep(&entry.path, entry.hash, entry.mode, entry.size)
-            || if staging.spare.is_some() {
-                staging.link_written(&entry.path, entry.hash, entry.mode)?
-            } else {
-                staging.link(&entry.path, entry.hash, entry.mode, entry.size)?
-            };
+        let placed = staging.reuse(&entry.path, entry.hash, entry.mode, entry.size)?;
         if placed {
             staging.record(entry.path.clone(), entry.mode, entry.size, entry.hash);
         } else if read.has_object(entry.hash)? {

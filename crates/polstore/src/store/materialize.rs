@@ -8,7 +8,8 @@
 //! generation's files. Then only what differs is touched: a file the new tree has with
 //! the same content and mode stays where it is ([`TreeBuilder::keep`]), a file placed at a
 //! path first removes what was there, and [`TreeBuilder::finish`] removes the recycled
-//! files and directories the new tree does not have. Work is in proportion to the change.
+//! files and directories the new tree does not have. Content is written only for what
+//! changed.
 //!
 //! **Invariant:** every path given here passed [`crate::format::policy_path::validate`], so
 //! joined under the tree it stays inside the tree; and a recycled tree is reconciled with
@@ -107,11 +108,12 @@ impl TreeBuilder {
     }
 
     /// Makes a recycled tree hold nothing but what its description says, before anything
-    /// is built over it: one listing of each of its directories (no stat of a file), and
-    /// whatever is there that the description does not have (a file cf-agent left through
-    /// a writable view, a half-written file, a symlink or anything else in place of a
-    /// directory) is removed, a symlink without being followed. Only then are paths joined
-    /// under the tree written through: every directory on the way is a real directory.
+    /// is built over it: its top and each directory changed since the tree was settled
+    /// are listed (no stat of a file; see [`Reconcile::walk`]), and whatever is there that
+    /// the description does not have (a file cf-agent left through a writable view, a
+    /// half-written file, a symlink or anything else in place of a directory) is removed,
+    /// a symlink without being followed. Only then are paths joined under the tree written
+    /// through: every directory on the way is a real directory.
     fn reconcile(&mut self) -> Result<()> {
         let since = match &self.recycled {
             Some(recycled) => recycled.settled,
@@ -152,10 +154,6 @@ impl TreeBuilder {
         Ok(())
     }
 
-    /// Turns what was built so far back into a recycled tree, to be built again (a
-    /// candidate undone): its files are those `placed` here and those of the tree it
-    /// recycled that were neither kept nor replaced. Files modified from now on are not
-    /// kept.
     /// Turns what was built so far back into a recycled tree, to be built again (a
     /// candidate undone). `started`: when the tree was taken, before anything was placed
     /// in it (the candidate directory's time then). Its files are those `placed` here,

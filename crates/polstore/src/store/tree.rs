@@ -145,66 +145,6 @@ impl HashCache {
         Some(hash)
     }
 
-    /// Hashes every regular file of the trees on disk under `generations` (each
-    /// `N/tree`), on every core, walking without following a symlink and at most
-    /// `entries_max` entries a tree: what `verify` does while the database is checked,
-    /// which needs neither. A file that changes before it is compared is hashed again
-    /// then (its change time or size differs).
-    ///
-    /// Only files of at most `file_bytes_max` (the largest a manifest may name) are read,
-    /// and only in a directory named as a generation: what no manifest can name is not
-    /// read whole into memory.
-    pub fn warmed(generations: &Path, entries_max: usize, file_bytes_max: u64) -> HashCache {
-        let mut cache = HashCache::default();
-        // Never through something planted in place of `generations/`.
-        if !fs::symlink_metadata(generations).is_ok_and(|metadata| metadata.is_dir()) {
-            return cache;
-        }
-        let Ok(entries) = fs::read_dir(generations) else {
-            return cache;
-        };
-        let mut files: Vec<(PathBuf, fs::Metadata)> = Vec::new();
-        for entry in entries.flatten() {
-            if !entry.file_type().is_ok_and(|kind| kind.is_dir())
-                || crate::store::layout::generation_number(&entry.file_name()).is_none()
-            {
-                continue;
-            }
-            let tree = entry.path().join("tree");
-            if !fs::symlink_metadata(&tree).is_ok_and(|metadata| metadata.is_dir()) {
-                continue;
-            }
-            let mut pending = vec![tree];
-            let mut seen = 0usize;
-            while let Some(directory) = pending.pop() {
-                let Ok(listing) = fs::read_dir(&directory) else {
-                    continue;
-                };
-                for entry in listing.flatten() {
-                    seen += 1;
-                    if seen > entries_max {
-                        break;
-                    }
-                    let Ok(metadata) = fs::symlink_metadata(entry.path()) else {
-                        continue;
-                    };
-                    if metadata.is_dir() {
-                        pending.push(entry.path());
-                    } else if metadata.is_file() && metadata.size() <= file_bytes_max {
-                        files.push((entry.path(), metadata));
-                    }
-                }
-            }
-        }
-        cache.prefetch(
-            files
-                .iter()
-                .map(|(path, metadata)| (path.clone(), metadata))
-                .collect(),
-        );
-        cache
-    }
-
     /// Hashes the files of `files` it does not hold yet, on every core (each thread reads
     /// one file at a time), so that the lookups after find them here.
     fn prefetch(&mut self, files: Vec<(PathBuf, &fs::Metadata)>) {
