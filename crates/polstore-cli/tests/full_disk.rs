@@ -56,6 +56,24 @@ fn filler(seed: u64, bytes: usize) -> String {
     text
 }
 
+/// A tar of `tree` (`candidate.tar` beside the node's directories): an archive is read
+/// before its manifest is known, so no space check refuses it up front.
+fn tar_of(node: &Node, tree: &Path) -> PathBuf {
+    let archive = node.root.join("candidate.tar");
+    tool("tar", &["-cf", s(&archive), "-C", s(tree), "."]);
+    archive
+}
+
+/// Fills the store's file system with a ballast file, `STORE/ballast`, until `left` bytes
+/// are free; returns its path.
+fn fill_store_leaving(node: &Node, left: u64) -> PathBuf {
+    let output = tool("df", &["--output=avail", "-B1", s(&node.store)]);
+    let free_now: u64 = output.lines().nth(1).unwrap().trim().parse().unwrap();
+    let ballast = node.store.join("ballast");
+    fs::write(&ballast, vec![b'x'; (free_now - left) as usize]).unwrap();
+    ballast
+}
+
 /// A signed node whose store is a tmpfs of `size`, generation 1 (`promises.cf`) active;
 /// `None`, said on standard error, when not root (mounting needs it).
 fn signed_store_on_tmpfs(size: &str) -> Option<(Node, Mount)> {
@@ -107,20 +125,8 @@ fn a_full_disk_refuses_cleanly_and_the_next_ingest_succeeds() {
         ],
         2,
     );
-    let archive = node.root.join("candidate.tar");
-    tool("tar", &["-cf", s(&archive), "-C", s(&tree), "."]);
-    let ballast = node.store.join("ballast");
-    let free_now = {
-        let output = tool("df", &["--output=avail", "-B1", s(&node.store)]);
-        output
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    fs::write(&ballast, vec![b'x'; (free_now - (1200 << 10)) as usize]).unwrap();
+    let archive = tar_of(&node, &tree);
+    let ballast = fill_store_leaving(&node, 1200 << 10);
     let before = node.snapshot();
     let out = node.ingest(&archive);
     assert_eq!(out.code, 1, "{out:#?}");
@@ -180,20 +186,8 @@ fn a_full_disk_during_an_update_over_the_spare_tree_leaves_it_as_its_manifest_sa
         &[("promises.cf", POLICY), ("big.txt", &filler(3, 900 << 10))],
         3,
     );
-    let archive = node.root.join("candidate.tar");
-    tool("tar", &["-cf", s(&archive), "-C", s(&tree), "."]);
-    let ballast = node.store.join("ballast");
-    let free_now = {
-        let output = tool("df", &["--output=avail", "-B1", s(&node.store)]);
-        output
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    fs::write(&ballast, vec![b'x'; (free_now - (300 << 10)) as usize]).unwrap();
+    let archive = tar_of(&node, &tree);
+    let ballast = fill_store_leaving(&node, 300 << 10);
     let out = node.ingest(&archive);
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(
