@@ -105,21 +105,8 @@ impl Staging {
     /// The candidate's tree at `tree`: built over a spare tree, when a generation other than
     /// the active one has one that no process uses, else from nothing.
     fn new(store: &Store, tree: PathBuf, active: Option<u64>) -> Result<Staging> {
-        let linkable = match active {
-            Some(active) if slot::materialized(&store.layout, active) => Linkable::deferred(
-                &store.layout,
-                active,
-                store.db.read()?.manifest(active)?.manifest,
-            ),
-            _ => Linkable::default(),
-        };
-        let (spare, builder) = match slot::find_spare(store, &Vec::from_iter(active))? {
-            Some(generation) => {
-                let (spare, builder) = slot::take(store, generation, &tree)?;
-                (Some(spare), builder)
-            }
-            None => (None, TreeBuilder::new(tree)?),
-        };
+        let linkable = slot::active_linkable(store, active)?;
+        let (spare, builder) = slot::spare_or_new(store, &Vec::from_iter(active), tree)?;
         let mut staging = Staging::fresh(builder, linkable);
         staging.spare = spare;
         // Taken after the tree was renamed in: `staging/candidate` changed then.

@@ -481,13 +481,6 @@ pub struct Linkable {
 }
 
 impl Linkable {
-    /// The files of `generation`'s tree, described by `manifest`.
-    pub fn of(layout: &crate::store::Layout, generation: u64, manifest: &Manifest) -> Linkable {
-        let linkable = Linkable::deferred(layout, generation, Vec::new());
-        let _ = linkable.files.set(index(&linkable.tree, manifest));
-        linkable
-    }
-
     /// The files of `generation`'s tree, described by the manifest `bytes` (a stored one),
     /// parsed when first needed.
     pub fn deferred(layout: &crate::store::Layout, generation: u64, bytes: Vec<u8>) -> Linkable {
@@ -513,7 +506,13 @@ impl Linkable {
                 .and_then(|bytes| {
                     Manifest::parse(bytes, crate::store::stored_manifest_limits()).ok()
                 })
-                .map(|manifest| index(&self.tree, &manifest))
+                .map(|manifest| {
+                    manifest
+                        .entries
+                        .iter()
+                        .map(|entry| ((entry.hash, entry.mode), self.tree.join(&entry.path)))
+                        .collect()
+                })
                 .unwrap_or_default()
         })
     }
@@ -549,14 +548,6 @@ impl Linkable {
             .filter(|source| self.trusted(source, hash, mode, size))
             .map(PathBuf::as_path)
     }
-}
-
-fn index(tree: &Path, manifest: &Manifest) -> HashMap<(Hash, u32), PathBuf> {
-    manifest
-        .entries
-        .iter()
-        .map(|entry| ((entry.hash, entry.mode), tree.join(&entry.path)))
-        .collect()
 }
 
 /// The modification time of `path`, without following a symlink.

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
@@ -83,6 +83,35 @@ pub fn take(store: &Store, generation: u64, into: &Path) -> Result<(Spare, TreeB
     ))
 }
 
+/// A tree to build in at `into`: the spare ([`find_spare`], not one of `except`) taken
+/// there, with what it holds, or a new empty directory when there is none.
+pub fn spare_or_new(
+    store: &Store,
+    except: &[u64],
+    into: PathBuf,
+) -> Result<(Option<Spare>, TreeBuilder)> {
+    Ok(match find_spare(store, except)? {
+        Some(generation) => {
+            let (spare, builder) = take(store, generation, &into)?;
+            (Some(spare), builder)
+        }
+        None => (None, TreeBuilder::new(into)?),
+    })
+}
+
+/// The active generation's files a new tree may link, when its tree is on disk; its
+/// manifest is parsed only when a file is first looked for.
+pub fn active_linkable(store: &Store, active: Option<u64>) -> Result<Linkable> {
+    Ok(match active {
+        Some(active) if materialized(&store.layout, active) => Linkable::deferred(
+            &store.layout,
+            active,
+            store.db.read()?.manifest(active)?.manifest,
+        ),
+        _ => Linkable::default(),
+    })
+}
+
 /// Puts a tree built for `generation` in place as its `tree/`: synced first (one
 /// syncfs), then renamed, then the generation's directory synced.
 ///
@@ -137,29 +166,18 @@ fn materialize_with(store: &Store, generation: u64, recycle: bool) -> Result<()>
     let read = store.db.read()?;
     let manifest = crate::store::stored_manifest(&read, generation)?;
     let active = read.state()?.active;
-    let linkable = match active {
-        Some(active) if materialized(&store.layout, active) => Linkable::of(
-            &store.layout,
-            active,
-            &crate::store::stored_manifest(&read, active)?,
-        ),
-        _ => Linkable::default(),
-    };
+    let linkable = active_linkable(store, active)?;
     let candidate = store.layout.candidate();
     durable::remove_tree_if_exists(&candidate).map_err(Error::io("cannot remove", &candidate))?;
     durable::create_directory(&candidate, crate::store::STORE_DIRECTORY_MODE)
         .map_err(Error::io("cannot create", &candidate))?;
     let built = (|| {
         let tree = candidate.join("tree");
-        let except: Vec<u64> = active.into_iter().chain([generation]).collect();
-        let spare = if recycle {
-            find_spare(store, &except)?
+        let mut builder = if recycle {
+            let except: Vec<u64> = active.into_iter().chain([generation]).collect();
+            spare_or_new(store, &except, tree)?.1
         } else {
-            None
-        };
-        let mut builder = match spare {
-            Some(spare) => take(store, spare, &tree)?.1,
-            None => TreeBuilder::new(tree)?,
+            TreeBuilder::new(tree)?
         };
         materialize::build_from_store(&mut builder, &manifest, &linkable, &read)?;
         place(store, &builder, generation)
