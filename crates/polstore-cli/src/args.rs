@@ -43,6 +43,10 @@ pub enum Command {
     Manifest(ManifestArgs),
     /// Sign a manifest with a signify secret key (server side).
     Sign(SignArgs),
+    /// Make, sign and publish a root of trust: which keys sign roots, manifests and heads,
+    /// how many of each must, and until when (see repo-format.md § Root of trust).
+    #[command(subcommand)]
+    Root(RootCommand),
     /// Publish a signed snapshot of a policy tree into a publication directory, switched
     /// in atomically (hub side).
     ///
@@ -161,6 +165,75 @@ pub struct SignArgs {
     /// Where to write the signature; MANIFEST.sig if omitted.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Add the signature to those already in the signature file (for a manifest that a
+    /// root's threshold wants signed by several keys), instead of replacing it.
+    #[arg(long)]
+    pub append: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Write a new, unsigned root: the keys of each role and their thresholds.
+    Create(RootCreateArgs),
+    /// Add a signature to a root file (in place).
+    Sign(RootSignArgs),
+    /// Show a root file: version, expiry, roles, and who signed it.
+    Show(RootShowArgs),
+    /// Add a root to a repository: version 1, signed by its own root threshold, or the next
+    /// version, signed by a threshold of the previous root's root keys and of its own.
+    Publish(RootPublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RootCreateArgs {
+    /// Where to write it (refused if it exists).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Its version: 1 for the first root, then one more for each rotation.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub version: u64,
+    /// Make it expire this many days from now.
+    #[arg(long, value_name = "DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..))]
+    pub expires_in: u64,
+    /// A public key of the root role (signs the next root), repeated.
+    #[arg(long, value_name = "PUB", required = true)]
+    pub root_key: Vec<PathBuf>,
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub root_threshold: usize,
+    /// A public key of the manifest role (signs policy), repeated.
+    #[arg(long, value_name = "PUB", required = true)]
+    pub manifest_key: Vec<PathBuf>,
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub manifest_threshold: usize,
+    /// A public key of the head role (signs heads, the hub's online key), repeated.
+    #[arg(long, value_name = "PUB", required = true)]
+    pub head_key: Vec<PathBuf>,
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub head_threshold: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RootSignArgs {
+    /// The root file.
+    pub file: PathBuf,
+    /// The signify secret key.
+    #[arg(long, value_name = "SECRET")]
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RootShowArgs {
+    /// The root file.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RootPublishArgs {
+    /// The root file.
+    pub file: PathBuf,
+    /// The repository.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -169,11 +242,38 @@ pub struct PublishArgs {
     #[arg(value_name = "SRC")]
     pub source: PathBuf,
     /// The publication directory (made with mode 0700 if missing).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "repo",
+        conflicts_with = "repo"
+    )]
+    pub out: Option<PathBuf>,
+    /// Publish into a repository that nodes pull from over HTTP (`[fetch] url`) instead:
+    /// content-addressed objects, the manifest and deltas from the node's earlier ones,
+    /// then its signed head, last (made with mode 0755 if missing; see repo-format.md).
     #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    pub repo: Option<PathBuf>,
     /// The signify secret key: a regular file of this user's, mode 0600 or stricter.
-    #[arg(long, value_name = "SECRET")]
-    pub key: PathBuf,
+    /// With --repo, repeated: each signs the manifest (a root may need several).
+    #[arg(long, value_name = "SECRET", required = true)]
+    pub key: Vec<PathBuf>,
+    /// With --repo: the keys that sign the head, repeated; left out, those of --key.
+    #[arg(long, value_name = "SECRET", requires = "repo")]
+    pub head_key: Vec<PathBuf>,
+    /// With --repo: the node (or group) whose head this is (heads/NODE).
+    #[arg(long, value_name = "ID", requires = "repo", default_value = polstore::config::DEFAULT_NODE)]
+    pub node: String,
+    /// With --repo: make the head expire this many seconds from now. A node refuses an
+    /// expired head, so publish must run again before then (the hub's timer).
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "repo",
+        default_value_t = polstore::ops::repo::HEAD_EXPIRES_IN_SECS_DEFAULT,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub head_expires_in: u64,
     /// The serial; must be above every publication in OUT. Default: the current UNIX
     /// time in seconds, or one above the newest publication if that is higher.
     #[arg(long, value_name = "N")]

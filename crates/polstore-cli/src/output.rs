@@ -253,6 +253,13 @@ impl ProgressLine {
             return;
         }
         match progress {
+            Progress::Fetching { done, total, bytes } => self.show(
+                &format!(
+                    "fetching: {done} of {total} objects, {:.1} MB",
+                    bytes as f64 / 1e6
+                ),
+                true,
+            ),
             Progress::Reading { files, bytes } => self.show(
                 &format!("reading: {files} files, {:.1} MB", bytes as f64 / 1e6),
                 true,

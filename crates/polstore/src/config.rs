@@ -109,6 +109,14 @@ pub struct FetchConfig {
     /// content goes in the candidate. Empty: a directory is the tree itself.
     #[serde(default)]
     pub parts: Vec<Part>,
+    /// A polstore repository (`polstore publish --repo`) served over HTTP or HTTPS: the
+    /// node pulls its head and only the objects it lacks. Excludes `command` and `drop`.
+    pub url: Option<String>,
+    /// The head the node pulls (`heads/NODE`); left out, `default`.
+    pub node: Option<String>,
+    /// PEM certificates the HTTPS server's must chain to, instead of the built-in
+    /// (Mozilla's) roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for FetchConfig {
@@ -118,9 +126,22 @@ impl Default for FetchConfig {
             drop: None,
             timeout_secs: defaults::fetch_timeout_secs(),
             parts: Vec::new(),
+            url: None,
+            node: None,
+            ca_file: None,
         }
     }
 }
+
+impl FetchConfig {
+    /// The head a pull asks for.
+    pub fn node_name(&self) -> &str {
+        self.node.as_deref().unwrap_or(DEFAULT_NODE)
+    }
+}
+
+/// The head a node pulls, and `publish --repo` writes, when none is named.
+pub const DEFAULT_NODE: &str = "default";
 
 /// One archive of a drop directory made of parts (`[[fetch.parts]]`): the files under
 /// `from` in the archive `file` are the candidate's files under `to`.
@@ -225,6 +246,9 @@ impl Default for VerifyConfig {
 pub struct TrustConfig {
     #[serde(default)]
     pub keys: Vec<PathBuf>,
+    /// A root of trust (`polstore root create`): keys, thresholds per role, version,
+    /// expiry. Excludes `keys`. Newer roots a pull follows are kept in the store.
+    pub root: Option<PathBuf>,
     #[serde(default = "defaults::yes")]
     pub require_signature: bool,
     #[serde(default = "defaults::clock_skew_secs")]
@@ -361,6 +385,7 @@ impl Default for TrustConfig {
     fn default() -> Self {
         TrustConfig {
             keys: Vec::new(),
+            root: None,
             require_signature: true,
             max_clock_skew_secs: defaults::clock_skew_secs(),
         }
@@ -521,6 +546,44 @@ impl Config {
             if !key.is_absolute() {
                 return Err(format!("trust key {key:?} must be an absolute path"));
             }
+        }
+        if let Some(root) = &self.trust.root {
+            if !root.is_absolute() {
+                return Err(format!("trust.root {root:?} must be an absolute path"));
+            }
+            if !self.trust.keys.is_empty() {
+                return Err(
+                    "trust.root and trust.keys are both set: a root names its keys itself".into(),
+                );
+            }
+        }
+        if let Some(url) = &self.fetch.url {
+            if !self.fetch.command.is_empty() || self.fetch.drop.is_some() {
+                return Err(
+                    "fetch.url is set with fetch.command or fetch.drop: a pull needs neither"
+                        .into(),
+                );
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "fetch.url {:?} must start with http:// or https://",
+                    text_prefix(url)
+                ));
+            }
+            if !self.fetch.parts.is_empty() {
+                return Err("fetch.url is set with fetch.parts: a repository has no parts".into());
+            }
+        }
+        if let Some(node) = &self.fetch.node {
+            crate::format::head::check_node(node)
+                .map_err(|error| format!("fetch.node: {error}"))?;
+        }
+        if let Some(ca_file) = &self.fetch.ca_file
+            && !ca_file.is_absolute()
+        {
+            return Err(format!(
+                "fetch.ca_file {ca_file:?} must be an absolute path"
+            ));
         }
         if let Some(dir) = &self.checks.dir
             && !dir.is_absolute()

@@ -45,6 +45,9 @@ pub const POINTS: &[&str] = &[
     "publish-renamed",
     "publish-current-switched",
     "publish-head-written",
+    "repo-objects-written",
+    "repo-head-written",
+    "pull-root-recorded",
     "readonly-prepared",
 ];
 

@@ -23,6 +23,7 @@ use crate::ops::ingest::{self, IngestReport, IngestRequest, Progress};
 use crate::store::Store;
 use crate::transport::ObjectSource;
 use crate::transport::drop::DropPlace;
+use crate::transport::repo::{self, PullProgress, PullStats, Pulled};
 
 pub enum UpdateOutcome {
     /// The drop holds what generation `generation` already has. `failed` is the reason
@@ -32,8 +33,13 @@ pub enum UpdateOutcome {
         generation: u64,
         serial: u64,
         failed: Option<String>,
+        /// With `fetch.url`: what the pull cost.
+        pulled: Option<PullStats>,
     },
-    Ingested(IngestReport),
+    Ingested {
+        report: IngestReport,
+        pulled: Option<PullStats>,
+    },
     /// `--force` with an unchanged serial: the fresh copy was verified and the store
     /// verified and repaired with it.
     Verified(VerifyReport),
@@ -52,6 +58,7 @@ pub fn update(
             generation,
             serial,
             failed: None,
+            ..
         }) => (
             HealthOutcome::Unchanged,
             format!("serial {serial} unchanged (generation {generation})"),
@@ -61,13 +68,19 @@ pub fn update(
             generation,
             serial,
             failed: Some(reason),
+            pulled,
         }) => (
             HealthOutcome::Failed,
             format!(
-                "the drop still holds serial {serial}, whose generation {generation} failed: {reason}"
+                "{} serial {serial}, whose generation {generation} failed: {reason}",
+                if pulled.is_some() {
+                    "the repository's head still names"
+                } else {
+                    "the drop still holds"
+                }
             ),
         ),
-        Ok(UpdateOutcome::Ingested(report)) => (
+        Ok(UpdateOutcome::Ingested { report, .. }) => (
             HealthOutcome::Updated,
             format!(
                 "generation {} (serial {}) activated",
@@ -111,6 +124,9 @@ fn update_inner(
     progress: &mut dyn FnMut(Progress),
     verify_progress: crate::health::inspect::ProgressFn,
 ) -> Result<UpdateOutcome> {
+    if let Some(url) = &store.config.fetch.url {
+        return update_from_repository(store, url, force, progress, verify_progress);
+    }
     let place = DropPlace::new(&store.config, store.layout.staging());
     let Some(drop) = &store.config.fetch.drop else {
         return Err(Error::Refused(
@@ -135,18 +151,11 @@ fn update_inner(
     };
     if let Some((generation, serial)) = already_have(store, &place, &source)? {
         if !force {
-            let failed = store
-                .db
-                .read()?
-                .generations()?
-                .into_iter()
-                .find(|(number, _)| *number == generation)
-                .filter(|(_, record)| record.state == GenerationState::Failed)
-                .map(|(_, record)| record.reason.unwrap_or_else(|| "no reason recorded".into()));
             return Ok(UpdateOutcome::Unchanged {
                 generation,
                 serial,
-                failed,
+                failed: failure_of(store, generation)?,
+                pulled: None,
             });
         }
         verify_progress("checking the fresh copy against its signed manifest", false);
@@ -176,7 +185,85 @@ fn update_inner(
             progress,
         },
     )?;
-    Ok(UpdateOutcome::Ingested(report))
+    Ok(UpdateOutcome::Ingested {
+        report,
+        pulled: None,
+    })
+}
+
+/// Why `generation` failed, if it did.
+fn failure_of(store: &Store, generation: u64) -> Result<Option<String>> {
+    Ok(store
+        .db
+        .read()?
+        .generations()?
+        .into_iter()
+        .find(|(number, _)| *number == generation)
+        .filter(|(_, record)| record.state == GenerationState::Failed)
+        .map(|(_, record)| record.reason.unwrap_or_else(|| "no reason recorded".into())))
+}
+
+/// `fetch.url`: pull the head and what the store lacks, then ingest it. With `--force` and
+/// an unchanged head, the store is verified and repaired.
+fn update_from_repository(
+    store: &Store,
+    url: &str,
+    force: bool,
+    progress: &mut dyn FnMut(Progress),
+    verify_progress: crate::health::inspect::ProgressFn,
+) -> Result<UpdateOutcome> {
+    let (pulled, stats) = repo::pull(store, url, &mut |event| match event {
+        PullProgress::Objects { done, total, bytes } => {
+            progress(Progress::Fetching { done, total, bytes })
+        }
+    });
+    match pulled? {
+        Pulled::Have { generation, serial } => {
+            if force {
+                let mut report = VerifyReport {
+                    repaired: true,
+                    ..VerifyReport::default()
+                };
+                repair::check_and_repair(
+                    store,
+                    true,
+                    crate::health::inspect::Objects::Rehash,
+                    &mut report,
+                    verify_progress,
+                )?;
+                return Ok(UpdateOutcome::Verified(report));
+            }
+            Ok(UpdateOutcome::Unchanged {
+                generation,
+                serial,
+                failed: failure_of(store, generation)?,
+                pulled: Some(stats),
+            })
+        }
+        Pulled::Ready { .. } => {
+            let pool = store.layout.fetched();
+            let result = ingest::ingest(
+                store,
+                IngestRequest {
+                    source: Source::Fetched(pool.clone()),
+                    manifest_file: None,
+                    signature_file: None,
+                    trust_stamps: true,
+                    progress,
+                },
+            );
+            // Used, or refused by a check: fetched again only if published again. Kept
+            // when the ingest could not finish (a full disk, the system): the next
+            // update resumes from it.
+            if result.as_ref().is_ok() || result.as_ref().is_err_and(Error::is_rejection) {
+                repo::Pool::clear(&pool)?;
+            }
+            Ok(UpdateOutcome::Ingested {
+                report: result?,
+                pulled: Some(stats),
+            })
+        }
+    }
 }
 
 /// Whether the last update was refused by the source or integrity check.
@@ -274,7 +361,7 @@ fn check_fresh_copy(store: &Store, source: &Source) -> Result<()> {
                 error.to_string(),
             )
         })?;
-    let trusted = checks::trusted_keys(&store.config)?;
+    let trusted = checks::trust_root(&store.config, &store.layout)?;
     let (verdict, _) = checks::integrity(
         &manifest,
         Some(&manifest_bytes),

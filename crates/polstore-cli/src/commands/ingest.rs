@@ -4,6 +4,7 @@ use super::verify::print_verify_report;
 use super::*;
 use polstore::candidate::source::Source;
 use polstore::ops::ingest::{self, AgentRun, IngestRequest};
+use polstore::transport::repo::PullStats;
 use polstore::update::{self, UpdateOutcome};
 
 pub(super) fn ingest_command(
@@ -45,13 +46,42 @@ pub(super) fn ingest_command(
             return Err(Failure::from_library(&error, &stays).into());
         }
     };
-    print_ingest_report(&report, args.json)?;
+    print_ingest_report(&report, None, args.json)?;
     Ok(())
 }
 
-pub(super) fn print_ingest_report(report: &ingest::IngestReport, json: bool) -> Result<()> {
+/// What a pull cost, for JSON output.
+fn pulled_json(pulled: Option<&PullStats>) -> serde_json::Value {
+    match pulled {
+        Some(stats) => serde_json::json!({
+            "requests": stats.requests,
+            "bytes": stats.bytes,
+            "objects": stats.objects,
+            "delta": stats.delta,
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// What a pull cost, for a line of text: empty without a pull.
+fn pulled_text(pulled: Option<&PullStats>) -> String {
+    match pulled {
+        Some(stats) => format!(
+            "; pulled {} objects in {} requests, {} bytes",
+            stats.objects, stats.requests, stats.bytes
+        ),
+        None => String::new(),
+    }
+}
+
+pub(super) fn print_ingest_report(
+    report: &ingest::IngestReport,
+    pulled: Option<&PullStats>,
+    json: bool,
+) -> Result<()> {
     if json {
         let json = serde_json::json!({
+            "pulled": pulled_json(pulled),
             "generation": report.generation,
             "serial": report.serial,
             "files": report.files,
@@ -74,12 +104,13 @@ pub(super) fn print_ingest_report(report: &ingest::IngestReport, json: bool) -> 
         }
     };
     outln!(
-        "generation {} active: serial {}, {} files ({} written, {} reused), {agent}",
+        "generation {} active: serial {}, {} files ({} written, {} reused), {agent}{}",
         report.generation,
         report.serial,
         report.files,
         report.files_written,
         report.files - report.files_written.min(report.files),
+        pulled_text(pulled),
     );
     Ok(())
 }
@@ -106,21 +137,38 @@ pub(super) fn update_command(
             generation,
             serial,
             failed,
+            pulled,
         }) => {
+            let holds = if pulled.is_some() {
+                "the repository's head names"
+            } else {
+                "the drop holds"
+            };
             if args.json {
                 outln!(
                     "{}",
-                    serde_json::json!({"outcome": if failed.is_some() { "failed" } else { "unchanged" }, "generation": generation, "serial": serial, "reason": failed})
+                    serde_json::json!({"outcome": if failed.is_some() { "failed" } else { "unchanged" }, "generation": generation, "serial": serial, "reason": failed, "pulled": pulled_json(pulled.as_ref())})
                 );
             } else if failed.is_none() {
-                outln!("unchanged: the drop holds serial {serial}, generation {generation}");
+                outln!(
+                    "unchanged: {holds} serial {serial}, generation {generation}{}",
+                    pulled_text(pulled.as_ref())
+                );
             }
             match failed {
                 // Every run says so, with the exit code of a refusal, until a fix comes.
                 Some(reason) => Err(Failure {
                     line: format!(
-                        "the drop still holds serial {serial}, whose generation {generation} failed: {}{}",
-                        polstore::format::text::one_line(&reason, polstore::format::text::QUOTED_CHARS_MAX),
+                        "{} serial {serial}, whose generation {generation} failed: {}{}",
+                        if pulled.is_some() {
+                            "the repository's head still names"
+                        } else {
+                            "the drop still holds"
+                        },
+                        polstore::format::text::one_line(
+                            &reason,
+                            polstore::format::text::QUOTED_CHARS_MAX
+                        ),
                         before
                             .map(|active| format!("; generation {active} stays active"))
                             .unwrap_or_default()
@@ -131,8 +179,8 @@ pub(super) fn update_command(
                 None => Ok(()),
             }
         }
-        Ok(UpdateOutcome::Ingested(report)) => {
-            print_ingest_report(&report, args.json)?;
+        Ok(UpdateOutcome::Ingested { report, pulled }) => {
+            print_ingest_report(&report, pulled.as_ref(), args.json)?;
             Ok(())
         }
         Ok(UpdateOutcome::Verified(report)) => print_verify_report(&report, args.json),

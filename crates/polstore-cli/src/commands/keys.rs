@@ -4,7 +4,7 @@ use super::*;
 use polstore::candidate::authoring;
 use polstore::config::LimitsConfig;
 use polstore::format::manifest;
-use polstore::format::signify::{SecretKey, SignifyError};
+use polstore::format::signify::{SecretKey, Signature as SignatureFile, SignifyError};
 use polstore::format::timestamp::Timestamp;
 
 pub(super) fn keygen(args: crate::args::KeygenArgs) -> Result<()> {
@@ -126,11 +126,40 @@ pub(super) fn sign(args: crate::args::SignArgs) -> Result<()> {
         .map(|name| name.to_string_lossy().replace(".sec", ".pub"))
         .unwrap_or_default();
     let signature = key.sign(&message);
-    fs::write(
-        &output,
-        signature.to_file_text(&format!("verify with {key_name}")),
-    )
-    .with_context(|| format!("cannot write {}", output.display()))?;
+    let mut text = String::new();
+    if args.append {
+        let keynum = *key.public_key().keynum();
+        match polstore::fs::read::read_regular(
+            &output,
+            polstore::format::signatures::SIGNATURE_LIST_BYTES_MAX,
+        ) {
+            Ok(existing) => {
+                polstore::format::signatures::parse_list(&existing)
+                    .map_err(|error| anyhow::anyhow!("{}: {error}", output.display()))?;
+                // Each existing signature as it was (its own comment), but this key's.
+                let mut rest = existing.as_slice();
+                while !rest.is_empty() {
+                    let end = rest
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, byte)| **byte == b'\n')
+                        .nth(1)
+                        .map_or(rest.len(), |(index, _)| index + 1);
+                    let one = &rest[..end];
+                    let same_key = SignatureFile::parse(one)
+                        .is_ok_and(|signature| *signature.keynum() == keynum);
+                    if !same_key {
+                        text.push_str(&String::from_utf8_lossy(one));
+                    }
+                    rest = &rest[end..];
+                }
+            }
+            Err(polstore::fs::read::ReadError::NotFound) => {}
+            Err(error) => bail!("{}: {error}", output.display()),
+        }
+    }
+    text.push_str(&signature.to_file_text(&format!("verify with {key_name}")));
+    fs::write(&output, text).with_context(|| format!("cannot write {}", output.display()))?;
     errln!(
         "signed {} with key {}: {}",
         args.manifest.display(),

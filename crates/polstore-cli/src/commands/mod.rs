@@ -39,6 +39,7 @@ mod keys;
 mod mount;
 mod publish;
 mod query;
+mod root;
 mod status;
 mod verify;
 
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => keygen(args),
         Command::Manifest(args) => manifest_command(args),
         Command::Sign(args) => sign(args),
+        Command::Root(command) => root::root_command(lock_timeout, command),
         Command::Publish(args) => publish_command(lock_timeout, args),
         Command::Ingest(args) => ingest_command(&store, lock_timeout, args),
         Command::Update(args) => update_command(&store, lock_timeout, args),

@@ -18,7 +18,7 @@ use crate::error::{Check, Error, Rejection, Result};
 use crate::format::manifest::{self, MANIFEST_BYTES_MAX};
 use crate::format::policy_path::{self, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::format::records::Stamp;
-use crate::format::signify::KEY_FILE_BYTES_MAX;
+use crate::format::signatures::SIGNATURE_LIST_BYTES_MAX;
 use crate::format::text;
 use crate::fs::read;
 
@@ -37,6 +37,10 @@ pub enum Source {
         directory: PathBuf,
         parts: Vec<Part>,
     },
+    /// What a pull from a repository left in `STORE/fetched/`: a manifest, its signature
+    /// list and the objects the store lacked (`transport::repo::Pool`). Staged from the
+    /// manifest only (`ops::ingest`); it has no tree to read.
+    Fetched(PathBuf),
 }
 
 impl Source {
@@ -61,6 +65,7 @@ impl Source {
         match self {
             Source::Directory(path) | Source::Archive(path) => path.display().to_string(),
             Source::Stdin => "standard input".to_string(),
+            Source::Fetched(_) => "the repository (fetch.url)".to_string(),
             Source::Parts { directory, parts } => format!(
                 "{} ({})",
                 directory.display(),
@@ -298,6 +303,10 @@ pub fn read_with(
             sink,
         ),
         Source::Parts { directory, parts } => read_parts(directory, parts, &mut admission, sink),
+        Source::Fetched(pool) => Err(Error::Refused(format!(
+            "{}: what a pull fetched is staged from its manifest, never read as a tree",
+            pool.display()
+        ))),
     }?;
     finish(&admission, sink)
 }
@@ -360,7 +369,7 @@ fn read_parts(
 ) -> Result<()> {
     for (name, limit) in [
         (MANIFEST_NAME, MANIFEST_BYTES_MAX),
-        (SIGNATURE_NAME, KEY_FILE_BYTES_MAX),
+        (SIGNATURE_NAME, SIGNATURE_LIST_BYTES_MAX),
     ] {
         let path = directory.join(name);
         let content = match read::read_regular(&path, limit) {
@@ -547,7 +556,7 @@ fn read_directory(
                 let limit = if raw == MANIFEST_NAME.as_bytes() {
                     MANIFEST_BYTES_MAX
                 } else {
-                    KEY_FILE_BYTES_MAX
+                    SIGNATURE_LIST_BYTES_MAX
                 };
                 let content = read_regular(
                     &full,
@@ -1148,7 +1157,7 @@ fn read_archive(
     let cap = limits
         .tree_bytes_max
         .saturating_add((limits.files_max as u64 + 64).saturating_mul(ARCHIVE_BYTES_PER_ENTRY_MAX))
-        .saturating_add(MANIFEST_BYTES_MAX as u64 + KEY_FILE_BYTES_MAX as u64);
+        .saturating_add(MANIFEST_BYTES_MAX as u64 + SIGNATURE_LIST_BYTES_MAX as u64);
     let magic = input
         .fill_buf()
         .map_err(|error| reject(None, format!("cannot read the archive: {error}")))?;
@@ -1257,7 +1266,7 @@ fn read_archive(
             let limit = if shown == MANIFEST_NAME {
                 MANIFEST_BYTES_MAX
             } else {
-                KEY_FILE_BYTES_MAX
+                SIGNATURE_LIST_BYTES_MAX
             } as u64;
             let content = read_entry(&mut entry, limit, &shown, &archive_error)?;
             sink(if shown == MANIFEST_NAME {

@@ -11,11 +11,15 @@ use crate::config::{self, Config};
 use crate::error::{Check, Error, Rejection, Result};
 use crate::format::manifest::{Entry, Manifest};
 use crate::format::records::CheckRecord;
-use crate::format::signify::{self, PublicKey, Signature};
+use crate::format::root::{ROOT_FILE_BYTES_MAX, Role, Root, SignedRoot};
+use crate::format::signatures;
+use crate::format::signify::{self, PublicKey};
 use crate::format::text::{QUOTED_CHARS_MAX, one_line};
 use crate::format::timestamp::Timestamp;
 use crate::fs::read;
 use crate::process::{self, RunOutcome};
+use crate::store::Layout;
+use crate::store::trust;
 
 mod views;
 pub use views::{MADE_VIEW_DIRECTORY_MODE, ViewMounts};
@@ -54,30 +58,58 @@ fn refused(rejection: Rejection, output: String, started: Instant) -> Verdict {
     }
 }
 
+/// The root of trust: the configured `trust.root`, or the newer one a pull followed and
+/// the store recorded; without `trust.root`, the flat `trust.keys` as a one-key root.
+pub fn trust_root(config: &Config, layout: &Layout) -> Result<Root> {
+    let Some(path) = &config.trust.root else {
+        return Ok(Root::from_keys(trusted_keys(config)?));
+    };
+    check_trusted_file(path, "trust.root")?;
+    let text = read_small(path, ROOT_FILE_BYTES_MAX)?;
+    let refuse = |error: String| Error::Refused(format!("trust.root {}: {error}", path.display()));
+    let configured = SignedRoot::parse(&text).map_err(|error| refuse(error.to_string()))?;
+    configured
+        .check_self()
+        .map_err(|error| refuse(error.to_string()))?;
+    match trust::accepted_root(layout)? {
+        Some(accepted) if accepted.root.version > configured.root.version => Ok(accepted.root),
+        _ => Ok(configured.root),
+    }
+}
+
+/// Whoever could write a trusted key or root, or its directory, could sign what root's
+/// agent runs: both must be root's (or polstore's user's) and writable by no one else.
+fn check_trusted_file(path: &Path, what: &'static str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let action = if what == "trust.root" {
+        "cannot read trust.root"
+    } else {
+        "cannot read trusted key"
+    };
+    for checked in [Some(path), path.parent()].into_iter().flatten() {
+        let metadata = std::fs::symlink_metadata(checked).map_err(Error::io(action, checked))?;
+        let owner = rustix::process::geteuid().as_raw();
+        if (metadata.uid() != 0 && metadata.uid() != owner) || metadata.mode() & 0o022 != 0 {
+            return Err(Error::Refused(format!(
+                "{what} {}: {} must belong to root and be writable by no one else (owner {}, mode {:04o})",
+                path.display(),
+                checked.display(),
+                metadata.uid(),
+                metadata.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the trusted keys named in the configuration.
-pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>> {
+fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>> {
     config
         .trust
         .keys
         .iter()
         .map(|path| {
-            // Whoever could write the key, or its directory, could sign what root's agent
-            // runs: both must be root's (or polstore's user's) and writable by no one else.
-            for checked in [Some(path.as_path()), path.parent()].into_iter().flatten() {
-                use std::os::unix::fs::MetadataExt;
-                let metadata = std::fs::symlink_metadata(checked)
-                    .map_err(Error::io("cannot read trusted key", checked))?;
-                let owner = rustix::process::geteuid().as_raw();
-                if (metadata.uid() != 0 && metadata.uid() != owner) || metadata.mode() & 0o022 != 0 {
-                    return Err(Error::Refused(format!(
-                        "trusted key {}: {} must belong to root and be writable by no one else (owner {}, mode {:04o})",
-                        path.display(),
-                        checked.display(),
-                        metadata.uid(),
-                        metadata.mode() & 0o7777
-                    )));
-                }
-            }
+            check_trusted_file(path, "trusted key")?;
             let text = read_small(path, signify::KEY_FILE_BYTES_MAX)?;
             PublicKey::parse(&text)
                 .map_err(|error| Error::Refused(format!("trusted key {}: {error}", path.display())))
@@ -98,7 +130,7 @@ pub fn integrity(
     manifest: &Manifest,
     manifest_bytes: Option<&[u8]>,
     signature_bytes: Option<&[u8]>,
-    trusted: &[PublicKey],
+    trusted: &Root,
     require_signature: bool,
     staged: &BTreeMap<String, Entry>,
 ) -> (Verdict, Option<String>) {
@@ -115,6 +147,9 @@ pub fn integrity(
         Ok(signed_by) => {
             let files = manifest.entries.len();
             let detail = match &signed_by {
+                Some(keys) if keys.contains(',') => {
+                    format!("signed by keys {keys}; {files} files match the manifest")
+                }
                 Some(keynum) => format!("signed by key {keynum}; {files} files match the manifest"),
                 None => format!("unsigned; {files} files match the manifest"),
             };
@@ -170,26 +205,46 @@ fn integrity_inner(
     manifest: &Manifest,
     manifest_bytes: Option<&[u8]>,
     signature_bytes: Option<&[u8]>,
-    trusted: &[PublicKey],
+    trusted: &Root,
     require_signature: bool,
     staged: &BTreeMap<String, Entry>,
 ) -> std::result::Result<Option<String>, Rejection> {
     let fail = |path: Option<&str>, reason: String| Rejection::new(Check::Integrity, path, reason);
     let signed_by = match (manifest_bytes, signature_bytes) {
         (Some(bytes), Some(signature)) => {
-            let signature = Signature::parse(signature).map_err(|error| {
+            let signatures = signatures::parse_list(signature).map_err(|error| {
                 fail(
                     Some(crate::format::policy_path::SIGNATURE_NAME),
                     error.to_string(),
                 )
             })?;
-            let index = signify::verify(trusted, bytes, &signature).map_err(|error| {
-                fail(
+            let now = Timestamp::now();
+            if let Some(expires) = trusted.expires
+                && expires <= now
+            {
+                return Err(fail(
                     Some(crate::format::policy_path::SIGNATURE_NAME),
-                    error.to_string(),
-                )
-            })?;
-            Some(trusted[index].keynum().to_string())
+                    format!(
+                        "the trusted root (version {}) expired at {expires}: nothing it vouches for is accepted until a newer root is installed",
+                        trusted.version
+                    ),
+                ));
+            }
+            let signed_by = trusted
+                .check(Role::Manifest, bytes, &signatures)
+                .map_err(|error| {
+                    fail(
+                        Some(crate::format::policy_path::SIGNATURE_NAME),
+                        error.to_string(),
+                    )
+                })?;
+            Some(
+                signed_by
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
         }
         (Some(_), None) if require_signature => {
             return Err(fail(

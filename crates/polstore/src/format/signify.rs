@@ -33,7 +33,7 @@ pub const KEY_FILE_BYTES_MAX: usize = 4096;
 pub const COMMENT_BYTES_MAX: usize = 1024;
 
 /// The text that starts every signify file.
-const COMMENT_HEADER: &str = "untrusted comment: ";
+pub const COMMENT_HEADER: &str = "untrusted comment: ";
 /// Public-key algorithm tag: Ed25519.
 const PUBLIC_KEY_ALGORITHM: [u8; 2] = *b"Ed";
 /// Key-derivation algorithm tag: `bcrypt_pbkdf`.
@@ -153,7 +153,7 @@ pub enum SignifyError {
 }
 
 /// The 8-byte key number that links a signature to the key that made it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyNum(pub [u8; KEYNUM_BYTES]);
 
 impl fmt::Display for KeyNum {
@@ -162,6 +162,24 @@ impl fmt::Display for KeyNum {
         self.0
             .iter()
             .try_for_each(|byte| write!(formatter, "{byte:02x}"))
+    }
+}
+
+impl KeyNum {
+    /// Parses 16 lower-case hexadecimal digits, the form [`fmt::Display`] writes.
+    pub fn from_hex(text: &str) -> Option<KeyNum> {
+        if text.len() != 2 * KEYNUM_BYTES
+            || !text
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let mut bytes = [0u8; KEYNUM_BYTES];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
+        }
+        Some(KeyNum(bytes))
     }
 }
 
@@ -198,6 +216,48 @@ impl PublicKey {
     /// The key number, which signatures by this key carry.
     pub fn keynum(&self) -> &KeyNum {
         &self.keynum
+    }
+
+    /// The base64 line of its signify file: the one-line form a root file names it by.
+    pub fn to_base64(&self) -> String {
+        let mut blob = Vec::with_capacity(PUBLIC_KEY_BLOB_BYTES);
+        blob.extend_from_slice(&PUBLIC_KEY_ALGORITHM);
+        blob.extend_from_slice(&self.keynum.0);
+        blob.extend_from_slice(self.key.as_bytes());
+        BASE64.encode(blob)
+    }
+
+    /// Parses the base64 line of a signify public key file, with the checks of [`parse`].
+    ///
+    /// [`parse`]: PublicKey::parse
+    pub fn from_base64(line: &str) -> Result<PublicKey, SignifyError> {
+        if line.len() > KEY_FILE_BYTES_MAX {
+            return Err(SignifyError::MalformedBase64);
+        }
+        let blob = BASE64
+            .decode(line)
+            .map_err(|_| SignifyError::MalformedBase64)?;
+        if blob.len() != PUBLIC_KEY_BLOB_BYTES {
+            return Err(SignifyError::WrongLength {
+                kind: "public key",
+                expected: PUBLIC_KEY_BLOB_BYTES,
+                found: blob.len(),
+            });
+        }
+        let mut reader = BlobReader::new(&blob);
+        check_algorithm(reader.take())?;
+        let keynum = KeyNum(reader.take());
+        let key = checked_verifying_key(&reader.take())?;
+        Ok(PublicKey { keynum, key })
+    }
+
+    /// Whether `signature` is this key's, over exactly `message` (`verify_strict`).
+    pub fn verifies(&self, message: &[u8], signature: &Signature) -> bool {
+        signature.keynum == self.keynum
+            && self
+                .key
+                .verify_strict(message, &signature.signature)
+                .is_ok()
     }
 
     /// The 32-byte Ed25519 public key.

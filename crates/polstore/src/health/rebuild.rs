@@ -20,7 +20,7 @@ use crate::format::records::{
     Action, AttemptRecord, GenerationRecord, GenerationState, ManifestRecord, Origin, Outcome,
     StateRecord,
 };
-use crate::format::signify::KEY_FILE_BYTES_MAX;
+use crate::format::signatures::SIGNATURE_LIST_BYTES_MAX;
 use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
 use crate::fs::read::read_bounded;
@@ -40,7 +40,10 @@ struct Found {
 
 /// The generation directories whose manifest can be trusted, and findings for the rest.
 fn catalog(locked: &LockedStore) -> Result<(Vec<Found>, Vec<Finding>)> {
-    let trusted = checks::trusted_keys(&locked.config)?;
+    let mut trusted = checks::trust_root(&locked.config, &locked.layout)?;
+    // A generation was accepted while its root was current: the root's expiry since
+    // says nothing about it.
+    trusted.expires = None;
     let require_signature = locked.config.trust.require_signature;
     let generations = locked.layout.generations();
     let mut numbers: Vec<u64> = fs::read_dir(&generations)
@@ -69,7 +72,7 @@ fn catalog(locked: &LockedStore) -> Result<(Vec<Found>, Vec<Finding>)> {
             );
             continue;
         };
-        let signature = read_bounded(&directory.join(SIGNATURE_NAME), KEY_FILE_BYTES_MAX);
+        let signature = read_bounded(&directory.join(SIGNATURE_NAME), SIGNATURE_LIST_BYTES_MAX);
         let manifest = match Manifest::parse(&manifest_bytes, store::stored_manifest_limits()) {
             Ok(manifest) => manifest,
             Err(error) => {

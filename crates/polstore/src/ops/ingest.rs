@@ -40,10 +40,21 @@ const CHECK_OUTPUT_NAME: &str = "check-output";
 
 /// What ingest reports while it works; the binary shows it on a terminal.
 pub enum Progress<'a> {
-    Reading { files: u64, bytes: u64 },
+    /// Objects pulled from a repository so far, of `total`; bytes received.
+    Fetching {
+        done: u64,
+        total: u64,
+        bytes: u64,
+    },
+    Reading {
+        files: u64,
+        bytes: u64,
+    },
     Check(&'a str),
     Committing,
-    AgentRun { generation: u64 },
+    AgentRun {
+        generation: u64,
+    },
 }
 
 pub struct IngestRequest<'a> {
@@ -321,7 +332,7 @@ fn stage_source(
     if let Some(path) = &request.signature_file {
         envelope.signature = Some(read_override(
             path,
-            crate::format::signify::KEY_FILE_BYTES_MAX,
+            crate::format::signatures::SIGNATURE_LIST_BYTES_MAX,
         )?);
     }
     staging.stamps = root.map(|root| (root, stamps));
@@ -348,12 +359,14 @@ fn stage_from_manifest(
         .signature_file
         .clone()
         .unwrap_or_else(|| directory.join(SIGNATURE_NAME));
-    let signature =
-        match read::read_regular(&signature_path, crate::format::signify::KEY_FILE_BYTES_MAX) {
-            Ok(signature) => Some(signature),
-            Err(read::ReadError::NotFound) if request.signature_file.is_none() => None,
-            Err(error) => return Err(envelope_refusal(&signature_path, error)),
-        };
+    let signature = match read::read_regular(
+        &signature_path,
+        crate::format::signatures::SIGNATURE_LIST_BYTES_MAX,
+    ) {
+        Ok(signature) => Some(signature),
+        Err(read::ReadError::NotFound) if request.signature_file.is_none() => None,
+        Err(error) => return Err(envelope_refusal(&signature_path, error)),
+    };
     let mut listed = source::ListedFiles::open(directory, &store.config.limits)?;
     listed.check_listing(manifest)?;
     let read = store.db.read()?;
@@ -387,6 +400,56 @@ fn stage_from_manifest(
     Ok(Envelope {
         manifest: Some(bytes),
         signature,
+    })
+}
+
+/// Stages what a pull fetched, from its manifest: as [`stage_from_manifest`], with the
+/// pool's objects (each checked against its hash when read) in place of the drop's files.
+fn stage_from_pool(
+    store: &Store,
+    request: &mut IngestRequest,
+    pool: &Path,
+    bytes: Vec<u8>,
+    manifest: &Manifest,
+    staging: &mut Staging,
+) -> Result<Envelope> {
+    let signature_path = pool.join(SIGNATURE_NAME);
+    let signature = read::read_regular(
+        &signature_path,
+        crate::format::signatures::SIGNATURE_LIST_BYTES_MAX,
+    )
+    .map_err(|error| envelope_refusal(&signature_path, error))?;
+    let read = store.db.read()?;
+    for (index, entry) in manifest.entries.iter().enumerate() {
+        staging.builder.make_parents(&entry.path)?;
+        if staging.reuse(&entry.path, entry.hash, entry.mode, entry.size)? {
+            staging.record(entry.path.clone(), entry.mode, entry.size, entry.hash);
+        } else if read.has_object(entry.hash)? {
+            let content = read.object(entry.hash)?;
+            staging.add(entry.path.clone(), entry.mode, &content)?;
+        } else {
+            let Some(content) = crate::transport::repo::read_pooled(pool, entry.hash, entry.size)
+            else {
+                return Err(Rejection::new(
+                    Check::Integrity,
+                    Some(&entry.path),
+                    "its content was not fetched, or was damaged since (it is fetched again next time)",
+                )
+                .into());
+            };
+            staging.add(entry.path.clone(), entry.mode, &content)?;
+        }
+        (request.progress)(Progress::Reading {
+            files: index as u64 + 1,
+            bytes: staging.bytes,
+        });
+    }
+    staging
+        .empty_directories
+        .extend(manifest.directories.iter().cloned());
+    Ok(Envelope {
+        manifest: Some(bytes),
+        signature: Some(signature),
     })
 }
 
@@ -556,6 +619,13 @@ fn check_and_commit(
                 stage_from_manifest(store, request, &directory, bytes, &manifest, staging)?;
             (envelope, Some(manifest))
         }
+        // What a pull fetched: its manifest's signatures were checked against the root
+        // before any object was fetched, and are checked again below.
+        (Source::Fetched(pool), Some((bytes, manifest))) => {
+            let pool = pool.clone();
+            let envelope = stage_from_pool(store, request, &pool, bytes, &manifest, staging)?;
+            (envelope, Some(manifest))
+        }
         (_, early) => (
             stage_source(store, request, early.map(|(_, manifest)| manifest), staging)?,
             None,
@@ -589,7 +659,7 @@ fn check_and_commit(
             directories: staging.empty_directories.iter().cloned().collect(),
         },
     };
-    let trusted = checks::trusted_keys(config)?;
+    let trusted = checks::trust_root(config, &store.layout)?;
     let (verdict, signed_by) = checks::integrity(
         &manifest,
         envelope.manifest.as_deref(),
@@ -780,9 +850,12 @@ fn check_and_commit(
 fn early_manifest(store: &Store, request: &IngestRequest) -> Option<(Vec<u8>, Manifest)> {
     let path = match (&request.manifest_file, &request.source) {
         (Some(path), _) => path.clone(),
-        (None, Source::Directory(directory) | Source::Parts { directory, .. }) => {
-            directory.join(MANIFEST_NAME)
-        }
+        (
+            None,
+            Source::Directory(directory)
+            | Source::Parts { directory, .. }
+            | Source::Fetched(directory),
+        ) => directory.join(MANIFEST_NAME),
         _ => return None,
     };
     let bytes = read::read_bounded(&path, crate::format::manifest::MANIFEST_BYTES_MAX)?;

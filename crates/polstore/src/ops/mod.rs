@@ -6,5 +6,6 @@ pub mod ingest;
 pub mod init;
 pub mod publish;
 pub mod query;
+pub mod repo;
 pub mod rollback;
 pub mod status;

@@ -185,7 +185,7 @@ pub fn publish(request: PublishRequest) -> Result<PublishOutcome> {
             source.display()
         )));
     }
-    let out = prepare_out(out, &source)?;
+    let out = prepare_out(out, &source, OUT_MODE)?;
     let _lock =
         StoreLock::acquire(&out, "publish", lock_wait, on_wait).map_err(|error| match error {
             Error::Locked {
@@ -345,7 +345,7 @@ pub fn choose_serial(
 
 /// Checks OUT (made if missing) against SRC and returns it made absolute: neither inside
 /// the other, a directory of the user publishing that others cannot write.
-fn prepare_out(out: &Path, source: &Path) -> Result<PathBuf> {
+pub(crate) fn prepare_out(out: &Path, source: &Path, mode: u32) -> Result<PathBuf> {
     let absolute = std::path::absolute(out).map_err(Error::io("cannot resolve", out))?;
     let exists = fs::symlink_metadata(&absolute).is_ok();
     // Where it is or will be, symlinks resolved, to compare with SRC.
@@ -369,7 +369,7 @@ fn prepare_out(out: &Path, source: &Path) -> Result<PathBuf> {
         )));
     }
     if !exists {
-        durable::create_directory(&absolute, OUT_MODE)
+        durable::create_directory(&absolute, mode)
             .map_err(Error::io("cannot create", &absolute))?;
         let parent =
             durable::parent_of(&absolute).map_err(Error::io("cannot resolve", &absolute))?;
@@ -383,7 +383,7 @@ fn prepare_out(out: &Path, source: &Path) -> Result<PathBuf> {
 
 /// A directory of the publication that only the user publishing can change: others could
 /// otherwise plant a publication, or swap `current`.
-fn check_own_directory(path: &Path, metadata: &fs::Metadata) -> Result<()> {
+pub(crate) fn check_own_directory(path: &Path, metadata: &fs::Metadata) -> Result<()> {
     let refuse = |reason: String| Error::Refused(format!("{}: {reason}", path.display()));
     if !metadata.is_dir() {
         return Err(refuse(format!(
@@ -566,6 +566,38 @@ fn copy_tree(
     limits: &LimitsConfig,
     progress: &mut dyn FnMut(PublishProgress),
 ) -> Result<(u64, u64)> {
+    let mut ignore = |_: Found| Ok(());
+    let copy = walk_tree(source, Some(target), limits, progress, &mut ignore)?;
+    // Every file was synced as it was written; now every directory, deepest first, the
+    // root last: all of it is durable before it is renamed into versions/.
+    for directory in copy.made.iter().rev() {
+        durable::sync_directory(directory).map_err(Error::io("cannot sync", directory))?;
+    }
+    Ok((copy.files, copy.bytes))
+}
+
+/// What [`walk_tree`] finds in SRC, in path order, after its checks.
+pub enum Found<'a> {
+    /// A regular file with its published mode and the exact bytes read.
+    File {
+        path: &'a str,
+        mode: u32,
+        content: &'a [u8],
+    },
+    /// A directory that holds nothing published.
+    EmptyDirectory(&'a str),
+}
+
+/// Walks SRC as § The snapshot says (nothing followed, left-out names skipped, limits),
+/// copying it under `target` when one is given, and gives each file and empty directory
+/// to `found`.
+pub fn walk_tree<'a>(
+    source: &'a Path,
+    target: Option<&Path>,
+    limits: &'a LimitsConfig,
+    progress: &'a mut dyn FnMut(PublishProgress),
+    found: &'a mut dyn FnMut(Found) -> Result<()>,
+) -> Result<TreeCopy<'a>> {
     let handle = rustix::fs::open(
         source,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -578,31 +610,28 @@ fn copy_tree(
         files: 0,
         directories: 0,
         bytes: 0,
-        made: vec![target.to_path_buf()],
+        made: target.map(Path::to_path_buf).into_iter().collect(),
         progress,
+        found,
     };
     copy.directory(&File::from(handle), source, target, "")?;
     if copy.files == 0 {
         return Err(copy.refuse(None, "holds no policy file".to_string()));
     }
-    // Every file was synced as it was written; now every directory, deepest first, the
-    // root last: all of it is durable before it is renamed into versions/.
-    for directory in copy.made.iter().rev() {
-        durable::sync_directory(directory).map_err(Error::io("cannot sync", directory))?;
-    }
-    Ok((copy.files, copy.bytes))
+    Ok(copy)
 }
 
-struct TreeCopy<'a> {
+pub struct TreeCopy<'a> {
     /// SRC, for messages.
     source: &'a Path,
     limits: &'a LimitsConfig,
-    files: u64,
+    pub files: u64,
     directories: u64,
-    bytes: u64,
+    pub bytes: u64,
     /// Directories made, parents before children.
     made: Vec<PathBuf>,
     progress: &'a mut dyn FnMut(PublishProgress),
+    found: &'a mut dyn FnMut(Found) -> Result<()>,
 }
 
 impl TreeCopy<'_> {
@@ -617,7 +646,14 @@ impl TreeCopy<'_> {
     /// Copies the entries of the directory open as `handle` (at `path`, for messages; the
     /// policy path `prefix`) into `target`. Every entry is opened relative to `handle`,
     /// never followed: a symlink swapped in meanwhile is refused, not walked.
-    fn directory(&mut self, handle: &File, path: &Path, target: &Path, prefix: &str) -> Result<()> {
+    /// Returns whether the directory holds anything published.
+    fn directory(
+        &mut self,
+        handle: &File,
+        path: &Path,
+        target: Option<&Path>,
+        prefix: &str,
+    ) -> Result<bool> {
         let listing = rustix::fs::Dir::read_from(handle)
             .map_err(|error| Error::io("cannot read", path)(error.into()))?;
         let mut names = Vec::new();
@@ -629,6 +665,7 @@ impl TreeCopy<'_> {
             }
         }
         names.sort();
+        let mut holds = false;
         for raw in names {
             let shown = policy_path::display(&raw);
             let Ok(name) = String::from_utf8(raw) else {
@@ -669,24 +706,33 @@ impl TreeCopy<'_> {
                         ),
                         error => Error::io("cannot read", path.join(&name))(error.into()),
                     })?;
-                    let into = target.join(&name);
-                    durable::create_directory(&into, DIRECTORY_MODE)
-                        .map_err(Error::io("cannot create", &into))?;
-                    self.made.push(into.clone());
-                    self.directory(
+                    let into = target.map(|target| target.join(&name));
+                    if let Some(into) = &into {
+                        durable::create_directory(into, DIRECTORY_MODE)
+                            .map_err(Error::io("cannot create", into))?;
+                        self.made.push(into.clone());
+                    }
+                    let child_holds = self.directory(
                         &File::from(child),
                         &path.join(&name),
-                        &into,
+                        into.as_deref(),
                         &format!("{relative}/"),
                     )?;
+                    if !child_holds {
+                        (self.found)(Found::EmptyDirectory(&relative))?;
+                    }
+                    holds = true;
                 }
-                FileType::RegularFile => self.file(
-                    handle,
-                    &name,
-                    &path.join(&name),
-                    &relative,
-                    &target.join(&name),
-                )?,
+                FileType::RegularFile => {
+                    self.file(
+                        handle,
+                        &name,
+                        &path.join(&name),
+                        &relative,
+                        target.map(|target| target.join(&name)).as_deref(),
+                    )?;
+                    holds = true;
+                }
                 _ => {
                     let kind = fs::symlink_metadata(path.join(&name))
                         .map(|metadata| crate::fs::type_name(metadata.file_type()))
@@ -698,7 +744,7 @@ impl TreeCopy<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(holds)
     }
 
     /// Copies one regular file, opened relative to its directory without following and
@@ -709,7 +755,7 @@ impl TreeCopy<'_> {
         name: &str,
         path: &Path,
         relative: &str,
-        target: &Path,
+        target: Option<&Path>,
     ) -> Result<()> {
         let limits = self.limits;
         let file = rustix::fs::openat(
@@ -765,8 +811,15 @@ impl TreeCopy<'_> {
             ));
         }
         let mode = published_file_mode(metadata.permissions().mode());
-        durable::create_file_synced(target, &content, mode)
-            .map_err(Error::io("cannot write", target))?;
+        if let Some(target) = target {
+            durable::create_file_synced(target, &content, mode)
+                .map_err(Error::io("cannot write", target))?;
+        }
+        (self.found)(Found::File {
+            path: relative,
+            mode,
+            content: &content,
+        })?;
         (self.progress)(PublishProgress::Copying {
             files: self.files,
             bytes: self.bytes,

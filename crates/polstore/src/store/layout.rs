@@ -221,6 +221,9 @@ const OWN_NAMES: &[&str] = &[
     ".serial-floor.polstore-new",
     "adopted",
     ".adopted.polstore-new",
+    "trusted-root",
+    ".trusted-root.polstore-new",
+    "fetched",
     "staging",
     "generations",
     "untrusted",
@@ -278,6 +281,8 @@ impl Layout {
             (self.removal_intent(), false, 0o077, true),
             (self.serial_floor_file(), false, 0o077, true),
             (self.adoption_record(), false, 0o077, true),
+            (self.trusted_root_file(), false, 0o077, true),
+            (self.fetched(), true, 0o077, true),
         ];
         for (path, directory, forbidden, repairable) in paths {
             // The store's own path is the operator's to choose, a symlink included.

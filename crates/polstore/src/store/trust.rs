@@ -10,12 +10,17 @@
 //!   the same way before adoption's commit. A rebuild takes back an unsigned generation
 //!   only if it is this one: a manifest that calls itself "adopted" proves nothing.
 //!
-//! Both are 0600 and read with a bound, without following a symlink.
+//! - `STORE/trusted-root`: the newest root of trust a pull followed (`format::root`), a
+//!   root file as the repository served it, written the same way once the chain up to it
+//!   verified. Newer than the configured `trust.root`, it is the one trusted.
+//!
+//! All are 0600 and read with a bound, without following a symlink.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::manifest::Hash;
+use crate::format::root::{ROOT_FILE_BYTES_MAX, SignedRoot};
 use crate::fs::durable;
 use crate::fs::read::{self, ReadError};
 use crate::store::Layout;
@@ -31,6 +36,40 @@ impl Layout {
     pub fn adoption_record(&self) -> PathBuf {
         self.root.join("adopted")
     }
+
+    pub fn trusted_root_file(&self) -> PathBuf {
+        self.root.join("trusted-root")
+    }
+
+    /// Where a pull keeps what it fetched and verified until the ingest that uses it:
+    /// `objects/HASH`, so that an interrupted pull resumes where it stopped.
+    pub fn fetched(&self) -> PathBuf {
+        self.root.join("fetched")
+    }
+}
+
+/// The newest root a pull followed, if one was recorded; it must still meet its own root
+/// threshold (damage is reported, never trusted).
+pub fn accepted_root(layout: &Layout) -> Result<Option<SignedRoot>> {
+    let path = layout.trusted_root_file();
+    let bytes = match read::read_regular(&path, ROOT_FILE_BYTES_MAX) {
+        Ok(bytes) => bytes,
+        Err(ReadError::NotFound) => return Ok(None),
+        Err(error) => return Err(Error::Corrupt(format!("{}: {error}", path.display()))),
+    };
+    let signed = SignedRoot::parse(&bytes)
+        .map_err(|error| Error::Corrupt(format!("{}: {error}", path.display())))?;
+    signed
+        .check_self()
+        .map_err(|error| Error::Corrupt(format!("{}: {error}", path.display())))?;
+    Ok(Some(signed))
+}
+
+/// Records `root` as the newest root followed. The caller checked the chain up to it.
+pub fn record_root(layout: &Layout, root: &SignedRoot) -> Result<()> {
+    let text = String::from_utf8(root.render())
+        .map_err(|_| Error::Refused("a root file that is not UTF-8".into()))?;
+    replace_durably(layout, &layout.trusted_root_file(), &text)
 }
 
 /// Replaces `path` with `text` durably: a temporary file beside it, synced, renamed over

@@ -10,6 +10,7 @@
 //! in `staging/`; the store's layers above decide what to keep.
 
 pub mod drop;
+pub mod repo;
 
 use std::collections::HashSet;
 
