@@ -5,10 +5,11 @@ use polstore::ops::init::{self, InitRequest};
 use polstore::store::protect::Protection;
 
 pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()> {
-    let (views, keys, config_text) = match &args.config {
+    let (views, keys, config_text, accepts_unsigned) = match &args.config {
         Some(path) => {
             let (config, text) = polstore::config::Config::load_with_text(path)?;
-            (config.views(), config.trust.keys.clone(), Some(text))
+            let accepts_unsigned = !config.trust.require_signature;
+            (config.views(), config.trust.keys.clone(), Some(text), accepts_unsigned)
         }
         None => {
             let keys = args
@@ -16,7 +17,8 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
                 .iter()
                 .map(|key| absolute(key))
                 .collect::<Result<Vec<_>>>()?;
-            (parse_views(&args.view)?, keys, None)
+            let accepts_unsigned = keys.is_empty();
+            (parse_views(&args.view)?, keys, None, accepts_unsigned)
         }
     };
     let mut progress = ProgressLine::new();
@@ -37,7 +39,7 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
         );
     }
     outln!("initialized store {}", store_root.display());
-    if keys.is_empty() {
+    if accepts_unsigned {
         outln!(
             "no trusted key given: unsigned policy will be accepted (trust.require_signature = false)"
         );
