@@ -9,7 +9,12 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
         Some(path) => {
             let (config, text) = polstore::config::Config::load_with_text(path)?;
             let accepts_unsigned = !config.trust.require_signature;
-            (config.views(), config.trust.keys.clone(), Some(text), accepts_unsigned)
+            (
+                config.views(),
+                config.trust.keys.clone(),
+                Some(text),
+                accepts_unsigned,
+            )
         }
         None => {
             let keys = args
