@@ -397,6 +397,84 @@ fn publish_case(point: &str) {
     node.ingest(&versions.join(&kept[0])).success();
 }
 
+/// The repository's head names a manifest it holds whole, and every object of it.
+fn assert_repository_complete(repo: &std::path::Path) {
+    use polstore::format::{head::Head, manifest::Manifest, repo as paths, signatures};
+    let file = fs::read(repo.join("heads/default")).unwrap();
+    let (_, text) = signatures::split_signed(&file).unwrap();
+    let head = Head::parse(text).unwrap();
+    let compressed = fs::read(repo.join(paths::manifest_path(head.manifest))).unwrap();
+    let signed = paths::decompress(&compressed, 1 << 26).unwrap();
+    let (_, bytes) = signatures::split_signed(&signed).unwrap();
+    assert_eq!(polstore::format::manifest::Hash::of(bytes), head.manifest);
+    let limits = polstore::config::LimitsConfig::default().manifest_limits();
+    for entry in Manifest::parse(bytes, limits).unwrap().entries {
+        assert!(
+            repo.join(paths::object_path(entry.hash)).is_file(),
+            "{} has no object",
+            entry.path
+        );
+    }
+}
+
+/// `publish --repo` of a changed tree: the head names the old manifest or the new one,
+/// each complete; the next publish succeeds, and a node pulls what it names.
+fn repo_case(point: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = util::repo::Hub::new(tmp.path());
+    hub.publish();
+    fs::write(hub.src.join("lib-03.cf"), "# changed\n").unwrap();
+    let args = [
+        "publish",
+        s(&hub.src),
+        "--repo",
+        s(&hub.repo),
+        "--key",
+        s(&hub.keys[0].secret),
+        "--key",
+        s(&hub.keys[1].secret),
+        "--head-key",
+        s(&hub.head.secret),
+    ];
+    let output = polstore_command(&hub.dir, &args)
+        .env("POLSTORE_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.signal(), Some(6), "{output:?}");
+    assert_repository_complete(&hub.repo);
+    hub.publish();
+    assert_repository_complete(&hub.repo);
+    assert!(!hub.repo.join(".incoming").exists());
+    let web = util::repo::Web::start(&tmp.path().join("web"), &hub.repo, false);
+    let node = util::repo::pulling_node(&hub.root, &web.url(), "");
+    assert_eq!(util::repo::update(&node)["generation"], 1);
+    sound(&node);
+}
+
+/// A pull that follows a root rotation, crashed once the new root is recorded: the node
+/// still has generation 1, and the next update activates what the new root vouches for.
+fn pull_root_case(point: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = util::repo::Hub::new(tmp.path());
+    let web = util::repo::Web::start(&tmp.path().join("web"), &hub.repo, false);
+    hub.publish();
+    let node = util::repo::pulling_node(&hub.root, &web.url(), "");
+    assert_eq!(util::repo::update(&node)["generation"], 1);
+    let root2 = tmp.path().join("root-2");
+    hub.create_root(&root2, 2, &[0, 1, 2], &hub.head);
+    hub.sign_root(&root2, &[0, 1]);
+    hub.polstore(&["root", "publish", s(&root2), "--repo", s(&hub.repo)])
+        .success();
+    fs::write(hub.src.join("lib-03.cf"), "# changed\n").unwrap();
+    hub.publish();
+    crash(&node, point, &["update"]);
+    recovered(&node, &[1]);
+    assert_eq!(util::repo::update(&node)["generation"], 2);
+    let recorded = fs::read_to_string(node.store.join("trusted-root")).unwrap();
+    assert!(recorded.contains("\nversion 2\n"), "{recorded}");
+    sound(&node);
+}
+
 /// One test a crash point, named after it (`-` becomes `_`), so that each failure shows on
 /// its own: `POINT => CASE(ARGS);` runs `CASE(POINT, ARGS)`. Also defines
 /// `tested_points`, every point listed, for [`every_crash_point_has_a_test`].
@@ -462,6 +540,9 @@ crash_point_tests! {
     publish_renamed => publish_case();
     publish_current_switched => publish_case();
     publish_head_written => publish_case();
+    repo_objects_written => repo_case();
+    repo_head_written => repo_case();
+    pull_root_recorded => pull_root_case();
     readonly_prepared => mount_case();
 }
 

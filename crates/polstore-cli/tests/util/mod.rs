@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cfengine;
+pub mod repo;
 
 /// The path of the binary under test.
 pub const POLSTORE: &str = env!("CARGO_BIN_EXE_polstore");
