@@ -286,10 +286,25 @@ fn pull_inner(
         ));
     }
 
-    // Already have it?
+    // Already have it? Only the newest serial accepted may be had: a head naming an
+    // older one, even one a kept generation holds, is a replay (TUF's rule for a
+    // timestamp), and the hub's timer signs the newest again, never an older one.
     let read = store.db.read()?;
     let state = read.state()?;
     let generations = read.generations()?;
+    let replayed = || {
+        reject(
+            Check::Freshness,
+            &head_path,
+            format!(
+                "names serial {}, not above the highest accepted serial {} (replay or downgrade)",
+                head.serial, state.serial_max
+            ),
+        )
+    };
+    if head.serial < state.serial_max {
+        return Err(replayed());
+    }
     for (generation, record) in generations.iter().rev() {
         if Hash::of(&read.manifest(*generation)?.manifest) == head.manifest {
             return Ok(Pulled::Have {
@@ -299,14 +314,7 @@ fn pull_inner(
         }
     }
     if head.serial <= state.serial_max {
-        return Err(reject(
-            Check::Freshness,
-            &head_path,
-            format!(
-                "names serial {}, not above the highest accepted serial {} (replay or downgrade)",
-                head.serial, state.serial_max
-            ),
-        ));
+        return Err(replayed());
     }
 
     // The manifest: a delta from the active one, else whole.
