@@ -37,6 +37,9 @@ use crate::store::{Store, trust};
 const PARALLEL_REQUESTS: usize = 4;
 /// Roots followed in one pull; a longer chain is followed over several.
 const ROOT_CHAIN_MAX: u64 = 64;
+/// Why a response that ended early was refused.
+const TRUNCATED: &str =
+    "the server closed the connection before the end of its answer (a truncated response)";
 /// The largest CA file read.
 const CA_FILE_BYTES_MAX: usize = 1 << 20;
 const POOL_MODE: u32 = 0o700;
@@ -146,6 +149,10 @@ impl Remote {
             ),
             ureq::Error::BodyExceedsLimit(_) => {
                 format!("the server sent more than the {limit} bytes such a file may have")
+            }
+            // ureq says only "io: Peer disconnected", in the headers as in the body.
+            ureq::Error::Io(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                TRUNCATED.to_string()
             }
             error => one_line(&error.to_string(), QUOTED_CHARS_MAX),
         };
@@ -286,10 +293,25 @@ fn pull_inner(
         ));
     }
 
-    // Already have it?
+    // Already have it? Only the newest serial accepted may be had: a head naming an
+    // older one, even one a kept generation holds, is a replay (TUF's rule for a
+    // timestamp), and the hub's timer signs the newest again, never an older one.
     let read = store.db.read()?;
     let state = read.state()?;
     let generations = read.generations()?;
+    let replayed = || {
+        reject(
+            Check::Freshness,
+            &head_path,
+            format!(
+                "names serial {}, not above the highest accepted serial {} (replay or downgrade)",
+                head.serial, state.serial_max
+            ),
+        )
+    };
+    if head.serial < state.serial_max {
+        return Err(replayed());
+    }
     for (generation, record) in generations.iter().rev() {
         if Hash::of(&read.manifest(*generation)?.manifest) == head.manifest {
             return Ok(Pulled::Have {
@@ -299,14 +321,7 @@ fn pull_inner(
         }
     }
     if head.serial <= state.serial_max {
-        return Err(reject(
-            Check::Freshness,
-            &head_path,
-            format!(
-                "names serial {}, not above the highest accepted serial {} (replay or downgrade)",
-                head.serial, state.serial_max
-            ),
-        ));
+        return Err(replayed());
     }
 
     // The manifest: a delta from the active one, else whole.
