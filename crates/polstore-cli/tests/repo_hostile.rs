@@ -743,7 +743,7 @@ fn a_head_out_of_its_validity_or_signed_by_another_role_is_refused() {
     );
     fleet.refused(
         3,
-        "rejected by the integrity check: heads/default: signature is by key",
+        "rejected by the integrity check: heads/default: signed by 0 of the 1 keys the head role requires (not of the role: ",
     );
     assert_eq!(fleet.node.active_generation(), None);
     assert_eq!(fleet.fetched(), BTreeSet::new());
@@ -795,7 +795,7 @@ fn a_root_short_of_signatures_and_a_head_under_the_older_root_are_refused() {
         .answer("heads/default", Answer::Body(fleet.signed_head(&head)));
     fleet.refused(
         3,
-        "rejected by the integrity check: heads/default: signature is by key",
+        "rejected by the integrity check: heads/default: signed by 0 of the 1 keys the head role requires (not of the role: ",
     );
     assert_eq!(fleet.node.active_generation(), Some(2));
 }

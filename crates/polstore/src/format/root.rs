@@ -106,13 +106,15 @@ pub struct ThresholdError {
     pub invalid: Vec<KeyNum>,
     /// Signatures by keys the role does not name.
     pub foreign: Vec<KeyNum>,
+    /// The root stands for flat `trust.keys` (version 0): every key has every role.
+    pub flat: bool,
 }
 
 impl fmt::Display for ThresholdError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One signature against a one-key threshold: say what is wrong with it, in the
-        // words a single trusted key always had.
-        if self.threshold == 1 && self.valid.is_empty() {
+        // Flat trusted keys, one signature: say what is wrong with it in the words a
+        // single trusted key always had.
+        if self.flat && self.valid.is_empty() {
             match (self.invalid.as_slice(), self.foreign.as_slice()) {
                 ([key], []) => {
                     return write!(formatter, "signature does not verify with key {key}");
@@ -193,6 +195,7 @@ impl Root {
             valid: Vec::new(),
             invalid: Vec::new(),
             foreign: Vec::new(),
+            flat: self.version == 0,
         };
         for signature in signatures {
             let keynum = *signature.keynum();

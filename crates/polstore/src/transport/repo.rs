@@ -571,9 +571,10 @@ impl Pool {
         self.objects.join(hash.to_hex())
     }
 
+    /// Whether the pool holds this object whole: objects are not synced, so a crash may
+    /// have left one torn, which is then fetched again rather than refused at ingest.
     fn has(&self, hash: Hash, size: u64) -> bool {
-        fs::symlink_metadata(self.object(hash))
-            .is_ok_and(|metadata| metadata.is_file() && metadata.len() == size)
+        read_pooled(&self.root, hash, size).is_some()
     }
 
     /// Removes every object not among `wanted`: what an earlier pull of another manifest
