@@ -160,20 +160,7 @@ fn update_inner(
         }
         verify_progress("checking the fresh copy against its signed manifest", false);
         check_fresh_copy(store, &source)?;
-        let mut report = VerifyReport {
-            repaired: true,
-            ..VerifyReport::default()
-        };
-        // A store opened as every writer opens it: redb's checksums were not verified, so
-        // every object is re-hashed.
-        repair::check_and_repair(
-            store,
-            true,
-            crate::health::inspect::Objects::Rehash,
-            &mut report,
-            verify_progress,
-        )?;
-        return Ok(UpdateOutcome::Verified(report));
+        return verify_and_repair(store, verify_progress);
     }
     let report = ingest::ingest(
         store,
@@ -189,6 +176,27 @@ fn update_inner(
         report,
         pulled: None,
     })
+}
+
+/// `--force` with nothing new: the whole store verified and repaired.
+fn verify_and_repair(
+    store: &Store,
+    verify_progress: crate::health::inspect::ProgressFn,
+) -> Result<UpdateOutcome> {
+    let mut report = VerifyReport {
+        repaired: true,
+        ..VerifyReport::default()
+    };
+    // A store opened as every writer opens it: redb's checksums were not verified, so
+    // every object is re-hashed.
+    repair::check_and_repair(
+        store,
+        true,
+        crate::health::inspect::Objects::Rehash,
+        &mut report,
+        verify_progress,
+    )?;
+    Ok(UpdateOutcome::Verified(report))
 }
 
 /// Why `generation` failed, if it did.
@@ -220,18 +228,7 @@ fn update_from_repository(
     match pulled? {
         Pulled::Have { generation, serial } => {
             if force {
-                let mut report = VerifyReport {
-                    repaired: true,
-                    ..VerifyReport::default()
-                };
-                repair::check_and_repair(
-                    store,
-                    true,
-                    crate::health::inspect::Objects::Rehash,
-                    &mut report,
-                    verify_progress,
-                )?;
-                return Ok(UpdateOutcome::Verified(report));
+                return verify_and_repair(store, verify_progress);
             }
             Ok(UpdateOutcome::Unchanged {
                 generation,
@@ -245,7 +242,10 @@ fn update_from_repository(
             let result = ingest::ingest(
                 store,
                 IngestRequest {
-                    source: Source::Fetched(pool.clone()),
+                    source: Source::Fetched {
+                        pool: pool.clone(),
+                        url: url.to_string(),
+                    },
                     manifest_file: None,
                     signature_file: None,
                     trust_stamps: true,

@@ -39,8 +39,11 @@ pub enum Source {
     },
     /// What a pull from a repository left in `STORE/fetched/`: a manifest, its signature
     /// list and the objects the store lacked (`transport::repo::Pool`). Staged from the
-    /// manifest only (`ops::ingest`); it has no tree to read.
-    Fetched(PathBuf),
+    /// manifest only (`ops::ingest`); it has no tree to read. `url`: where it came from.
+    Fetched {
+        pool: PathBuf,
+        url: String,
+    },
 }
 
 impl Source {
@@ -65,7 +68,7 @@ impl Source {
         match self {
             Source::Directory(path) | Source::Archive(path) => path.display().to_string(),
             Source::Stdin => "standard input".to_string(),
-            Source::Fetched(_) => "the repository (fetch.url)".to_string(),
+            Source::Fetched { url, .. } => url.clone(),
             Source::Parts { directory, parts } => format!(
                 "{} ({})",
                 directory.display(),
@@ -303,7 +306,7 @@ pub fn read_with(
             sink,
         ),
         Source::Parts { directory, parts } => read_parts(directory, parts, &mut admission, sink),
-        Source::Fetched(pool) => Err(Error::Refused(format!(
+        Source::Fetched { pool, .. } => Err(Error::Refused(format!(
             "{}: what a pull fetched is staged from its manifest, never read as a tree",
             pool.display()
         ))),

@@ -193,8 +193,12 @@ pub struct PublicKey {
 impl PublicKey {
     /// Parses the text of a signify public key file (`signify -G -p`).
     pub fn parse(text: &[u8]) -> Result<PublicKey, SignifyError> {
-        let blob = decode_file(text, "public key", PUBLIC_KEY_BLOB_BYTES)?;
-        let mut reader = BlobReader::new(&blob);
+        Self::from_blob(&decode_file(text, "public key", PUBLIC_KEY_BLOB_BYTES)?)
+    }
+
+    /// A public key's blob, of [`PUBLIC_KEY_BLOB_BYTES`].
+    fn from_blob(blob: &[u8]) -> Result<PublicKey, SignifyError> {
+        let mut reader = BlobReader::new(blob);
         check_algorithm(reader.take())?;
         let keynum = KeyNum(reader.take());
         let key = checked_verifying_key(&reader.take())?;
@@ -244,11 +248,7 @@ impl PublicKey {
                 found: blob.len(),
             });
         }
-        let mut reader = BlobReader::new(&blob);
-        check_algorithm(reader.take())?;
-        let keynum = KeyNum(reader.take());
-        let key = checked_verifying_key(&reader.take())?;
-        Ok(PublicKey { keynum, key })
+        Self::from_blob(&blob)
     }
 
     /// Whether `signature` is this key's, over exactly `message` (`verify_strict`).

@@ -369,24 +369,42 @@ fn stage_from_manifest(
     };
     let mut listed = source::ListedFiles::open(directory, &store.config.limits)?;
     listed.check_listing(manifest)?;
+    stage_entries(store, request, manifest, staging, &mut |entry| {
+        listed.read(&entry.path)?.ok_or_else(|| {
+            Rejection::new(
+                Check::Integrity,
+                Some(&entry.path),
+                "listed in the manifest but missing from the source",
+            )
+            .into()
+        })
+    })?;
+    Ok(Envelope {
+        manifest: Some(bytes),
+        signature,
+    })
+}
+
+/// Places every entry of `manifest`: kept from the spare tree (or linked), else written
+/// from the database's object, else from what `read_missing` gives (mode and content,
+/// which `Staging::add` hashes; the integrity check compares them with the manifest).
+fn stage_entries(
+    store: &Store,
+    request: &mut IngestRequest,
+    manifest: &Manifest,
+    staging: &mut Staging,
+    read_missing: &mut dyn FnMut(&Entry) -> Result<(u32, Vec<u8>)>,
+) -> Result<()> {
     let read = store.db.read()?;
     for (index, entry) in manifest.entries.iter().enumerate() {
         staging.builder.make_parents(&entry.path)?;
-        let placed = staging.reuse(&entry.path, entry.hash, entry.mode, entry.size)?;
-        if placed {
+        if staging.reuse(&entry.path, entry.hash, entry.mode, entry.size)? {
             staging.record(entry.path.clone(), entry.mode, entry.size, entry.hash);
         } else if read.has_object(entry.hash)? {
             let content = read.object(entry.hash)?;
             staging.add(entry.path.clone(), entry.mode, &content)?;
         } else {
-            let Some((mode, content)) = listed.read(&entry.path)? else {
-                return Err(Rejection::new(
-                    Check::Integrity,
-                    Some(&entry.path),
-                    "listed in the manifest but missing from the source",
-                )
-                .into());
-            };
+            let (mode, content) = read_missing(entry)?;
             staging.add(entry.path.clone(), mode, &content)?;
         }
         (request.progress)(Progress::Reading {
@@ -397,10 +415,7 @@ fn stage_from_manifest(
     staging
         .empty_directories
         .extend(manifest.directories.iter().cloned());
-    Ok(Envelope {
-        manifest: Some(bytes),
-        signature,
-    })
+    Ok(())
 }
 
 /// Stages what a pull fetched, from its manifest: as [`stage_from_manifest`], with the
@@ -419,34 +434,17 @@ fn stage_from_pool(
         crate::format::signatures::SIGNATURE_LIST_BYTES_MAX,
     )
     .map_err(|error| envelope_refusal(&signature_path, error))?;
-    let read = store.db.read()?;
-    for (index, entry) in manifest.entries.iter().enumerate() {
-        staging.builder.make_parents(&entry.path)?;
-        if staging.reuse(&entry.path, entry.hash, entry.mode, entry.size)? {
-            staging.record(entry.path.clone(), entry.mode, entry.size, entry.hash);
-        } else if read.has_object(entry.hash)? {
-            let content = read.object(entry.hash)?;
-            staging.add(entry.path.clone(), entry.mode, &content)?;
-        } else {
-            let Some(content) = crate::transport::repo::read_pooled(pool, entry.hash, entry.size)
-            else {
-                return Err(Rejection::new(
+    stage_entries(store, request, manifest, staging, &mut |entry| {
+        let content = crate::transport::repo::read_pooled(pool, entry.hash, entry.size)
+            .ok_or_else(|| {
+                Rejection::new(
                     Check::Integrity,
                     Some(&entry.path),
                     "its content was not fetched, or was damaged since (it is fetched again next time)",
                 )
-                .into());
-            };
-            staging.add(entry.path.clone(), entry.mode, &content)?;
-        }
-        (request.progress)(Progress::Reading {
-            files: index as u64 + 1,
-            bytes: staging.bytes,
-        });
-    }
-    staging
-        .empty_directories
-        .extend(manifest.directories.iter().cloned());
+            })?;
+        Ok((entry.mode, content))
+    })?;
     Ok(Envelope {
         manifest: Some(bytes),
         signature: Some(signature),
@@ -621,7 +619,7 @@ fn check_and_commit(
         }
         // What a pull fetched: its manifest's signatures were checked against the root
         // before any object was fetched, and are checked again below.
-        (Source::Fetched(pool), Some((bytes, manifest))) => {
+        (Source::Fetched { pool, .. }, Some((bytes, manifest))) => {
             let pool = pool.clone();
             let envelope = stage_from_pool(store, request, &pool, bytes, &manifest, staging)?;
             (envelope, Some(manifest))
@@ -854,7 +852,9 @@ fn early_manifest(store: &Store, request: &IngestRequest) -> Option<(Vec<u8>, Ma
             None,
             Source::Directory(directory)
             | Source::Parts { directory, .. }
-            | Source::Fetched(directory),
+            | Source::Fetched {
+                pool: directory, ..
+            },
         ) => directory.join(MANIFEST_NAME),
         _ => return None,
     };

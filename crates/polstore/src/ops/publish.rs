@@ -186,18 +186,7 @@ pub fn publish(request: PublishRequest) -> Result<PublishOutcome> {
         )));
     }
     let out = prepare_out(out, &source, OUT_MODE)?;
-    let _lock =
-        StoreLock::acquire(&out, "publish", lock_wait, on_wait).map_err(|error| match error {
-            Error::Locked {
-                holder,
-                waited_secs,
-                ..
-            } => Error::Refused(format!(
-                "{} is locked by {holder}, another publish; gave up after {waited_secs} s",
-                out.display()
-            )),
-            error => error,
-        })?;
+    let _lock = lock(&out, lock_wait, on_wait)?;
     remove_leftovers(&out)?;
     let versions = out.join("versions");
     let kept = kept_versions(&versions)?;
@@ -307,6 +296,25 @@ pub fn publish(request: PublishRequest) -> Result<PublishOutcome> {
         path: published,
         removed,
     }))
+}
+
+/// Takes `DIR/lock` (a publication directory's or a repository's), waiting up to `wait`.
+pub(crate) fn lock(
+    directory: &Path,
+    wait: Duration,
+    on_wait: &mut dyn FnMut(&str),
+) -> Result<StoreLock> {
+    StoreLock::acquire(directory, "publish", wait, on_wait).map_err(|error| match error {
+        Error::Locked {
+            holder,
+            waited_secs,
+            ..
+        } => Error::Refused(format!(
+            "{} is locked by {holder}, another publish; gave up after {waited_secs} s",
+            directory.display()
+        )),
+        error => error,
+    })
 }
 
 /// The serial of a new publication. `requested` must be above `newest`, the highest

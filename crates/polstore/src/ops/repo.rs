@@ -38,7 +38,6 @@ use crate::format::timestamp::Timestamp;
 use crate::fs::durable;
 use crate::fs::read;
 use crate::ops::publish::{self, Found, PublishProgress};
-use crate::store::lock::StoreLock;
 
 /// A repository is served to others: its directories are 0755, its files 0644.
 pub const REPO_DIRECTORY_MODE: u32 = 0o755;
@@ -119,7 +118,7 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
         )));
     }
     let repo = publish::prepare_out(repo, &source, REPO_DIRECTORY_MODE)?;
-    let _lock = lock(&repo, lock_wait, on_wait)?;
+    let _lock = publish::lock(&repo, lock_wait, on_wait)?;
     let mut writer = Writer::new(&repo)?;
     let root = newest_root(&repo)?;
     if let Some(root) = &root {
@@ -280,7 +279,7 @@ pub fn publish_root(
     }
     let metadata = fs::metadata(&repo).map_err(Error::io("cannot read", &repo))?;
     publish::check_own_directory(&repo, &metadata)?;
-    let _lock = lock(&repo, lock_wait, on_wait)?;
+    let _lock = publish::lock(&repo, lock_wait, on_wait)?;
     let mut writer = Writer::new(&repo)?;
     match newest_root(&repo)? {
         None => {
@@ -300,20 +299,6 @@ pub fn publish_root(
     writer.put(&repo::root_path(signed.root.version), &signed.render())?;
     writer.sync()?;
     Ok(signed.root.version)
-}
-
-fn lock(repo: &Path, wait: Duration, on_wait: &mut dyn FnMut(&str)) -> Result<StoreLock> {
-    StoreLock::acquire(repo, "publish", wait, on_wait).map_err(|error| match error {
-        Error::Locked {
-            holder,
-            waited_secs,
-            ..
-        } => Error::Refused(format!(
-            "{} is locked by {holder}, another publish; gave up after {waited_secs} s",
-            repo.display()
-        )),
-        error => error,
-    })
 }
 
 /// The signature list of `message` by each key, one signify signature per key.
