@@ -86,7 +86,19 @@ pub struct StatusJson {
     pub last_attempt: Option<AttemptJson>,
     pub last_verify: Option<HealthJson>,
     pub last_update: Option<HealthJson>,
+    /// The root of trust in use: version 0 for flat `trust.keys`; null when it cannot be
+    /// read (a warning says why).
+    pub trust: Option<TrustJson>,
     pub warnings: Vec<String>,
+}
+
+/// `status --json`'s `trust`.
+#[derive(Serialize)]
+pub struct TrustJson {
+    pub root_version: u64,
+    pub root_expires: Option<String>,
+    pub manifest_threshold: usize,
+    pub manifest_keys: usize,
 }
 
 /// One view in `status --json`.

@@ -164,6 +164,12 @@ fn every_node_follows_a_root_rotation_and_the_old_keys_alone_are_then_refused() 
     for node in &nodes {
         assert_eq!(update(node)["generation"], 1);
     }
+    let trust = &nodes[0].status()["trust"];
+    assert_eq!(trust["root_version"], 1, "{trust}");
+    assert_eq!(
+        (&trust["manifest_threshold"], &trust["manifest_keys"]),
+        (&2.into(), &3.into())
+    );
 
     // Keys c, d, e replace a, b, c (a stolen, say), and h2 replaces the head key.
     let keys_dir = tmp.path().join("hub-keys");
@@ -203,6 +209,7 @@ fn every_node_follows_a_root_rotation_and_the_old_keys_alone_are_then_refused() 
         // The new root is recorded in the store, and the node's own file is untouched.
         let recorded = fs::read_to_string(node.store.join("trusted-root")).unwrap();
         assert!(recorded.contains("\nversion 2\n"), "{recorded}");
+        assert_eq!(node.status()["trust"]["root_version"], 2);
     }
 
     // A manifest signed by the old keys a and b (once enough) is now refused, whatever
@@ -261,4 +268,90 @@ fn https_with_the_ca_file_and_refused_without_it() {
     let stranger = pulling_node(&hub.root, &web.url(), "");
     let out = assert_refused(&stranger, &["update"], 1, "pull of https://127.0.0.1:");
     assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+}
+
+/// A root of version 1 with the hub's keys, signed by a and b, that expires at `expires`.
+fn root_expiring(hub: &Hub, expires: polstore::format::timestamp::Timestamp) -> Vec<u8> {
+    use polstore::format::root::{Root, SignedRoot};
+    use polstore::format::signify::{PublicKey, SecretKey};
+    let public = |key: &Key| PublicKey::parse(&fs::read(&key.public).unwrap()).unwrap();
+    let secret = |key: &Key| SecretKey::parse(&fs::read(&key.secret).unwrap()).unwrap();
+    let keys: Vec<PublicKey> = hub.keys.iter().map(public).collect();
+    let root = Root::new(
+        1,
+        expires,
+        [(2, keys.clone()), (2, keys), (1, vec![public(&hub.head)])],
+    )
+    .unwrap();
+    let text = root.render().into_bytes();
+    let signatures = hub.keys[..2]
+        .iter()
+        .map(|key| secret(key).sign(&text))
+        .collect();
+    SignedRoot {
+        root,
+        signatures,
+        text,
+    }
+    .render()
+}
+
+#[test]
+fn a_root_near_its_expiry_is_a_warning_and_an_expired_one_refuses_every_update() {
+    use polstore::format::timestamp::Timestamp;
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::new(tmp.path());
+    let web = Web::start(&tmp.path().join("web"), &hub.repo, false);
+    hub.publish();
+    let soon = tmp.path().join("root-soon");
+    fs::write(
+        &soon,
+        root_expiring(&hub, Timestamp::now().plus_secs(10 * 86_400)),
+    )
+    .unwrap();
+    let node = pulling_node(&soon, &web.url(), "");
+    assert_eq!(update(&node)["generation"], 1);
+    let warnings = node.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("the trusted root (version 1) expires at"),
+        "{warnings}"
+    );
+
+    let expired = tmp.path().join("root-expired");
+    fs::write(
+        &expired,
+        root_expiring(&hub, Timestamp::from_unix_secs(1_000_000_000)),
+    )
+    .unwrap();
+    fs::copy(&expired, node.root.join("etc/root")).unwrap();
+    fs::write(hub.src.join("lib-05.cf"), "# new\n").unwrap();
+    hub.publish();
+    assert_refused(
+        &node,
+        &["update"],
+        3,
+        "rejected by the freshness check: heads/default: the trusted root (version 1) expired at 2001-09-09T01:46:40Z",
+    );
+    let warnings = node.status()["warnings"].to_string();
+    assert!(
+        warnings.contains("the trusted root (version 1) expired at"),
+        "{warnings}"
+    );
+    // A drop signed by enough keys is refused as well: the root vouches for nothing.
+    let tree = node.tree("signed", &[("promises.cf", POLICY)]);
+    let manifest = tree.join("polstore.manifest");
+    node.run(&[
+        "manifest",
+        s(&tree),
+        "--serial",
+        "99999999999",
+        "-o",
+        s(&manifest),
+    ])
+    .success();
+    for key in &hub.keys[..2] {
+        node.run(&["sign", "--append", "--key", s(&key.secret), s(&manifest)])
+            .success();
+    }
+    assert_ingest_refused(&node, &tree, "the trusted root (version 1) expired at");
 }

@@ -1,6 +1,7 @@
 //! `status`, `list`, `log`: readers.
 
 use super::*;
+use crate::output::TrustJson;
 use polstore::format::text::one_line;
 
 /// How much of each line of a check's output `log -v` shows.
@@ -48,6 +49,12 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
             .map(|(number, record)| AttemptJson::new(*number, record)),
         last_verify: found.last_verify.as_ref().map(HealthJson::new),
         last_update: found.last_update.as_ref().map(HealthJson::new),
+        trust: found.trust.as_ref().map(|trust| TrustJson {
+            root_version: trust.root_version,
+            root_expires: trust.root_expires.map(time),
+            manifest_threshold: trust.manifest_threshold,
+            manifest_keys: trust.manifest_keys,
+        }),
         warnings: found.warnings.iter().map(warning_text).collect(),
     };
     if json {
@@ -110,6 +117,24 @@ pub(super) fn status(store_root: &Path, json: bool) -> Result<()> {
     {
         outln!("expires      {expires}");
     }
+    if let Some(trust) = &status.trust {
+        if trust.root_version == 0 && trust.manifest_keys == 0 {
+            outln!("trust        no trusted key");
+        } else if trust.root_version == 0 {
+            outln!(
+                "trust        trust.keys: any 1 of {} keys",
+                trust.manifest_keys
+            );
+        } else {
+            outln!(
+                "trust        root version {}, expires {}; manifests need {} of {} keys",
+                trust.root_version,
+                trust.root_expires.as_deref().unwrap_or("never"),
+                trust.manifest_threshold,
+                trust.manifest_keys
+            );
+        }
+    }
     outln!("serial max   {}", status.serial_max);
     outln!("generations  {} kept", status.generations);
     if let Some(attempt) = &status.last_attempt {
@@ -168,6 +193,17 @@ pub(super) fn warning_text(warning: &Warning) -> String {
             time(record.at),
             record.message
         ),
+        Warning::RootExpired { version, at } => format!(
+            "the trusted root (version {version}) expired at {}: every update is refused until a newer root is published or installed",
+            time(*at)
+        ),
+        Warning::RootExpiresSoon { version, at } => format!(
+            "the trusted root (version {version}) expires at {}: publish the next root before then",
+            time(*at)
+        ),
+        Warning::TrustUnreadable { reason } => {
+            format!("the root of trust cannot be read, so every signed update is refused: {reason}")
+        }
         Warning::GcBehind { generations, keep } => format!(
             "{generations} generations kept, more than twice keep = {keep}: no ingest collects them; run 'polstore gc' (its timer: polstore-verify.service)"
         ),

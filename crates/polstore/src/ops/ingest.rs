@@ -385,6 +385,9 @@ fn stage_from_manifest(
     })
 }
 
+/// Gives the mode and content of an entry the store does not hold.
+type ReadMissing<'a> = dyn FnMut(&Entry) -> Result<(u32, Vec<u8>)> + 'a;
+
 /// Places every entry of `manifest`: kept from the spare tree (or linked), else written
 /// from the database's object, else from what `read_missing` gives (mode and content,
 /// which `Staging::add` hashes; the integrity check compares them with the manifest).
@@ -393,7 +396,7 @@ fn stage_entries(
     request: &mut IngestRequest,
     manifest: &Manifest,
     staging: &mut Staging,
-    read_missing: &mut dyn FnMut(&Entry) -> Result<(u32, Vec<u8>)>,
+    read_missing: &mut ReadMissing,
 ) -> Result<()> {
     let read = store.db.read()?;
     for (index, entry) in manifest.entries.iter().enumerate() {

@@ -38,6 +38,24 @@ pub enum Warning {
     /// More than twice `keep` generations are kept: gc, which no ingest runs, has not run
     /// for a while.
     GcBehind { generations: usize, keep: u32 },
+    /// The trusted root (`trust.root`, or the newer one a pull followed) expired at `at`:
+    /// nothing is accepted until a newer one is published or installed.
+    RootExpired { version: u64, at: i64 },
+    /// The trusted root expires within [`EXPIRY_WARNING_SECS`] times four (a rotation
+    /// takes its signers time).
+    RootExpiresSoon { version: u64, at: i64 },
+    /// The root of trust cannot be read: every signed update is refused.
+    TrustUnreadable { reason: String },
+}
+
+/// The root of trust a node uses now.
+pub struct TrustStatus {
+    /// 0 for flat `trust.keys`.
+    pub root_version: u64,
+    pub root_expires: Option<i64>,
+    /// Keys of the manifest role, and how many must sign.
+    pub manifest_threshold: usize,
+    pub manifest_keys: usize,
 }
 
 /// One view, as found.
@@ -65,6 +83,8 @@ pub struct Status {
     pub last_attempt: Option<(u64, AttemptRecord)>,
     pub last_verify: Option<HealthRecord>,
     pub last_update: Option<HealthRecord>,
+    /// `None` when it cannot be read (then a warning says why).
+    pub trust: Option<TrustStatus>,
     pub warnings: Vec<Warning>,
 }
 
@@ -164,6 +184,37 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
             record: record.clone(),
         });
     }
+    let trust = match crate::checks::trust_root(&reader.config, &reader.layout) {
+        Ok(root) => {
+            let now = Timestamp::now().unix_secs();
+            if let Some(expires) = root.expires.map(Timestamp::unix_secs) {
+                if expires <= now {
+                    warnings.push(Warning::RootExpired {
+                        version: root.version,
+                        at: expires,
+                    });
+                } else if expires - now < 4 * EXPIRY_WARNING_SECS {
+                    warnings.push(Warning::RootExpiresSoon {
+                        version: root.version,
+                        at: expires,
+                    });
+                }
+            }
+            let manifest = root.role(crate::format::root::Role::Manifest);
+            Some(TrustStatus {
+                root_version: root.version,
+                root_expires: root.expires.map(Timestamp::unix_secs),
+                manifest_threshold: manifest.threshold,
+                manifest_keys: manifest.keys.len(),
+            })
+        }
+        Err(error) => {
+            warnings.push(Warning::TrustUnreadable {
+                reason: error.to_string(),
+            });
+            None
+        }
+    };
     let keep = reader.config.keep.unwrap_or(crate::ops::gc::DEFAULT_KEEP);
     if generations.len() > 2 * keep as usize {
         warnings.push(Warning::GcBehind {
@@ -181,6 +232,7 @@ fn status_of(reader: &StoreReader, read: &ReadTxn) -> Result<Status> {
         last_attempt: read.attempts(1)?.pop(),
         last_verify,
         last_update,
+        trust,
         warnings,
     })
 }
