@@ -355,3 +355,38 @@ fn a_root_near_its_expiry_is_a_warning_and_an_expired_one_refuses_every_update()
     }
     assert_ingest_refused(&node, &tree, "the trusted root (version 1) expired at");
 }
+
+#[test]
+fn verify_repair_gets_lost_content_back_from_the_repository_by_its_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = Hub::new(tmp.path());
+    let web = Web::start(&tmp.path().join("web"), &hub.repo, false);
+    hub.publish();
+    let node = pulling_node(&hub.root, &web.url(), "");
+    assert_eq!(update(&node)["generation"], 1);
+    let first = fs::read_to_string(node.view.join("lib-07.cf")).unwrap();
+    for (generation, file) in [(2, "lib-07.cf"), (3, "lib-08.cf")] {
+        fs::write(hub.src.join(file), format!("# changed for {generation}\n")).unwrap();
+        hub.publish();
+        assert_eq!(update(&node)["generation"], generation);
+    }
+    // Generation 1 keeps no tree on disk after gc: its lib-07.cf is in the database alone.
+    node.run(&["gc"]).success();
+    assert!(!node.generation_tree(1).exists());
+    fs::remove_file(node.store.join("polstore.redb")).unwrap();
+    let out = node.run(&["verify", "--repair"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "restored 1 objects from the repository {}",
+            web.url().trim_end_matches('/')
+        )),
+        "{}",
+        out.stdout
+    );
+    node.run(&["rollback", "1"]).success();
+    assert_eq!(
+        fs::read_to_string(node.view.join("lib-07.cf")).unwrap(),
+        first
+    );
+}

@@ -298,6 +298,11 @@ fn repair_store(
     if !needed.is_empty() {
         sources_complete &= restore_from_drop(store, &mut needed, report, progress)?;
     }
+    if !needed.is_empty()
+        && let Some(url) = &store.config.fetch.url
+    {
+        sources_complete &= restore_from_repository(store, url, &mut needed, report, progress)?;
+    }
     if !needed.is_empty() && !store.config.fetch.command.is_empty() {
         fetched = fetch_for_repair(store, report, progress);
         sources_complete &= fetched;
@@ -580,6 +585,52 @@ fn restore_from_drop(
         report.alarms.push(format!(
             "the drop place {} could not be read to the end: {error}",
             place.describe()
+        ));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Asks the repository (`fetch.url`) for every needed object by its hash, and stores what
+/// hashes right. Returns false when it could not be asked for all of them.
+fn restore_from_repository(
+    store: &Store,
+    url: &str,
+    needed: &mut HashSet<Hash>,
+    report: &mut VerifyReport,
+    progress: ProgressFn,
+) -> Result<bool> {
+    progress("asking the repository for verified copies", false);
+    let source = match crate::transport::repo::RepositoryObjects::new(
+        &store.config.fetch,
+        url,
+        store.config.limits.file_bytes_max,
+    ) {
+        Ok(source) => source,
+        Err(error) => {
+            report
+                .alarms
+                .push(format!("the repository {url} cannot be asked: {error}"));
+            return Ok(false);
+        }
+    };
+    let mut batch = ObjectBatch::new(&store.db).with_crash_point("repair-objects-restored");
+    let outcome = source.objects(needed, &mut |hash, content| Ok(batch.add(hash, content)?));
+    let restored = batch.finish()?;
+    for hash in &restored {
+        needed.remove(hash);
+    }
+    if !restored.is_empty() {
+        report.changes.push(format!(
+            "restored {} objects from {}",
+            restored.len(),
+            source.describe()
+        ));
+    }
+    if let Err(error) = outcome {
+        report.alarms.push(format!(
+            "{} could not give every object: {error}",
+            source.describe()
         ));
         return Ok(false);
     }

@@ -193,6 +193,57 @@ impl Remote {
     }
 }
 
+/// A repository's objects, asked for by hash alone (`verify --repair`): each at most
+/// `limit` bytes, kept only when it hashes to what was asked.
+pub struct RepositoryObjects {
+    remote: Remote,
+    limit: u64,
+}
+
+impl RepositoryObjects {
+    pub fn new(fetch: &FetchConfig, url: &str, limit: u64) -> Result<RepositoryObjects> {
+        Ok(RepositoryObjects {
+            remote: Remote::new(fetch, url)?,
+            limit,
+        })
+    }
+}
+
+impl crate::transport::ObjectSource for RepositoryObjects {
+    fn describe(&self) -> String {
+        format!("the repository {}", self.remote.base)
+    }
+
+    fn manifest(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn objects(
+        &self,
+        wanted: &HashSet<Hash>,
+        found: &mut dyn FnMut(Hash, Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let mut wanted: Vec<&Hash> = wanted.iter().collect();
+        wanted.sort_by_key(|hash| hash.0);
+        for hash in wanted {
+            let object = repo::object_path(*hash);
+            let Some(compressed) = self
+                .remote
+                .get(&object, repo::compressed_bytes_max(self.limit))?
+            else {
+                continue;
+            };
+            let content = repo::decompress(&compressed, self.limit)
+                .map_err(|error| reject(Check::Integrity, &object, error))?;
+            if Hash::of(&content) != *hash {
+                return Err(reject(Check::Integrity, &object, "does not match its hash"));
+            }
+            found(*hash, content)?;
+        }
+        Ok(())
+    }
+}
+
 fn reject(check: Check, path: &str, reason: impl Into<String>) -> Error {
     Rejection::new(check, Some(path), reason).into()
 }
