@@ -112,6 +112,14 @@ pub struct InitArgs {
     /// the store accepts unsigned policy (trust.require_signature = false).
     #[arg(long = "trust", value_name = "PUBKEY", conflicts_with = "config")]
     pub trust: Vec<PathBuf>,
+    /// Trust this root of trust (`polstore root create`) instead of keys: trust.root, and
+    /// signatures required.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "trust"])]
+    pub trust_root: Option<PathBuf>,
+    /// Pull from this repository (`polstore publish --repo`) with `polstore update`:
+    /// fetch.url.
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    pub url: Option<String>,
     /// Write this configuration as the store's polstore.toml instead of the default one;
     /// it names the views and trusted keys (e.g. integrations/rudder/node/polstore.toml).
     #[arg(long, value_name = "FILE", conflicts_with = "view")]

@@ -60,10 +60,31 @@ fn nodes_pull_only_what_changed_and_an_unchanged_head_costs_one_small_request() 
         changed
     );
 
-    // A second node, new, gets the whole manifest (it has no base) and every object.
-    let other = pulling_node(&hub.root, &web.url(), "");
+    // A second node, set up with init's own options, gets the whole manifest (it has no
+    // base) and every object.
+    let other = Node::new();
+    let root = other.root.join("root");
+    fs::copy(&hub.root, &root).unwrap();
+    other
+        .run(&[
+            "init",
+            "--view",
+            s(&other.view),
+            "--trust-root",
+            s(&root),
+            "--url",
+            &web.url(),
+        ])
+        .success();
+    other.configure_for_tests();
+    let config = fs::read_to_string(other.config_path()).unwrap();
+    assert!(config.contains("\nrequire_signature = true\n"), "{config}");
     let (_, _, objects, delta) = pulled(&update(&other));
     assert_eq!((objects, delta), (41, false));
+    // A node or group of its own shares every object: publishing it writes none.
+    let out = hub.publish_with(&[0, 1], &hub.head, "web").success();
+    let web_node: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(web_node["objects_written"], 0, "{web_node}");
 
     // The hub's timer with nothing changed: the manifest is kept, only the head is new,
     // and nodes stay on what they have.

@@ -746,6 +746,18 @@ fn validate_views(
 
 /// The commented configuration `polstore init` writes.
 pub fn default_config_text(views: &[View], keys: &[PathBuf]) -> String {
+    default_config_text_with(views, keys, None, None)
+}
+
+/// [`default_config_text`], trusting a root of trust instead of keys when `root` is given,
+/// and pulling from the repository at `url` when one is given (`init --trust-root`,
+/// `init --url`).
+pub fn default_config_text_with(
+    views: &[View],
+    keys: &[PathBuf],
+    root: Option<&Path>,
+    url: Option<&str>,
+) -> String {
     let quote = |path: &Path| toml_string(&path.to_string_lossy());
     let keys: Vec<String> = keys.iter().map(|key| quote(key)).collect();
     let (view_line, views_table) = match views {
@@ -776,7 +788,31 @@ pub fn default_config_text(views: &[View], keys: &[PathBuf]) -> String {
             (String::new(), lines + "\n")
         }
     };
-    let require_signature = !keys.is_empty();
+    let require_signature = !keys.is_empty() || root.is_some();
+    let trust_source = match root {
+        Some(root) => format!(
+            "# The root of trust (`polstore root create`): which keys sign roots, manifests and\n\
+             # heads, and how many of each must. Newer roots a pull follows are kept in the store.\n\
+             root = {}",
+            quote(root)
+        ),
+        None => format!(
+            "# signify public keys (made by `polstore keygen` or `signify-openbsd -G`) whose\n\
+             # signatures on polstore.manifest are accepted.\n\
+             keys = [{}]",
+            keys.join(", ")
+        ),
+    };
+    let url_line = match url {
+        Some(url) => format!(
+            "# The repository `polstore update` pulls from (`polstore publish --repo`), and the\n\
+             # head it pulls (heads/NODE).\n\
+             url = {}\n\
+             # node = \"default\"\n",
+            toml_string(url)
+        ),
+        None => String::new(),
+    };
     // With several views the agent starts from one of them: `inputs` when there is one
     // (Rudder's), else the first.
     let start = match views {
@@ -809,9 +845,7 @@ protect_view = true
 keep = 10
 
 [trust]
-# signify public keys (made by `polstore keygen` or `signify-openbsd -G`) whose
-# signatures on polstore.manifest are accepted.
-keys = [{keys}]
+{trust_source}
 # With false, a candidate without a manifest is accepted with a manifest computed
 # from its tree; a signature that is present must still verify.
 require_signature = {require_signature}
@@ -863,7 +897,7 @@ path_bytes_max = 1024
 #   command = ["/usr/bin/rsync", "-a", "--delete", "server::policy/", "{{drop}}/"]
 #   command = ["/usr/bin/curl", "-fsSo", "{{drop}}", "https://server/policy.tar.gz"]
 command = []
-# drop = "/var/lib/polstore-drop"
+{url_line}# drop = "/var/lib/polstore-drop"
 timeout_secs = 600
 # A drop directory that holds the policy as several archives (Rudder's rules and
 # library) says here what each is: the files under `from` in the archive `file` are
@@ -886,7 +920,8 @@ parse = true
 # and its directory, must belong to root and be writable by no one else.
 bin_dirs = ["/var/cfengine/bin", "/opt/rudder/bin", "/usr/bin"]
 {views_table}"#,
-        keys = keys.join(", "),
+        trust_source = trust_source,
+        url_line = url_line,
     )
 }
 

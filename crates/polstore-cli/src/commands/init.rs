@@ -22,8 +22,24 @@ pub(super) fn init(store_root: &Path, args: crate::args::InitArgs) -> Result<()>
                 .iter()
                 .map(|key| absolute(key))
                 .collect::<Result<Vec<_>>>()?;
-            let accepts_unsigned = keys.is_empty();
-            (parse_views(&args.view)?, keys, None, accepts_unsigned)
+            let views = parse_views(&args.view)?;
+            let trust_root = args.trust_root.as_deref().map(absolute).transpose()?;
+            let accepts_unsigned = keys.is_empty() && trust_root.is_none();
+            // With a root of trust or a repository, the configuration says so; checked as
+            // any configuration is before the store is made.
+            let text = (trust_root.is_some() || args.url.is_some()).then(|| {
+                polstore::config::default_config_text_with(
+                    &views,
+                    &keys,
+                    trust_root.as_deref(),
+                    args.url.as_deref(),
+                )
+            });
+            if let Some(text) = &text {
+                polstore::config::Config::parse(text)
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+            }
+            (views, keys, text, accepts_unsigned)
         }
     };
     let mut progress = ProgressLine::new();
