@@ -608,6 +608,82 @@ mod tests {
         );
     }
 
+    /// `key`'s Ed25519 key under another keynum: a signify public key file anyone can
+    /// write, since the keynum is not part of what the key signs.
+    fn renumbered(key: &PublicKey, keynum: [u8; 8]) -> PublicKey {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut blob = engine.decode(key.to_base64()).unwrap();
+        blob[2..10].copy_from_slice(&keynum);
+        PublicKey::from_base64(&engine.encode(blob)).unwrap()
+    }
+
+    /// `signature` relabelled with `keynum`: the Ed25519 signature is unchanged.
+    fn relabelled(signature: &Signature, keynum: [u8; 8]) -> Signature {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let text = signature.to_file_text("c");
+        let line = text.lines().nth(1).unwrap();
+        let mut blob = engine.decode(line).unwrap();
+        blob[2..10].copy_from_slice(&keynum);
+        let file = format!("untrusted comment: c\n{}\n", engine.encode(blob));
+        Signature::parse(file.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_key_listed_under_two_keynums_is_refused_and_never_counts_twice() {
+        let secret = keys(2);
+        let (a, b) = (secret[0].public_key(), secret[1].public_key());
+        let twin = renumbered(&a, [0x42; 8]);
+        assert_ne!(twin.keynum(), a.keynum());
+        // A root that names a's key twice, under two keynums, as two of its three
+        // manifest keys: a 2-of-3 role that a alone would meet.
+        let made = Root::new(
+            1,
+            Timestamp::from_unix_secs(2_000_000_000),
+            [
+                (2, vec![a.clone(), twin.clone(), b.clone()]),
+                (2, vec![a.clone(), twin.clone(), b.clone()]),
+                (1, vec![b.clone()]),
+            ],
+        );
+        let error = made.expect_err("a root naming one key twice was made");
+        assert!(error.to_string().contains("listed twice"), "{error}");
+        // The same text written by hand is refused on reading.
+        let mut sorted = vec![a.clone(), twin.clone(), b.clone()];
+        sorted.sort_by_key(|key| key.keynum().0);
+        let root = Root {
+            version: 1,
+            expires: Some(Timestamp::from_unix_secs(2_000_000_000)),
+            roles: [
+                RoleKeys {
+                    threshold: 2,
+                    keys: sorted.iter().map(|key| *key.keynum()).collect(),
+                },
+                RoleKeys {
+                    threshold: 2,
+                    keys: sorted.iter().map(|key| *key.keynum()).collect(),
+                },
+                RoleKeys {
+                    threshold: 1,
+                    keys: vec![*b.keynum()],
+                },
+            ],
+            keys: sorted,
+        };
+        let text = root.render();
+        let error = Root::parse(text.as_bytes()).expect_err("parsed");
+        assert!(error.to_string().contains("listed twice"), "{error}");
+        // What such a root would let through: one key's signature under both keynums.
+        let message = b"a manifest";
+        let by_a = secret[0].sign(message);
+        let forged = [by_a.clone(), relabelled(&by_a, [0x42; 8])];
+        assert!(
+            root.check(Role::Manifest, message, &forged).is_ok(),
+            "the relabelled signature verifies: only refusing the root stops it"
+        );
+    }
+
     #[test]
     fn flat_keys_are_a_one_key_root() {
         let secret = keys(2);
