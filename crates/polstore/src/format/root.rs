@@ -13,6 +13,8 @@
 //!
 //! Canonical, as a manifest is: keys sorted by keynum, the three roles in this order, each
 //! role's keynums sorted, every key named by at least one role; anything else is refused.
+//! Each Ed25519 key is listed once: a keynum is only a label (a signature's keynum is not
+//! signed), so one key under two keynums would count twice toward a threshold.
 //! A root file is a signed file (`format::signatures`): the signatures of its root role's
 //! keys, then this text. A node's flat `trust.keys` is read as a root of version 0 without
 //! expiry in which every role is any one of those keys ([`Root::from_keys`]).
@@ -313,6 +315,21 @@ impl Root {
                     return Err(bad(
                         line,
                         format!("a second key with keynum {}", key.keynum()),
+                    ));
+                }
+                // The keynum is a label the signer chooses, not part of what the key
+                // signs: one key under two keynums would count twice toward a threshold.
+                if let Some(known) = keys
+                    .iter()
+                    .find(|known| known.key_bytes() == key.key_bytes())
+                {
+                    return Err(bad(
+                        line,
+                        format!(
+                            "key {} is key {} listed twice, under another keynum",
+                            key.keynum(),
+                            known.keynum()
+                        ),
                     ));
                 }
                 keys.push(key);
