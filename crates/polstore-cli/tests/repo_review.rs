@@ -1,0 +1,256 @@
+//! Review of fleet distribution (issue 13): what a network attacker, a local user on the
+//! hub and an operator's slip can do to a repository, a pull and a node's root of trust.
+//! Each test is a problem found in review, and holds the fix to it.
+
+mod util;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use polstore::format::head::Head;
+use polstore::format::manifest::Hash;
+use polstore::format::signatures::split_signed;
+use polstore::format::signify::SecretKey;
+use util::repo::*;
+use util::*;
+
+/// An HTTP/1.1 server on 127.0.0.1 serving `repo`'s files, one request a connection,
+/// except for the paths given other bytes with [`Server::answer`].
+struct Server {
+    port: u16,
+    answers: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl Server {
+    fn start(repo: &Path) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answers: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let (repo, shared) = (repo.to_path_buf(), Arc::clone(&answers));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (repo, answers) = (repo.clone(), Arc::clone(&shared));
+                std::thread::spawn(move || serve(stream, &repo, &answers));
+            }
+        });
+        Server { port, answers }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Answers `body` (200) for `path`.
+    fn answer(&self, path: &str, body: Vec<u8>) {
+        self.answers.lock().unwrap().insert(path.to_string(), body);
+    }
+}
+
+fn serve(stream: TcpStream, repo: &Path, answers: &Mutex<HashMap<String, Vec<u8>>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+    }
+    let path = request
+        .split(' ')
+        .nth(1)
+        .unwrap_or("/")
+        .trim_start_matches('/')
+        .to_string();
+    let body = answers.lock().unwrap().get(&path).cloned().or_else(|| {
+        (!path.split('/').any(|part| part == "..")).then(|| fs::read(repo.join(&path)).ok())?
+    });
+    let mut stream = stream;
+    let _ = match body {
+        Some(body) => stream
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .and_then(|()| stream.write_all(&body)),
+        None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    };
+}
+
+/// `heads/NODE` of `repo`, parsed.
+fn head_of(repo: &Path, node: &str) -> Head {
+    let file = fs::read(repo.join("heads").join(node)).unwrap();
+    Head::parse(split_signed(&file).unwrap().1).unwrap()
+}
+
+/// `head` as a head file signed by the secret key at `key`.
+fn signed_head(head: &Head, key: &Path) -> Vec<u8> {
+    let key = SecretKey::parse(&fs::read(key).unwrap()).unwrap();
+    let text = head.render();
+    format!("{}{text}", key.sign(text.as_bytes()).to_file_text("polstore head")).into_bytes()
+}
+
+/// A hub (`util::repo::Hub`: keys a, b, c 2 of 3, head key h, root version 1) whose
+/// repository `server` serves, and a node that trusts root version 1 and pulls from it.
+struct Fleet {
+    hub: Hub,
+    server: Server,
+    node: Node,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::new(dir.path());
+        let server = Server::start(&hub.repo);
+        let node = pulling_node(&hub.root, &server.url(), "");
+        Fleet {
+            hub,
+            server,
+            node,
+            _dir: dir,
+        }
+    }
+
+    /// Root version 2: the same root and manifest keys, head key `h2` instead of `h`;
+    /// published, the tree published again under it, and followed by the node.
+    fn rotate_head_key(&self) -> Key {
+        let h2 = key(&self.hub.dir.join("hub-keys"), "h2");
+        let root = self.hub.dir.join("root-2");
+        self.hub.create_root(&root, 2, &[0, 1, 2], &h2);
+        self.hub.sign_root(&root, &[0, 1]);
+        self.hub
+            .polstore(&["root", "publish", s(&root), "--repo", s(&self.hub.repo)])
+            .success();
+        write_tree(&self.hub.src, &[("version.cf", "# version 2\n")]);
+        self.hub.publish_with(&[0, 1], &h2, "default").success();
+        let json = update(&self.node);
+        assert_eq!(json["generation"], 2, "{json}");
+        h2
+    }
+}
+
+/// A root the node followed is its only memory of a rotation: the configured root is
+/// older. A record that others can read but not write was never at risk, yet a writer
+/// refused the store for it and `verify --repair` moved it into `untrusted/`, so that the
+/// node trusted root version 1 again and the head key version 2 dropped counted again.
+#[test]
+fn a_followed_root_others_can_read_is_made_private_not_forgotten() {
+    let fleet = Fleet::new();
+    fleet.hub.publish();
+    assert_eq!(update(&fleet.node)["generation"], 1);
+    fleet.rotate_head_key();
+    let recorded = fleet.node.store.join("trusted-root");
+    let followed = fs::read(&recorded).unwrap();
+    // A restore from a backup, a copy with the wrong umask: readable by others, not
+    // writable by them.
+    fs::set_permissions(&recorded, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = fleet.node.run(&["verify", "--repair"]);
+    assert!(
+        fs::read(&recorded).is_ok_and(|now| now == followed),
+        "verify --repair forgot the followed root: {out:#?}"
+    );
+    assert_eq!(fs::metadata(&recorded).unwrap().mode() & 0o7777, 0o600);
+
+    // The current head, signed by the head key root version 2 dropped, as under root 1.
+    let head = Head {
+        root: 1,
+        ..head_of(&fleet.hub.repo, "default")
+    };
+    fleet
+        .server
+        .answer("heads/default", signed_head(&head, &fleet.hub.head.secret));
+    assert_refused(
+        &fleet.node,
+        &["update"],
+        3,
+        "heads/default: signed under root version 1, older than the trusted root version 2",
+    );
+}
+
+/// The same, reached through `update`: a writer makes the record private again, as it
+/// does the database, rather than refuse every update until `verify --repair`.
+#[test]
+fn an_update_makes_a_followed_root_others_can_read_private_and_goes_on() {
+    let fleet = Fleet::new();
+    fleet.hub.publish();
+    assert_eq!(update(&fleet.node)["generation"], 1);
+    let h2 = fleet.rotate_head_key();
+    let recorded = fleet.node.store.join("trusted-root");
+    fs::set_permissions(&recorded, fs::Permissions::from_mode(0o640)).unwrap();
+    write_tree(&fleet.hub.src, &[("version.cf", "# version 3\n")]);
+    fleet.hub.publish_with(&[0, 1], &h2, "default").success();
+    let out = fleet.node.run(&["update", "--json"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(fs::metadata(&recorded).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(fleet.node.active_generation(), Some(3));
+}
+
+/// `publish --repo` checked that DIR is its own and that others cannot write it, but not
+/// the directories below it, and it keeps any file already at an immutable name. Where an
+/// admin's slip left `objects/` writable by others, a local user planted wrong content
+/// under the name of a file about to be published: the publish kept it, and every node
+/// then refused every pull that named it, with nothing on the hub to say why.
+#[test]
+fn a_repository_directory_others_can_write_is_refused_before_anything_is_kept_from_it() {
+    let fleet = Fleet::new();
+    fleet.hub.publish();
+    assert_eq!(update(&fleet.node)["generation"], 1);
+    let objects = fleet.hub.repo.join("objects");
+    fs::set_permissions(&objects, fs::Permissions::from_mode(0o777)).unwrap();
+    // What user nobody (65534) can do there: a directory of theirs, a file of theirs
+    // under the name of the next version's content.
+    let content = "# version 2\n";
+    let hex = Hash::of(content.as_bytes()).to_hex();
+    let planted_dir = objects.join(&hex[..2]);
+    if !planted_dir.exists() {
+        fs::create_dir(&planted_dir).unwrap();
+        std::os::unix::fs::chown(&planted_dir, Some(65534), Some(65534)).unwrap();
+    }
+    let planted = planted_dir.join(&hex);
+    fs::write(&planted, polstore::format::repo::compress(b"# version 666\n")).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    let head_before = fs::read(fleet.hub.repo.join("heads/default")).unwrap();
+
+    write_tree(&fleet.hub.src, &[("version.cf", content)]);
+    let out = fleet.hub.publish_with(&[0, 1], &fleet.hub.head, "default");
+    assert_ne!(out.code, 0, "published over a planted object: {out:#?}");
+    assert!(
+        out.stderr.contains(&format!("{}", objects.display()))
+            && out.stderr.contains("others could plant"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        fs::read(fleet.hub.repo.join("heads/default")).unwrap(),
+        head_before,
+        "the head moved"
+    );
+
+    // Put right by the operator, the publish goes through and the node gets it.
+    fs::set_permissions(&objects, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = fleet.hub.publish_with(&[0, 1], &fleet.hub.head, "default");
+    assert_ne!(out.code, 0, "a file of another user was kept: {out:#?}");
+    assert!(
+        out.stderr.contains(&format!("{}", planted_dir.display())),
+        "{}",
+        out.stderr
+    );
+    fs::remove_dir_all(&planted_dir).unwrap();
+    fleet
+        .hub
+        .publish_with(&[0, 1], &fleet.hub.head, "default")
+        .success();
+    assert_eq!(update(&fleet.node)["generation"], 2);
+}
