@@ -83,7 +83,8 @@ fn serve(stream: TcpStream, repo: &Path, answers: &Mutex<HashMap<String, Vec<u8>
                 .as_bytes(),
             )
             .and_then(|()| stream.write_all(&body)),
-        None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        None => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     };
 }
 
@@ -97,7 +98,11 @@ fn head_of(repo: &Path, node: &str) -> Head {
 fn signed_head(head: &Head, key: &Path) -> Vec<u8> {
     let key = SecretKey::parse(&fs::read(key).unwrap()).unwrap();
     let text = head.render();
-    format!("{}{text}", key.sign(text.as_bytes()).to_file_text("polstore head")).into_bytes()
+    format!(
+        "{}{text}",
+        key.sign(text.as_bytes()).to_file_text("polstore head")
+    )
+    .into_bytes()
 }
 
 /// A hub (`util::repo::Hub`: keys a, b, c 2 of 3, head key h, root version 1) whose
@@ -219,7 +224,11 @@ fn a_repository_directory_others_can_write_is_refused_before_anything_is_kept_fr
         std::os::unix::fs::chown(&planted_dir, Some(65534), Some(65534)).unwrap();
     }
     let planted = planted_dir.join(&hex);
-    fs::write(&planted, polstore::format::repo::compress(b"# version 666\n")).unwrap();
+    fs::write(
+        &planted,
+        polstore::format::repo::compress(b"# version 666\n"),
+    )
+    .unwrap();
     std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
     let head_before = fs::read(fleet.hub.repo.join("heads/default")).unwrap();
 
