@@ -263,3 +263,75 @@ fn a_repository_directory_others_can_write_is_refused_before_anything_is_kept_fr
         .success();
     assert_eq!(update(&fleet.node)["generation"], 2);
 }
+
+/// A manifest does not say which node or group it was published for, and a head binds a
+/// node name only to a manifest hash. The head key, the hub's online key and the one most
+/// exposed, then moves any node to the policy of any other node or group (whatever serial
+/// is above what the node accepted), though SECURITY.md says its thief can only keep
+/// nodes on what they have. NOT FIXED: the manifest must name what it was published for
+/// (for instance a `node NAME` header line, manifest format 3, signed by the manifest
+/// keys), and a pull must refuse a manifest that does not name `fetch.node`.
+#[test]
+fn a_head_key_alone_cannot_give_a_node_the_policy_of_another_node() {
+    let fleet = Fleet::new();
+    fleet.node.set_config("fetch", "node", "\"db\"");
+    write_tree(
+        &fleet.hub.src,
+        &[("role.cf", "# the web servers' policy\n")],
+    );
+    fleet
+        .hub
+        .publish_with(&[0, 1], &fleet.hub.head, "web")
+        .success();
+    // What the thief of h signs: the head of db, naming web's manifest.
+    let web = head_of(&fleet.hub.repo, "web");
+    let forged = Head {
+        node: "db".into(),
+        ..web
+    };
+    fleet
+        .server
+        .answer("heads/db", signed_head(&forged, &fleet.hub.head.secret));
+    let out = fleet.node.run(&["update"]);
+    assert_ne!(
+        out.code, 0,
+        "node db activated the manifest published for web: {out:#?}"
+    );
+    assert_eq!(fleet.node.active_generation(), None);
+}
+
+/// Recovery from stolen root keys (a threshold of them) or lost ones is a new root given
+/// to every node out of band, as the first was. But a node keeps the root it followed in
+/// `STORE/trusted-root` and trusts it instead of `trust.root` whenever its version is
+/// higher, whatever chain it belongs to: the operator's new root version 1 is passed
+/// over, silently but for the refusal of every head. NOT FIXED: the store must remember
+/// which configured root its chain started from (for instance the blake3 of its text,
+/// recorded with `trusted-root`), and trust the record only while `trust.root` is that
+/// root or one the record's chain holds; a configured root of another chain is the
+/// operator's new anchor. (An older root of the same chain must still lose to the
+/// record, as now.)
+#[test]
+fn a_root_the_operator_installs_from_a_new_chain_is_trusted_over_the_followed_one() {
+    let fleet = Fleet::new();
+    fleet.hub.publish();
+    assert_eq!(update(&fleet.node)["generation"], 1);
+    fleet.rotate_head_key();
+    // A new hub, with new keys and a root version 1 of its own, and its repository.
+    let other = tempfile::tempdir().unwrap();
+    let hub = Hub::new(other.path());
+    write_tree(&hub.src, &[("version.cf", "# the new chain\n")]);
+    hub.publish();
+    let server = Server::start(&hub.repo);
+    // The operator installs its root where trust.root points, and its URL.
+    let configured = fleet.node.root.join("etc").join("root");
+    fs::write(&configured, fs::read(&hub.root).unwrap()).unwrap();
+    fleet
+        .node
+        .set_config("fetch", "url", &toml_string(&server.url()));
+    let out = fleet.node.run(&["update", "--json"]);
+    assert_eq!(
+        out.code, 0,
+        "the configured root of the new chain was passed over: {out:#?}"
+    );
+    assert_eq!(fleet.node.active_generation(), Some(3));
+}
