@@ -335,3 +335,40 @@ fn a_root_the_operator_installs_from_a_new_chain_is_trusted_over_the_followed_on
     );
     assert_eq!(fleet.node.active_generation(), Some(3));
 }
+
+/// A signature list holds at most 16 signatures, and a root file with more is refused
+/// whole. `root sign` added a 17th all the same: the root then could not be read, by
+/// nodes, by `root publish` or by `root sign` itself.
+#[test]
+fn root_sign_refuses_a_seventeenth_signature_and_leaves_the_root_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<Key> = (0..17)
+        .map(|index| key(&dir.path().join("keys"), &format!("k{index}")))
+        .collect();
+    let root = dir.path().join("root");
+    let mut args = vec!["root", "create", "-o", s(&root), "--version", "1"];
+    for key in &keys {
+        args.extend(["--root-key", s(&key.public)]);
+    }
+    args.extend(["--manifest-key", s(&keys[0].public)]);
+    args.extend(["--head-key", s(&keys[0].public)]);
+    run_polstore(dir.path(), &args, &[], None).success();
+    for key in &keys[..16] {
+        run_polstore(
+            dir.path(),
+            &["root", "sign", s(&root), "--key", s(&key.secret)],
+            &[],
+            None,
+        )
+        .success();
+    }
+    let out = run_polstore(
+        dir.path(),
+        &["root", "sign", s(&root), "--key", s(&keys[16].secret)],
+        &[],
+        None,
+    );
+    assert_ne!(out.code, 0, "a 17th signature was added: {out:#?}");
+    assert!(out.stderr.contains("16 signatures"), "{}", out.stderr);
+    run_polstore(dir.path(), &["root", "show", s(&root)], &[], None).success();
+}
