@@ -24,6 +24,8 @@ use util::*;
 struct Server {
     port: u16,
     answers: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// The paths asked for, in order.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -31,14 +33,20 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let answers: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let (repo, shared) = (repo.to_path_buf(), Arc::clone(&answers));
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (repo, shared, logged) = (repo.to_path_buf(), Arc::clone(&answers), Arc::clone(&log));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (repo, answers) = (repo.clone(), Arc::clone(&shared));
-                std::thread::spawn(move || serve(stream, &repo, &answers));
+                let (repo, answers, log) = (repo.clone(), Arc::clone(&shared), Arc::clone(&logged));
+                std::thread::spawn(move || serve(stream, &repo, &answers, &log));
             }
         });
-        Server { port, answers }
+        Server { port, answers, log }
+    }
+
+    /// The paths asked for since the last call.
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
     }
 
     fn url(&self) -> String {
@@ -51,7 +59,12 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, repo: &Path, answers: &Mutex<HashMap<String, Vec<u8>>>) {
+fn serve(
+    stream: TcpStream,
+    repo: &Path,
+    answers: &Mutex<HashMap<String, Vec<u8>>>,
+    log: &Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request = String::new();
     if reader.read_line(&mut request).unwrap_or(0) == 0 {
@@ -69,6 +82,7 @@ fn serve(stream: TcpStream, repo: &Path, answers: &Mutex<HashMap<String, Vec<u8>
         .unwrap_or("/")
         .trim_start_matches('/')
         .to_string();
+    log.lock().unwrap().push(path.clone());
     let body = answers.lock().unwrap().get(&path).cloned().or_else(|| {
         (!path.split('/').any(|part| part == "..")).then(|| fs::read(repo.join(&path)).ok())?
     });
@@ -371,4 +385,32 @@ fn root_sign_refuses_a_seventeenth_signature_and_leaves_the_root_readable() {
     assert_ne!(out.code, 0, "a 17th signature was added: {out:#?}");
     assert!(out.stderr.contains("16 signatures"), "{}", out.stderr);
     run_polstore(dir.path(), &["root", "show", s(&root)], &[], None).success();
+}
+
+/// A policy a check refused stays named by the head until the hub publishes a fix, and a
+/// node updates every few minutes. `update` said a refused pull is "fetched again only if
+/// published again" (update.rs), but nothing remembers the refusal: each update fetches
+/// the manifest and every new object again and runs every check again, to be refused
+/// again (for a first deployment, the whole tree on every run of every node). NOT FIXED:
+/// the store should remember the manifest hash the last pull's candidate was refused
+/// with (by a check that judged it, not a cut transfer), and a head naming it should cost
+/// one request and report the refusal again, as a head naming a failed generation does
+/// (`Unchanged` with its reason); `update --force` checks it again.
+#[test]
+fn a_policy_a_check_refused_is_not_fetched_again_until_the_head_changes() {
+    let fleet = Fleet::new();
+    fleet.hub.publish();
+    assert_eq!(update(&fleet.node)["generation"], 1);
+    fleet.node.add_check("refuse", "#!/bin/sh\nexit 1\n");
+    write_tree(&fleet.hub.src, &[("version.cf", "# version 2\n")]);
+    fleet.hub.publish();
+    assert_refused(&fleet.node, &["update"], 3, "refuse");
+    let first = fleet.server.take_log();
+    assert!(first.len() >= 3, "{first:?}");
+    assert_refused(&fleet.node, &["update"], 3, "refuse");
+    assert_eq!(
+        fleet.server.take_log(),
+        ["heads/default"],
+        "the refused policy was fetched again"
+    );
 }
