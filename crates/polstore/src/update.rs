@@ -252,9 +252,10 @@ fn update_from_repository(
                     progress,
                 },
             );
-            // Used, or refused by a check: fetched again only if published again. Kept
-            // when the ingest could not finish (a full disk, the system): the next
-            // update resumes from it.
+            // Used, or refused by a check: emptied. (Nothing remembers a refusal: the
+            // next pull fetches and checks the refused manifest again while the head
+            // names it.) Kept when the ingest could not finish (a full disk, the system):
+            // the next update resumes from it.
             if result.as_ref().is_ok() || result.as_ref().is_err_and(Error::is_rejection) {
                 repo::Pool::clear(&pool)?;
             }

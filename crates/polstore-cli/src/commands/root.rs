@@ -90,6 +90,13 @@ fn sign(args: crate::args::RootSignArgs) -> Result<()> {
     signed
         .signatures
         .retain(|signature| *signature.keynum() != keynum);
+    if signed.signatures.len() >= polstore::format::signatures::SIGNATURES_MAX {
+        bail!(
+            "{}: already holds {} signatures, the most a root file may have: nodes would refuse it whole",
+            args.file.display(),
+            polstore::format::signatures::SIGNATURES_MAX
+        );
+    }
     signed.signatures.push(key.sign(&signed.text));
     let bytes = signed.render();
     if bytes.len() > polstore::format::root::ROOT_FILE_BYTES_MAX {

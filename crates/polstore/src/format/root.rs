@@ -13,6 +13,8 @@
 //!
 //! Canonical, as a manifest is: keys sorted by keynum, the three roles in this order, each
 //! role's keynums sorted, every key named by at least one role; anything else is refused.
+//! Each Ed25519 key is listed once: a keynum is only a label (a signature's keynum is not
+//! signed), so one key under two keynums would count twice toward a threshold.
 //! A root file is a signed file (`format::signatures`): the signatures of its root role's
 //! keys, then this text. A node's flat `trust.keys` is read as a root of version 0 without
 //! expiry in which every role is any one of those keys ([`Root::from_keys`]).
@@ -315,6 +317,21 @@ impl Root {
                         format!("a second key with keynum {}", key.keynum()),
                     ));
                 }
+                // The keynum is a label the signer chooses, not part of what the key
+                // signs: one key under two keynums would count twice toward a threshold.
+                if let Some(known) = keys
+                    .iter()
+                    .find(|known| known.key_bytes() == key.key_bytes())
+                {
+                    return Err(bad(
+                        line,
+                        format!(
+                            "key {} is key {} listed twice, under another keynum",
+                            key.keynum(),
+                            known.keynum()
+                        ),
+                    ));
+                }
                 keys.push(key);
             } else if let Some(role) = text.strip_prefix("role ") {
                 let expected = Role::ALL
@@ -605,6 +622,82 @@ mod tests {
         assert_eq!(
             skip.check_follows(&trusted).unwrap_err(),
             "root version 3 does not follow the trusted version 1"
+        );
+    }
+
+    /// `key`'s Ed25519 key under another keynum: a signify public key file anyone can
+    /// write, since the keynum is not part of what the key signs.
+    fn renumbered(key: &PublicKey, keynum: [u8; 8]) -> PublicKey {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut blob = engine.decode(key.to_base64()).unwrap();
+        blob[2..10].copy_from_slice(&keynum);
+        PublicKey::from_base64(&engine.encode(blob)).unwrap()
+    }
+
+    /// `signature` relabelled with `keynum`: the Ed25519 signature is unchanged.
+    fn relabelled(signature: &Signature, keynum: [u8; 8]) -> Signature {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let text = signature.to_file_text("c");
+        let line = text.lines().nth(1).unwrap();
+        let mut blob = engine.decode(line).unwrap();
+        blob[2..10].copy_from_slice(&keynum);
+        let file = format!("untrusted comment: c\n{}\n", engine.encode(blob));
+        Signature::parse(file.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_key_listed_under_two_keynums_is_refused_and_never_counts_twice() {
+        let secret = keys(2);
+        let (a, b) = (secret[0].public_key(), secret[1].public_key());
+        let twin = renumbered(&a, [0x42; 8]);
+        assert_ne!(twin.keynum(), a.keynum());
+        // A root that names a's key twice, under two keynums, as two of its three
+        // manifest keys: a 2-of-3 role that a alone would meet.
+        let made = Root::new(
+            1,
+            Timestamp::from_unix_secs(2_000_000_000),
+            [
+                (2, vec![a.clone(), twin.clone(), b.clone()]),
+                (2, vec![a.clone(), twin.clone(), b.clone()]),
+                (1, vec![b.clone()]),
+            ],
+        );
+        let error = made.expect_err("a root naming one key twice was made");
+        assert!(error.to_string().contains("listed twice"), "{error}");
+        // The same text written by hand is refused on reading.
+        let mut sorted = vec![a.clone(), twin.clone(), b.clone()];
+        sorted.sort_by_key(|key| key.keynum().0);
+        let root = Root {
+            version: 1,
+            expires: Some(Timestamp::from_unix_secs(2_000_000_000)),
+            roles: [
+                RoleKeys {
+                    threshold: 2,
+                    keys: sorted.iter().map(|key| *key.keynum()).collect(),
+                },
+                RoleKeys {
+                    threshold: 2,
+                    keys: sorted.iter().map(|key| *key.keynum()).collect(),
+                },
+                RoleKeys {
+                    threshold: 1,
+                    keys: vec![*b.keynum()],
+                },
+            ],
+            keys: sorted,
+        };
+        let text = root.render();
+        let error = Root::parse(text.as_bytes()).expect_err("parsed");
+        assert!(error.to_string().contains("listed twice"), "{error}");
+        // What such a root would let through: one key's signature under both keynums.
+        let message = b"a manifest";
+        let by_a = secret[0].sign(message);
+        let forged = [by_a.clone(), relabelled(&by_a, [0x42; 8])];
+        assert!(
+            root.check(Role::Manifest, message, &forged).is_ok(),
+            "the relabelled signature verifies: only refusing the root stops it"
         );
     }
 

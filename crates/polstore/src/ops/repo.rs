@@ -120,6 +120,7 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
     let repo = publish::prepare_out(repo, &source, REPO_DIRECTORY_MODE)?;
     let _lock = publish::lock(&repo, lock_wait, on_wait)?;
     let mut writer = Writer::new(&repo)?;
+    check_subdirectories(&repo)?;
     let root = newest_root(&repo)?;
     if let Some(root) = &root {
         check_signers(root, Role::Manifest, keys)?;
@@ -148,7 +149,7 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
             } => {
                 let hash = Hash::of(content);
                 let object = repo::object_path(hash);
-                if !writer.exists(&object) {
+                if !writer.exists(&object)? {
                     let compressed = repo::compress(content);
                     compressed_bytes_written += compressed.len() as u64;
                     objects_written += 1;
@@ -281,6 +282,7 @@ pub fn publish_root(
     publish::check_own_directory(&repo, &metadata)?;
     let _lock = publish::lock(&repo, lock_wait, on_wait)?;
     let mut writer = Writer::new(&repo)?;
+    check_subdirectories(&repo)?;
     match newest_root(&repo)? {
         None => {
             if signed.root.version != 1 {
@@ -299,6 +301,22 @@ pub fn publish_root(
     writer.put(&repo::root_path(signed.root.version), &signed.render())?;
     writer.sync()?;
     Ok(signed.root.version)
+}
+
+/// The directories of the repository that the publisher reads from: each must be the
+/// publishing user's and writable by no one else, as DIR is. Else another user could have
+/// planted a root, a head's history or a file under an immutable name, which the
+/// publisher keeps as it finds it.
+fn check_subdirectories(repo: &Path) -> Result<()> {
+    for name in ["objects", "manifests", "deltas", "roots", "heads", "nodes"] {
+        let path = repo.join(name);
+        match fs::symlink_metadata(&path) {
+            Ok(metadata) => publish::check_own_directory(&path, &metadata)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::io("cannot read", &path)(error)),
+        }
+    }
+    Ok(())
 }
 
 /// The signature list of `message` by each key, one signify signature per key.
@@ -423,6 +441,8 @@ struct Writer {
     count: u64,
     /// Directories that got a new name, to sync.
     touched: BTreeMap<PathBuf, ()>,
+    /// Directories found to be the publishing user's, writable by no one else.
+    checked: BTreeSet<PathBuf>,
 }
 
 impl Writer {
@@ -436,23 +456,64 @@ impl Writer {
             incoming,
             count: 0,
             touched: BTreeMap::new(),
+            checked: BTreeSet::new(),
         })
     }
 
-    fn exists(&self, relative: &str) -> bool {
-        fs::symlink_metadata(self.repo.join(relative)).is_ok_and(|metadata| metadata.is_file())
+    /// Whether an immutable file is already at `relative`, which is then kept as it is:
+    /// only a regular file of the publishing user's, in directories of theirs, that no one
+    /// else can write. Anything else there was not written by a publish, and is refused.
+    fn exists(&mut self, relative: &str) -> Result<bool> {
+        let target = self.repo.join(relative);
+        if !self.missing_directories(&target)?.is_empty() {
+            return Ok(false);
+        }
+        let metadata = match fs::symlink_metadata(&target) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(Error::io("cannot read", &target)(error)),
+        };
+        use std::os::unix::fs::MetadataExt;
+        let owner = rustix::process::geteuid().as_raw();
+        if !metadata.is_file() || metadata.uid() != owner || metadata.mode() & 0o022 != 0 {
+            return Err(Error::Refused(format!(
+                "{}: a {} of user {} with mode {:04o}, which no publish wrote, holds a name whose file is never replaced; remove it",
+                target.display(),
+                crate::fs::type_name(metadata.file_type()),
+                metadata.uid(),
+                metadata.mode() & 0o7777
+            )));
+        }
+        Ok(true)
+    }
+
+    /// The directories between the repository and `target` that are missing, deepest
+    /// first; each one that exists must be the publishing user's and writable by no one
+    /// else (others could plant files in it), and not a symlink.
+    fn missing_directories(&mut self, target: &Path) -> Result<Vec<PathBuf>> {
+        let mut missing = Vec::new();
+        let mut directory = target.parent().expect("a repository path has a parent");
+        while directory != self.repo && !self.checked.contains(directory) {
+            match fs::symlink_metadata(directory) {
+                Ok(metadata) => {
+                    publish::check_own_directory(directory, &metadata)?;
+                    self.checked.insert(directory.to_path_buf());
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    missing.push(directory.to_path_buf());
+                }
+                Err(error) => return Err(Error::io("cannot read", directory)(error)),
+            }
+            directory = directory.parent().expect("inside the repository");
+        }
+        Ok(missing)
     }
 
     /// Makes the directories of `relative` that are missing, each 0755, noting its parent
     /// for the sync.
     fn parents(&mut self, relative: &str) -> Result<PathBuf> {
         let target = self.repo.join(relative);
-        let mut missing = Vec::new();
-        let mut directory = target.parent().expect("a repository path has a parent");
-        while directory != self.repo && fs::symlink_metadata(directory).is_err() {
-            missing.push(directory.to_path_buf());
-            directory = directory.parent().expect("inside the repository");
-        }
+        let missing = self.missing_directories(&target)?;
         for directory in missing.into_iter().rev() {
             durable::create_directory(&directory, REPO_DIRECTORY_MODE)
                 .map_err(Error::io("cannot create", &directory))?;
@@ -461,12 +522,16 @@ impl Writer {
                 .expect("inside the repository")
                 .to_path_buf();
             self.touched.insert(parent, ());
+            self.checked.insert(directory);
         }
         Ok(target)
     }
 
     /// Puts an immutable file in place; one already there is left as it is.
     fn put(&mut self, relative: &str, content: &[u8]) -> Result<()> {
+        if self.exists(relative)? {
+            return Ok(());
+        }
         let target = self.parents(relative)?;
         let temporary = self.incoming.join(self.count.to_string());
         self.count += 1;

@@ -249,15 +249,20 @@ impl Store {
 }
 
 /// What stores made before left to the umask, readable but not writable by others: the
-/// database, `generations/` and `staging/`. The lock holder makes them root's alone, and says so. Write
-/// rights for others are not taken away here: what others could have changed is for
-/// `verify` to look at.
+/// database, `generations/` and `staging/`; and what a restore or a copy may leave so: the
+/// root a pull followed (`trusted-root`) and `fetched/`. The lock holder makes them root's
+/// alone, and says so. Write rights for others are not taken away here: what others could
+/// have changed is for `verify` to look at. (A followed root that only others could read
+/// was never at risk, and moving it aside would trust the older configured root again:
+/// the keys a rotation dropped would count again.)
 fn make_private(layout: &Layout) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     for (path, directory, mode) in [
         (layout.database(), false, crate::db::DATABASE_FILE_MODE),
         (layout.generations(), true, GENERATIONS_MODE),
         (layout.staging(), true, STAGING_MODE),
+        (layout.trusted_root_file(), false, 0o600),
+        (layout.fetched(), true, 0o700),
     ] {
         let Ok(metadata) = fs::symlink_metadata(&path) else {
             continue;
