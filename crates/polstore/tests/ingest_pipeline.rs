@@ -382,6 +382,7 @@ fn manifest_for(serial: u64, files: &[(&str, &[u8])]) -> Vec<u8> {
         serial,
         created: Timestamp::now(),
         expires: None,
+        node: None,
         source: None,
         entries,
         directories: Vec::new(),

@@ -86,6 +86,7 @@ fn manifest_of(
         serial,
         created,
         expires,
+        node: None,
         source: origin,
         entries,
         directories,

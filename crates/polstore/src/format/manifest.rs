@@ -85,6 +85,9 @@ pub struct Manifest {
     pub serial: u64,
     pub created: Timestamp,
     pub expires: Option<Timestamp>,
+    /// The node or group it was published for (`publish --repo --node`): a pull takes it
+    /// only for that node. A node name (`format::head::check_node`).
+    pub node: Option<String>,
     pub source: Option<String>,
     /// Sorted by the bytes of `path`, no duplicates, no path that is also a directory.
     pub entries: Vec<Entry>,
@@ -184,6 +187,9 @@ impl Manifest {
         writeln!(text, "created {}", self.created)?;
         if let Some(expires) = self.expires {
             writeln!(text, "expires {expires}")?;
+        }
+        if let Some(node) = &self.node {
+            writeln!(text, "node {node}")?;
         }
         if let Some(source) = &self.source {
             writeln!(text, "source {source}")?;
@@ -300,6 +306,7 @@ impl Manifest {
             serial,
             created,
             expires: None,
+            node: None,
             source: None,
             entries: Vec::new(),
             directories: Vec::new(),
@@ -311,7 +318,8 @@ impl Manifest {
                 break;
             }
             if let Some(expires) = text.strip_prefix("expires ") {
-                if manifest.expires.is_some() || manifest.source.is_some() {
+                if manifest.expires.is_some() || manifest.node.is_some() || manifest.source.is_some()
+                {
                     return Err(ManifestError::NotCanonical);
                 }
                 let expires =
@@ -321,6 +329,18 @@ impl Manifest {
                         reason: error.to_string(),
                     })?;
                 manifest.expires = Some(expires);
+            } else if let Some(node) = text.strip_prefix("node ") {
+                if manifest.node.is_some() || manifest.source.is_some() {
+                    return Err(ManifestError::NotCanonical);
+                }
+                crate::format::head::check_node(node).map_err(|reason| {
+                    ManifestError::BadField {
+                        line,
+                        field: "node",
+                        reason,
+                    }
+                })?;
+                manifest.node = Some(node.to_string());
             } else if let Some(source) = text.strip_prefix("source ") {
                 if manifest.source.is_some() {
                     return Err(ManifestError::NotCanonical);
@@ -334,7 +354,7 @@ impl Manifest {
             } else {
                 return Err(ManifestError::Expected {
                     line,
-                    expected: "'expires T', 'source S' or an empty line ending the header",
+                    expected: "'expires T', 'node N', 'source S' or an empty line ending the header",
                 });
             }
         }
@@ -587,11 +607,25 @@ mod tests {
         },
     };
 
+    #[test]
+    fn the_node_header_is_optional_and_in_its_place() {
+        let mut manifest = sample();
+        manifest.node = Some("web-01".into());
+        let text = manifest.render();
+        assert!(text.contains("\nexpires 2026-12-24T12:00:00Z\nnode web-01\nsource "), "{text}");
+        assert_eq!(Manifest::parse(text.as_bytes(), LIMITS).unwrap(), manifest);
+        let swapped = text.replace("node web-01\nsource policy server 1\n", "source policy server 1\nnode web-01\n");
+        assert!(Manifest::parse(swapped.as_bytes(), LIMITS).is_err());
+        let bad = text.replace("node web-01", "node ../x");
+        assert!(Manifest::parse(bad.as_bytes(), LIMITS).is_err());
+    }
+
     fn sample() -> Manifest {
         Manifest {
             serial: 7,
             created: Timestamp::parse("2026-11-24T12:00:00Z").unwrap(),
             expires: Some(Timestamp::parse("2026-12-24T12:00:00Z").unwrap()),
+            node: None,
             source: Some("policy server 1".to_string()),
             entries: vec![
                 Entry {

@@ -188,6 +188,7 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
                 serial,
                 created: now,
                 expires: expires_in_secs.map(|secs| now.plus_secs(secs)),
+                node: Some(node.to_string()),
                 source: origin,
                 entries,
                 directories,

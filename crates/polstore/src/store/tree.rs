@@ -450,6 +450,7 @@ mod tests {
             serial: 1,
             created: Timestamp::from_unix_secs(0),
             expires: None,
+            node: None,
             source: None,
             entries: files
                 .iter()

@@ -434,6 +434,17 @@ fn pull_inner(
     }
     let manifest = Manifest::parse(&manifest_bytes, config.manifest_limits())
         .map_err(|error| reject(Check::Integrity, &path, error.to_string()))?;
+    // The head key alone must not move a node to what was published for another.
+    if manifest.node.as_deref() != Some(node) {
+        return Err(reject(
+            Check::Integrity,
+            &path,
+            match &manifest.node {
+                Some(other) => format!("was published for node {other}, not for {node}"),
+                None => format!("names no node, so it was not published for {node}"),
+            },
+        ));
+    }
     if manifest.serial != head.serial {
         return Err(reject(
             Check::Integrity,

@@ -260,6 +260,7 @@ pub fn commit_by_hand(store: &Store, files: &[(&str, &[u8])], state: GenerationS
         serial: current.serial_max + 1,
         created: Timestamp::now(),
         expires: None,
+        node: None,
         source: None,
         entries,
         directories: Vec::new(),
