@@ -278,13 +278,11 @@ fn a_repository_directory_others_can_write_is_refused_before_anything_is_kept_fr
     assert_eq!(update(&fleet.node)["generation"], 2);
 }
 
-/// A manifest does not say which node or group it was published for, and a head binds a
-/// node name only to a manifest hash. The head key, the hub's online key and the one most
-/// exposed, then moves any node to the policy of any other node or group (whatever serial
-/// is above what the node accepted), though SECURITY.md says its thief can only keep
-/// nodes on what they have. NOT FIXED: the manifest must name what it was published for
-/// (for instance a `node NAME` header line, manifest format 3, signed by the manifest
-/// keys), and a pull must refuse a manifest that does not name `fetch.node`.
+/// A head binds a node name to a manifest hash, and the head key is the hub's online key,
+/// the one most exposed. Were a manifest silent about the node or group it was published
+/// for, that key alone would move any node to the policy of any other. A repository
+/// manifest names it (`node NAME`, signed by the manifest keys), and a pull refuses one
+/// that does not name `fetch.node`.
 #[test]
 fn a_head_key_alone_cannot_give_a_node_the_policy_of_another_node() {
     let fleet = Fleet::new();
@@ -315,15 +313,11 @@ fn a_head_key_alone_cannot_give_a_node_the_policy_of_another_node() {
 }
 
 /// Recovery from stolen root keys (a threshold of them) or lost ones is a new root given
-/// to every node out of band, as the first was. But a node keeps the root it followed in
-/// `STORE/trusted-root` and trusts it instead of `trust.root` whenever its version is
-/// higher, whatever chain it belongs to: the operator's new root version 1 is passed
-/// over, silently but for the refusal of every head. NOT FIXED: the store must remember
-/// which configured root its chain started from (for instance the blake3 of its text,
-/// recorded with `trusted-root`), and trust the record only while `trust.root` is that
-/// root or one the record's chain holds; a configured root of another chain is the
-/// operator's new anchor. (An older root of the same chain must still lose to the
-/// record, as now.)
+/// to every node out of band, as the first was. A node keeps the root it followed in
+/// `STORE/trusted-root`, with the chain it followed (the blake3 of each root's text), and
+/// trusts it over `trust.root` only while `trust.root` is in that chain: the operator's
+/// new root version 1, of another chain, is the new anchor. (An older root of the same
+/// chain still loses to the record: `an_older_root_of_the_followed_chain_loses_to_the_record`.)
 #[test]
 fn a_root_the_operator_installs_from_a_new_chain_is_trusted_over_the_followed_one() {
     let fleet = Fleet::new();
@@ -334,7 +328,22 @@ fn a_root_the_operator_installs_from_a_new_chain_is_trusted_over_the_followed_on
     let other = tempfile::tempdir().unwrap();
     let hub = Hub::new(other.path());
     write_tree(&hub.src, &[("version.cf", "# the new chain\n")]);
-    hub.publish();
+    // A serial above the old hub's (both hubs publish within one second here).
+    hub.polstore(&[
+        "publish",
+        s(&hub.src),
+        "--repo",
+        s(&hub.repo),
+        "--key",
+        s(&hub.keys[0].secret),
+        "--key",
+        s(&hub.keys[1].secret),
+        "--head-key",
+        s(&hub.head.secret),
+        "--serial",
+        "9999999999",
+    ])
+    .success();
     let server = Server::start(&hub.repo);
     // The operator installs its root where trust.root points, and its URL.
     let configured = fleet.node.root.join("etc").join("root");
@@ -388,14 +397,12 @@ fn root_sign_refuses_a_seventeenth_signature_and_leaves_the_root_readable() {
 }
 
 /// A policy a check refused stays named by the head until the hub publishes a fix, and a
-/// node updates every few minutes. `update` said a refused pull is "fetched again only if
-/// published again" (update.rs), but nothing remembers the refusal: each update fetches
-/// the manifest and every new object again and runs every check again, to be refused
-/// again (for a first deployment, the whole tree on every run of every node). NOT FIXED:
-/// the store should remember the manifest hash the last pull's candidate was refused
-/// with (by a check that judged it, not a cut transfer), and a head naming it should cost
-/// one request and report the refusal again, as a head naming a failed generation does
-/// (`Unchanged` with its reason); `update --force` checks it again.
+/// node updates every few minutes. Were the refusal forgotten, each update would fetch
+/// the manifest and every new object again and run every check again, to be refused
+/// again (for a first deployment, the whole tree on every run of every node). The store
+/// remembers the manifest hash the last pull's candidate was refused with by a check that
+/// judged it (`fetched/refused`), and a head naming it costs one request and reports the
+/// refusal again; `update --force` checks it again.
 #[test]
 fn a_policy_a_check_refused_is_not_fetched_again_until_the_head_changes() {
     let fleet = Fleet::new();
@@ -413,4 +420,18 @@ fn a_policy_a_check_refused_is_not_fetched_again_until_the_head_changes() {
         ["heads/default"],
         "the refused policy was fetched again"
     );
+}
+
+/// The operator puts back the first root of the chain a node followed (an old copy
+/// restored, say): the newer root the node recorded still wins, so keys it dropped stay
+/// dropped.
+#[test]
+fn an_older_root_of_the_followed_chain_loses_to_the_record() {
+    let fleet = Fleet::new();
+    fleet.hub.publish();
+    assert_eq!(update(&fleet.node)["generation"], 1);
+    fleet.rotate_head_key();
+    let configured = fleet.node.root.join("etc").join("root");
+    fs::write(&configured, fs::read(&fleet.hub.root).unwrap()).unwrap();
+    assert_eq!(fleet.node.status()["trust"]["root_version"], 2);
 }

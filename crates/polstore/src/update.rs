@@ -220,7 +220,7 @@ fn update_from_repository(
     progress: &mut dyn FnMut(Progress),
     verify_progress: crate::health::inspect::ProgressFn,
 ) -> Result<UpdateOutcome> {
-    let (pulled, stats) = repo::pull(store, url, &mut |event| match event {
+    let (pulled, stats) = repo::pull(store, url, force, &mut |event| match event {
         PullProgress::Objects { done, total, bytes } => {
             progress(Progress::Fetching { done, total, bytes })
         }
@@ -237,7 +237,8 @@ fn update_from_repository(
                 pulled: Some(stats),
             })
         }
-        Pulled::Ready { .. } => {
+        Pulled::Refused { rejection } => Err(rejection.into()),
+        Pulled::Ready { manifest, .. } => {
             let pool = store.layout.fetched();
             let result = ingest::ingest(
                 store,
@@ -252,12 +253,22 @@ fn update_from_repository(
                     progress,
                 },
             );
-            // Used, or refused by a check: emptied. (Nothing remembers a refusal: the
-            // next pull fetches and checks the refused manifest again while the head
-            // names it.) Kept when the ingest could not finish (a full disk, the system):
-            // the next update resumes from it.
+            // Used, or refused by a check: emptied (a check's refusal is remembered just
+            // below). Kept when the ingest could not finish (a full disk, the system): the
+            // next update resumes from it.
             if result.as_ref().is_ok() || result.as_ref().is_err_and(Error::is_rejection) {
                 repo::Pool::clear(&pool)?;
+            }
+            // A check's verdict on this candidate stands until the head names another.
+            // An integrity refusal here is a pool object lost since it was fetched, and a
+            // refused agent run leaves a failed generation, which the next pull finds.
+            if let Err(Error::Rejected(rejection)) = &result
+                && matches!(
+                    rejection.check,
+                    Check::Freshness | Check::Parse | Check::User(_)
+                )
+            {
+                repo::Pool::record_refusal(&pool, manifest, rejection)?;
             }
             Ok(UpdateOutcome::Ingested {
                 report: result?,

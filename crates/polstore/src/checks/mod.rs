@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{self, Config};
 use crate::error::{Check, Error, Rejection, Result};
-use crate::format::manifest::{Entry, Manifest};
+use crate::format::manifest::{Entry, Hash, Manifest};
 use crate::format::records::CheckRecord;
 use crate::format::root::{ROOT_FILE_BYTES_MAX, Role, Root, SignedRoot};
 use crate::format::signatures;
@@ -61,8 +61,27 @@ fn refused(rejection: Rejection, output: String, started: Instant) -> Verdict {
 /// The root of trust: the configured `trust.root`, or the newer one a pull followed and
 /// the store recorded; without `trust.root`, the flat `trust.keys` as a one-key root.
 pub fn trust_root(config: &Config, layout: &Layout) -> Result<Root> {
+    Ok(trust(config, layout)?.root)
+}
+
+/// The root a node trusts, and the chain of roots (the blake3 of each one's text) that
+/// led to it from the configured one: what the next root followed extends.
+pub struct Trust {
+    pub root: Root,
+    /// Empty for flat `trust.keys`.
+    pub chain: Vec<Hash>,
+}
+
+/// [`trust_root`] with its chain. The recorded root counts only when the configured root
+/// is in the chain it was followed along (the operator's newer or older root of the same
+/// chain: the newest of the two wins); a configured root of another chain (a new anchor,
+/// after root keys were stolen or lost) is trusted instead, and followed anew.
+pub fn trust(config: &Config, layout: &Layout) -> Result<Trust> {
     let Some(path) = &config.trust.root else {
-        return Ok(Root::from_keys(trusted_keys(config)?));
+        return Ok(Trust {
+            root: Root::from_keys(trusted_keys(config)?),
+            chain: Vec::new(),
+        });
     };
     check_trusted_file(path, "trust.root")?;
     let text = read_small(path, ROOT_FILE_BYTES_MAX)?;
@@ -71,9 +90,20 @@ pub fn trust_root(config: &Config, layout: &Layout) -> Result<Root> {
     configured
         .check_self()
         .map_err(|error| refuse(error.to_string()))?;
+    let origin = Hash::of(&configured.text);
     match trust::accepted_root(layout)? {
-        Some(accepted) if accepted.root.version > configured.root.version => Ok(accepted.root),
-        _ => Ok(configured.root),
+        Some((accepted, chain))
+            if chain.contains(&origin) && accepted.root.version > configured.root.version =>
+        {
+            Ok(Trust {
+                root: accepted.root,
+                chain,
+            })
+        }
+        _ => Ok(Trust {
+            root: configured.root,
+            chain: vec![origin],
+        }),
     }
 }
 

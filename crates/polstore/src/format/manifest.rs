@@ -318,7 +318,9 @@ impl Manifest {
                 break;
             }
             if let Some(expires) = text.strip_prefix("expires ") {
-                if manifest.expires.is_some() || manifest.node.is_some() || manifest.source.is_some()
+                if manifest.expires.is_some()
+                    || manifest.node.is_some()
+                    || manifest.source.is_some()
                 {
                     return Err(ManifestError::NotCanonical);
                 }
@@ -612,9 +614,15 @@ mod tests {
         let mut manifest = sample();
         manifest.node = Some("web-01".into());
         let text = manifest.render();
-        assert!(text.contains("\nexpires 2026-12-24T12:00:00Z\nnode web-01\nsource "), "{text}");
+        assert!(
+            text.contains("\nexpires 2026-12-24T12:00:00Z\nnode web-01\nsource "),
+            "{text}"
+        );
         assert_eq!(Manifest::parse(text.as_bytes(), LIMITS).unwrap(), manifest);
-        let swapped = text.replace("node web-01\nsource policy server 1\n", "source policy server 1\nnode web-01\n");
+        let swapped = text.replace(
+            "node web-01\nsource policy server 1\n",
+            "source policy server 1\nnode web-01\n",
+        );
         assert!(Manifest::parse(swapped.as_bytes(), LIMITS).is_err());
         let bad = text.replace("node web-01", "node ../x");
         assert!(Manifest::parse(bad.as_bytes(), LIMITS).is_err());

@@ -48,27 +48,59 @@ impl Layout {
     }
 }
 
-/// The newest root a pull followed, if one was recorded; it must still meet its own root
-/// threshold (damage is reported, never trusted).
-pub fn accepted_root(layout: &Layout) -> Result<Option<SignedRoot>> {
+/// The most roots a followed chain records.
+pub const CHAIN_MAX: usize = 1024;
+const CHAIN_MAGIC: &str = "polstore-followed-roots 1";
+
+/// The newest root a pull followed, and the chain it followed: the blake3 of the text of
+/// each root from the configured one it started from to this one. It must still meet its
+/// own root threshold (damage is reported, never trusted).
+pub fn accepted_root(layout: &Layout) -> Result<Option<(SignedRoot, Vec<Hash>)>> {
     let path = layout.trusted_root_file();
-    let bytes = match read::read_regular(&path, ROOT_FILE_BYTES_MAX) {
+    let bytes = match read::read_regular(&path, ROOT_FILE_BYTES_MAX + CHAIN_MAX * 65 + 64) {
         Ok(bytes) => bytes,
         Err(ReadError::NotFound) => return Ok(None),
         Err(error) => return Err(Error::Corrupt(format!("{}: {error}", path.display()))),
     };
-    let signed = SignedRoot::parse(&bytes)
-        .map_err(|error| Error::Corrupt(format!("{}: {error}", path.display())))?;
+    let corrupt = |reason: String| Error::Corrupt(format!("{}: {reason}", path.display()));
+    let (chain, root) = (|| {
+        let rest = bytes
+            .strip_prefix(CHAIN_MAGIC.as_bytes())?
+            .strip_prefix(b"\nchain")?;
+        let end = rest.iter().position(|byte| *byte == b'\n')?;
+        let chain: Option<Vec<Hash>> = std::str::from_utf8(&rest[..end])
+            .ok()?
+            .split(' ')
+            .skip(1)
+            .map(Hash::from_hex)
+            .collect();
+        Some((chain?, &rest[end + 1..]))
+    })()
+    .ok_or_else(|| corrupt("not a followed root of this polstore".into()))?;
+    let signed = SignedRoot::parse(root).map_err(|error| corrupt(error.to_string()))?;
     signed
         .check_self()
-        .map_err(|error| Error::Corrupt(format!("{}: {error}", path.display())))?;
-    Ok(Some(signed))
+        .map_err(|error| corrupt(error.to_string()))?;
+    if chain.last() != Some(&Hash::of(&signed.text)) {
+        return Err(corrupt("its chain does not end with it".into()));
+    }
+    Ok(Some((signed, chain)))
 }
 
-/// Records `root` as the newest root followed. The caller checked the chain up to it.
-pub fn record_root(layout: &Layout, root: &SignedRoot) -> Result<()> {
-    let text = String::from_utf8(root.render())
-        .map_err(|_| Error::Refused("a root file that is not UTF-8".into()))?;
+/// Records `root` as the newest root followed, with the chain that led to it (ending with
+/// it). The caller checked each step.
+pub fn record_root(layout: &Layout, root: &SignedRoot, chain: &[Hash]) -> Result<()> {
+    let skip = chain.len().saturating_sub(CHAIN_MAX);
+    let mut text = format!("{CHAIN_MAGIC}\nchain");
+    for hash in &chain[skip..] {
+        text.push(' ');
+        text.push_str(&hash.to_hex());
+    }
+    text.push('\n');
+    text.push_str(
+        &String::from_utf8(root.render())
+            .map_err(|_| Error::Refused("a root file that is not UTF-8".into()))?,
+    );
     replace_durably(layout, &layout.trusted_root_file(), &text)
 }
 

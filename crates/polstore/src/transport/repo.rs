@@ -43,13 +43,19 @@ const TRUNCATED: &str =
 /// The largest CA file read.
 const CA_FILE_BYTES_MAX: usize = 1 << 20;
 const POOL_MODE: u32 = 0o700;
+/// `fetched/refused`: the manifest whose pulled candidate a check refused.
+const REFUSED_NAME: &str = "refused";
+const REFUSAL_REASON_CHARS_MAX: usize = 1024;
 
 /// What a pull found.
 pub enum Pulled {
     /// The head names the manifest of a kept generation: nothing more was fetched.
     Have { generation: u64, serial: u64 },
     /// The manifest and every object the store lacks are in `fetched/`.
-    Ready { serial: u64 },
+    Ready { serial: u64, manifest: Hash },
+    /// The head names the manifest whose candidate a check refused the last time: nothing
+    /// more was fetched, and that refusal stands.
+    Refused { rejection: Rejection },
 }
 
 /// What crossed the wire, for `update`'s report and the fleet simulation.
@@ -249,9 +255,11 @@ fn reject(check: Check, path: &str, reason: impl Into<String>) -> Error {
 }
 
 /// Pulls the node's head and what it names (module documentation).
+/// `force`: check again a candidate a check refused before (`update --force`).
 pub fn pull(
     store: &Store,
     url: &str,
+    force: bool,
     progress: &mut dyn FnMut(PullProgress),
 ) -> (Result<Pulled>, PullStats) {
     let remote = match Remote::new(&store.config.fetch, url) {
@@ -259,7 +267,7 @@ pub fn pull(
         Err(error) => return (Err(error), PullStats::default()),
     };
     let mut stats = PullStats::default();
-    let result = pull_inner(store, &remote, &mut stats, progress);
+    let result = pull_inner(store, &remote, force, &mut stats, progress);
     (stats.requests, stats.bytes) = remote.stats();
     (result, stats)
 }
@@ -267,6 +275,7 @@ pub fn pull(
 fn pull_inner(
     store: &Store,
     remote: &Remote,
+    force: bool,
     stats: &mut PullStats,
     progress: &mut dyn FnMut(PullProgress),
 ) -> Result<Pulled> {
@@ -286,9 +295,10 @@ fn pull_inner(
         .map_err(|error| reject(Check::Integrity, &head_path, error.to_string()))?;
     let head =
         Head::parse(head_text).map_err(|error| reject(Check::Integrity, &head_path, error))?;
-    let mut root = checks::trust_root(config, &store.layout)?;
+    let trust = checks::trust(config, &store.layout)?;
+    let mut root = trust.root.clone();
     if head.root > root.version && config.trust.root.is_some() {
-        root = follow_roots(store, remote, root, head.root)?;
+        root = follow_roots(store, remote, trust, head.root)?;
     }
     if head.root < root.version {
         return Err(reject(
@@ -373,6 +383,9 @@ fn pull_inner(
     }
     if head.serial <= state.serial_max {
         return Err(replayed());
+    }
+    if !force && let Some(rejection) = Pool::refused(&store.layout.fetched(), head.manifest) {
+        return Ok(Pulled::Refused { rejection });
     }
 
     // The manifest: a delta from the active one, else whole.
@@ -479,13 +492,20 @@ fn pull_inner(
     pool.put_envelope(&manifest_bytes, list)?;
     Ok(Pulled::Ready {
         serial: manifest.serial,
+        manifest: head.manifest,
     })
 }
 
 /// Follows the chain of roots from `trusted` up to `version`, each verified by the one
 /// before it, and records the newest in the store.
-fn follow_roots(store: &Store, remote: &Remote, trusted: Root, version: u64) -> Result<Root> {
-    let mut root = trusted;
+fn follow_roots(
+    store: &Store,
+    remote: &Remote,
+    trusted: checks::Trust,
+    version: u64,
+) -> Result<Root> {
+    let mut root = trusted.root;
+    let mut chain = trusted.chain;
     let mut newest = None;
     let last = version.min(root.version.saturating_add(ROOT_CHAIN_MAX));
     while root.version < last {
@@ -508,10 +528,11 @@ fn follow_roots(store: &Store, remote: &Remote, trusted: Root, version: u64) -> 
             .check_follows(&root)
             .map_err(|error| reject(Check::Integrity, &path, error))?;
         root = signed.root.clone();
+        chain.push(Hash::of(&signed.text));
         newest = Some(signed);
     }
     if let Some(newest) = newest {
-        trust::record_root(&store.layout, &newest)?;
+        trust::record_root(&store.layout, &newest, &chain)?;
         crate::crashpoint::point("pull-root-recorded");
     }
     Ok(root)
@@ -701,6 +722,52 @@ impl Pool {
     /// Empties the pool once an ingest used it (or refused what it held).
     pub fn clear(root: &Path) -> Result<()> {
         durable::remove_tree_if_exists(root).map_err(Error::io("cannot remove", root))
+    }
+
+    /// Remembers that a check refused the candidate of `manifest` (`fetched/refused`), so
+    /// that a head still naming it costs one request: the hash, the check, the file and
+    /// the reason, a line each. Written after [`Pool::clear`].
+    pub fn record_refusal(root: &Path, manifest: Hash, rejection: &Rejection) -> Result<()> {
+        let pool = Pool::open(root)?;
+        let check = match &rejection.check {
+            Check::User(name) => format!("user {name}"),
+            check => check.to_string(),
+        };
+        let text = format!(
+            "{}\n{check}\n{}\n{}\n",
+            manifest.to_hex(),
+            rejection.path.as_deref().unwrap_or(""),
+            one_line(&rejection.reason, REFUSAL_REASON_CHARS_MAX)
+        );
+        let path = pool.root.join(REFUSED_NAME);
+        durable::replace_file_synced(&path, text.as_bytes(), 0o600)
+            .map_err(Error::io("cannot write", &path))
+    }
+
+    /// The refusal recorded for `manifest`, if the last pulled candidate was that one.
+    fn refused(root: &Path, manifest: Hash) -> Option<Rejection> {
+        let bytes =
+            read::read_regular(&root.join(REFUSED_NAME), 4 * REFUSAL_REASON_CHARS_MAX).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if Hash::from_hex(lines.next()?)? != manifest {
+            return None;
+        }
+        let check = match lines.next()? {
+            "integrity" => Check::Integrity,
+            "freshness" => Check::Freshness,
+            "parse" => Check::Parse,
+            other => Check::User(other.strip_prefix("user ")?.to_string()),
+        };
+        let path = lines.next().filter(|path| !path.is_empty());
+        let reason = lines.next()?;
+        Some(Rejection::new(
+            check,
+            path,
+            format!(
+                "{reason} (the same candidate as the last update's: not fetched again until the head names another; update --force checks it again)"
+            ),
+        ))
     }
 }
 
