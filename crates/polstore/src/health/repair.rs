@@ -568,27 +568,8 @@ fn restore_from_drop(
         return Ok(true);
     }
     progress("looking for verified copies in the drop place", false);
-    let mut batch = ObjectBatch::new(&store.db).with_crash_point("repair-objects-restored");
-    let outcome = place.objects(needed, &mut |hash, content| Ok(batch.add(hash, content)?));
-    let restored = batch.finish()?;
-    for hash in &restored {
-        needed.remove(hash);
-    }
-    if !restored.is_empty() {
-        report.changes.push(format!(
-            "restored {} objects from the drop place {}",
-            restored.len(),
-            place.describe()
-        ));
-    }
-    if let Err(error) = outcome {
-        report.alarms.push(format!(
-            "the drop place {} could not be read to the end: {error}",
-            place.describe()
-        ));
-        return Ok(false);
-    }
-    Ok(true)
+    let name = format!("the drop place {}", place.describe());
+    restore_from(store, &place, &name, needed, report)
 }
 
 /// Asks the repository (`fetch.url`) for every needed object by its hash, and stores what
@@ -614,6 +595,20 @@ fn restore_from_repository(
             return Ok(false);
         }
     };
+    let name = source.describe();
+    restore_from(store, &source, &name, needed, report)
+}
+
+/// Stores every needed object `source` gives (each checked against its hash by the
+/// source), in batches, and says so; an error after some were given keeps those. Returns
+/// false when `source` could not give every object it was asked for.
+fn restore_from(
+    store: &Store,
+    source: &dyn ObjectSource,
+    name: &str,
+    needed: &mut HashSet<Hash>,
+    report: &mut VerifyReport,
+) -> Result<bool> {
     let mut batch = ObjectBatch::new(&store.db).with_crash_point("repair-objects-restored");
     let outcome = source.objects(needed, &mut |hash, content| Ok(batch.add(hash, content)?));
     let restored = batch.finish()?;
@@ -621,17 +616,14 @@ fn restore_from_repository(
         needed.remove(hash);
     }
     if !restored.is_empty() {
-        report.changes.push(format!(
-            "restored {} objects from {}",
-            restored.len(),
-            source.describe()
-        ));
+        report
+            .changes
+            .push(format!("restored {} objects from {name}", restored.len()));
     }
     if let Err(error) = outcome {
-        report.alarms.push(format!(
-            "{} could not give every object: {error}",
-            source.describe()
-        ));
+        report
+            .alarms
+            .push(format!("{name} could not be read to the end: {error}"));
         return Ok(false);
     }
     Ok(true)
