@@ -6,6 +6,12 @@
 //! command is told to fetch everything again (`{force}` = 1, POLSTORE_FORCE=1); a new
 //! serial is ingested as usual, and an unchanged one is checked byte by byte against its
 //! signed manifest and then used to verify and repair the whole store.
+//!
+//! With `[fetch] url`, the pull (`transport::repo`) replaces the fetch command and the
+//! drop: a head naming a kept generation's manifest is "unchanged" (with `--force`, the
+//! store is verified and repaired), one naming the manifest a check refused last reports
+//! that refusal again without fetching (unless `--force`), and anything else is fetched
+//! into `fetched/` and ingested from there.
 
 use std::collections::BTreeMap;
 

@@ -332,6 +332,9 @@ impl Root {
                         ),
                     ));
                 }
+                if keys.last().is_some_and(|last| last.keynum() > key.keynum()) {
+                    return Err(bad(line, "keys not sorted by keynum".into()));
+                }
                 keys.push(key);
             } else if let Some(role) = text.strip_prefix("role ") {
                 let expected = Role::ALL
@@ -354,6 +357,9 @@ impl Root {
                     }
                     if role_keys.contains(&keynum) {
                         return Err(bad(line, format!("key {keynum} named twice")));
+                    }
+                    if role_keys.last().is_some_and(|last| *last > keynum) {
+                        return Err(bad(line, "keynums not sorted".into()));
                     }
                     role_keys.push(keynum);
                 }
@@ -565,6 +571,24 @@ mod tests {
         let extra = SecretKey::generate().unwrap().public_key().to_base64();
         let unused = text.replacen("\nkey ", &format!("\nkey {extra}\nkey "), 1);
         assert!(Root::parse(unused.as_bytes()).is_err());
+        // Keys or a role's keynums out of order: not the canonical form.
+        let key_lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("key "))
+            .collect();
+        let swapped_keys = text
+            .replacen(key_lines[0], "KEY0", 1)
+            .replacen(key_lines[1], key_lines[0], 1)
+            .replacen("KEY0", key_lines[1], 1);
+        assert!(Root::parse(swapped_keys.as_bytes()).is_err());
+        let role_line = text
+            .lines()
+            .find(|line| line.starts_with("role manifest"))
+            .unwrap();
+        let mut words: Vec<&str> = role_line.split(' ').collect();
+        words.swap(3, 4);
+        let unsorted = text.replacen(role_line, &words.join(" "), 1);
+        assert!(Root::parse(unsorted.as_bytes()).is_err());
         let high = text.replacen("role root 2", "role root 4", 1);
         let error = Root::parse(high.as_bytes()).unwrap_err().to_string();
         assert!(

@@ -207,8 +207,15 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
                 let Some((_, base)) = read_manifest(&repo, base_hash) else {
                     continue;
                 };
+                let made = delta::make(&base, &bytes);
+                // A node takes a delta of at most the manifest's size (and its
+                // signatures): one that is not smaller is left out, and the node fetches
+                // the manifest whole.
+                if made.len() >= bytes.len() {
+                    continue;
+                }
                 let mut body = list.clone().into_bytes();
-                body.extend_from_slice(&delta::make(&base, &bytes));
+                body.extend_from_slice(&made);
                 writer.put(&repo::delta_path(hash, base_hash), &repo::compress(&body))?;
                 deltas += 1;
             }

@@ -10,9 +10,10 @@
 //!   the same way before adoption's commit. A rebuild takes back an unsigned generation
 //!   only if it is this one: a manifest that calls itself "adopted" proves nothing.
 //!
-//! - `STORE/trusted-root`: the newest root of trust a pull followed (`format::root`), a
-//!   root file as the repository served it, written the same way once the chain up to it
-//!   verified. Newer than the configured `trust.root`, it is the one trusted.
+//! - `STORE/trusted-root`: the newest root of trust a pull followed (`format::root`), with
+//!   the chain it followed from the configured root (the blake3 of each root's text),
+//!   written the same way once each step verified. It is trusted over the configured
+//!   `trust.root` only when its version is higher and `trust.root` is in that chain.
 //!
 //! All are 0600 and read with a bound, without following a symlink.
 
