@@ -424,18 +424,7 @@ fn repo_case(point: &str) {
     let hub = util::repo::Hub::new(tmp.path());
     hub.publish();
     fs::write(hub.src.join("lib-03.cf"), "# changed\n").unwrap();
-    let args = [
-        "publish",
-        s(&hub.src),
-        "--repo",
-        s(&hub.repo),
-        "--key",
-        s(&hub.keys[0].secret),
-        "--key",
-        s(&hub.keys[1].secret),
-        "--head-key",
-        s(&hub.head.secret),
-    ];
+    let args = hub.publish_args(&[0, 1], &hub.head, &[]);
     let output = polstore_command(&hub.dir, &args)
         .env("POLSTORE_CRASH_AT", point)
         .output()

@@ -4,105 +4,23 @@
 
 mod util;
 
-use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use polstore::format::head::Head;
 use polstore::format::manifest::Hash;
 use polstore::format::signatures::split_signed;
 use polstore::format::signify::SecretKey;
 use util::repo::*;
+use util::server::{Answer, Server};
 use util::*;
 
-/// An HTTP/1.1 server on 127.0.0.1 serving `repo`'s files, one request a connection,
-/// except for the paths given other bytes with [`Server::answer`].
-struct Server {
-    port: u16,
-    answers: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    /// The paths asked for, in order.
-    log: Arc<Mutex<Vec<String>>>,
+/// The paths of what the server served.
+fn paths(log: Vec<(String, u64)>) -> Vec<String> {
+    log.into_iter().map(|(path, _)| path).collect()
 }
 
-impl Server {
-    fn start(repo: &Path) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let answers: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (repo, shared, logged) = (repo.to_path_buf(), Arc::clone(&answers), Arc::clone(&log));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (repo, answers, log) = (repo.clone(), Arc::clone(&shared), Arc::clone(&logged));
-                std::thread::spawn(move || serve(stream, &repo, &answers, &log));
-            }
-        });
-        Server { port, answers, log }
-    }
-
-    /// The paths asked for since the last call.
-    fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut *self.log.lock().unwrap())
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    /// Answers `body` (200) for `path`.
-    fn answer(&self, path: &str, body: Vec<u8>) {
-        self.answers.lock().unwrap().insert(path.to_string(), body);
-    }
-}
-
-fn serve(
-    stream: TcpStream,
-    repo: &Path,
-    answers: &Mutex<HashMap<String, Vec<u8>>>,
-    log: &Mutex<Vec<String>>,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request = String::new();
-    if reader.read_line(&mut request).unwrap_or(0) == 0 {
-        return;
-    }
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-            break;
-        }
-    }
-    let path = request
-        .split(' ')
-        .nth(1)
-        .unwrap_or("/")
-        .trim_start_matches('/')
-        .to_string();
-    log.lock().unwrap().push(path.clone());
-    let body = answers.lock().unwrap().get(&path).cloned().or_else(|| {
-        (!path.split('/').any(|part| part == "..")).then(|| fs::read(repo.join(&path)).ok())?
-    });
-    let mut stream = stream;
-    let _ = match body {
-        Some(body) => stream
-            .write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .and_then(|()| stream.write_all(&body)),
-        None => stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    };
-}
-
-/// `heads/NODE` of `repo`, parsed.
 fn head_of(repo: &Path, node: &str) -> Head {
     let file = fs::read(repo.join("heads").join(node)).unwrap();
     Head::parse(split_signed(&file).unwrap().1).unwrap()
@@ -187,9 +105,10 @@ fn a_followed_root_others_can_read_is_made_private_not_forgotten() {
         root: 1,
         ..head_of(&fleet.hub.repo, "default")
     };
-    fleet
-        .server
-        .answer("heads/default", signed_head(&head, &fleet.hub.head.secret));
+    fleet.server.answer(
+        "heads/default",
+        Answer::Body(signed_head(&head, &fleet.hub.head.secret)),
+    );
     assert_refused(
         &fleet.node,
         &["update"],
@@ -301,9 +220,10 @@ fn a_head_key_alone_cannot_give_a_node_the_policy_of_another_node() {
         node: "db".into(),
         ..web
     };
-    fleet
-        .server
-        .answer("heads/db", signed_head(&forged, &fleet.hub.head.secret));
+    fleet.server.answer(
+        "heads/db",
+        Answer::Body(signed_head(&forged, &fleet.hub.head.secret)),
+    );
     let out = fleet.node.run(&["update"]);
     assert_ne!(
         out.code, 0,
@@ -329,21 +249,9 @@ fn a_root_the_operator_installs_from_a_new_chain_is_trusted_over_the_followed_on
     let hub = Hub::new(other.path());
     write_tree(&hub.src, &[("version.cf", "# the new chain\n")]);
     // A serial above the old hub's (both hubs publish within one second here).
-    hub.polstore(&[
-        "publish",
-        s(&hub.src),
-        "--repo",
-        s(&hub.repo),
-        "--key",
-        s(&hub.keys[0].secret),
-        "--key",
-        s(&hub.keys[1].secret),
-        "--head-key",
-        s(&hub.head.secret),
-        "--serial",
-        "9999999999",
-    ])
-    .success();
+    let args = hub.publish_args(&[0, 1], &hub.head, &["--serial", "9999999999"]);
+    hub.polstore(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .success();
     let server = Server::start(&hub.repo);
     // The operator installs its root where trust.root points, and its URL.
     let configured = fleet.node.root.join("etc").join("root");
@@ -412,11 +320,11 @@ fn a_policy_a_check_refused_is_not_fetched_again_until_the_head_changes() {
     write_tree(&fleet.hub.src, &[("version.cf", "# version 2\n")]);
     fleet.hub.publish();
     assert_refused(&fleet.node, &["update"], 3, "refuse");
-    let first = fleet.server.take_log();
+    let first = paths(fleet.server.take_log());
     assert!(first.len() >= 3, "{first:?}");
     assert_refused(&fleet.node, &["update"], 3, "refuse");
     assert_eq!(
-        fleet.server.take_log(),
+        paths(fleet.server.take_log()),
         ["heads/default"],
         "the refused policy was fetched again"
     );

@@ -13,7 +13,7 @@ mod rudder_server;
 mod util;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ const NODE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../integrations/rudder/node"
 );
-/// How long nginx may take to accept connections.
+/// How long a server may take to accept connections, and nginx to log a request.
 const SERVER_START_MAX: Duration = Duration::from_secs(20);
 const LIBRARY_URL_END: &str = "/policies-library-linux.tar.bz2";
 
@@ -47,7 +47,7 @@ struct Request {
 /// guarded by the client certificate's UID, which nginx cannot check without client
 /// certificates: not tested here) and `/common` to `/var/rudder/share/common`.
 struct Nginx {
-    child: Child,
+    _server: util::nginx::Nginx,
     port: u16,
     access_log: PathBuf,
     /// The server's self-signed certificate, the node's --cacert.
@@ -56,18 +56,9 @@ struct Nginx {
     marks: std::cell::Cell<u32>,
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Nginx {
     fn start(dir: &Path, share: &Path) -> Nginx {
-        for sub in ["logs", "temp"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
+        fs::create_dir_all(dir).unwrap();
         let certificate = dir.join("server.cert");
         let key = dir.join("server.key");
         tool(
@@ -90,33 +81,13 @@ impl Nginx {
                 s(&certificate),
             ],
         );
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let access_log = dir.join("logs/access.log");
-        let error_log = dir.join("logs/error.log");
-        let temp = dir.join("temp");
-        // One process and no workers: killing it on drop leaves nothing behind, and a
-        // request is logged before the next one is served. It runs as root, as the test
-        // tree is root's alone (Rudder's Apache reads the share as a member of
-        // rudder-policy-reader).
-        let config = format!(
-            r#"daemon off;
-master_process off;
-pid {pid};
-error_log {error_log} info;
-events {{ worker_connections 64; }}
-http {{
-  log_format polstore '$status $request_uri';
+        // It runs as root, as the test tree is root's alone (Rudder's Apache reads the
+        // share as a member of rudder-policy-reader).
+        let server = util::nginx::Nginx::start(dir, |port| {
+            format!(
+                r#"log_format polstore '$status $request_uri';
   access_log {access_log} polstore;
-  client_body_temp_path {temp}/body;
-  proxy_temp_path {temp}/proxy;
-  fastcgi_temp_path {temp}/fastcgi;
-  uwsgi_temp_path {temp}/uwsgi;
-  scgi_temp_path {temp}/scgi;
-  default_type application/octet-stream;
   server {{
     listen 127.0.0.1:{port} ssl;
     ssl_certificate {certificate};
@@ -124,50 +95,20 @@ http {{
     ssl_protocols TLSv1.3;
     location /policies/ {{ alias {share}/; }}
     location /common/ {{ alias {share}/common/; }}
-  }}
-}}
-"#,
-            pid = s(&dir.join("nginx.pid")),
-            error_log = s(&error_log),
-            access_log = s(&access_log),
-            temp = s(&temp),
-            certificate = s(&certificate),
-            key = s(&key),
-            share = s(share),
-        );
-        let config_path = dir.join("nginx.conf");
-        fs::write(&config_path, config).unwrap();
-        let output = File::create(dir.join("nginx.out")).unwrap();
-        let child = Command::new("nginx")
-            .args(["-e", s(&error_log), "-c", s(&config_path), "-p", s(dir)])
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .expect("cannot start nginx");
-        let mut nginx = Nginx {
-            child,
-            port,
+  }}"#,
+                access_log = s(&access_log),
+                certificate = s(&certificate),
+                key = s(&key),
+                share = s(share),
+            )
+        });
+        Nginx {
+            port: server.port,
+            _server: server,
             access_log,
             certificate,
             marks: std::cell::Cell::new(0),
-        };
-        let deadline = Instant::now() + SERVER_START_MAX;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = nginx.child.try_wait().unwrap() {
-                panic!(
-                    "nginx exited ({status}): {}{}",
-                    fs::read_to_string(dir.join("nginx.out")).unwrap_or_default(),
-                    fs::read_to_string(&error_log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not accept connections on port {port} within {SERVER_START_MAX:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        nginx
     }
 
     /// Every request logged so far, in order. A mark request (logged 404) is made and

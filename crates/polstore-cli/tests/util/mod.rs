@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cfengine;
+pub mod nginx;
 pub mod repo;
+pub mod server;
 
 /// The path of the binary under test.
 pub const POLSTORE: &str = env!("CARGO_BIN_EXE_polstore");

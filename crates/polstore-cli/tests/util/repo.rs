@@ -1,51 +1,31 @@
 //! A hub with a repository (`publish --repo`) served by a real nginx on 127.0.0.1, and
 //! nodes that pull from it (`[fetch] url`), as a user sets them up.
 
-use std::fs::{self, File};
-use std::net::{TcpListener, TcpStream};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::*;
 
-/// How long nginx may take to accept connections.
-pub const SERVER_START_MAX: Duration = Duration::from_secs(20);
-
-/// nginx serving a repository directory, over HTTP or HTTPS, as a child process killed
-/// on drop.
+/// nginx serving a repository directory, over HTTP or HTTPS (`super::nginx`), stopped
+/// when dropped.
 pub struct Web {
-    child: Child,
+    _nginx: super::nginx::Nginx,
     pub port: u16,
     /// With HTTPS: the certificate of the CA that signed the server's, the node's
     /// `fetch.ca_file`.
     pub certificate: Option<PathBuf>,
 }
 
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Web {
     pub fn start(dir: &Path, repo: &Path, https: bool) -> Web {
-        for sub in ["logs", "temp"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        fs::create_dir_all(dir).unwrap();
         let certificate = dir.join("server.cert");
         let key = dir.join("server.key");
         let ca = dir.join("ca.cert");
-        let listen = if https {
+        let tls = if https {
             // A CA of the site's own, and the server's certificate signed by it.
             let ca_key = dir.join("ca.key");
             tool(
@@ -114,68 +94,26 @@ impl Web {
                 ],
             );
             format!(
-                "listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {}; ssl_protocols TLSv1.3;",
+                " ssl; ssl_certificate {}; ssl_certificate_key {}; ssl_protocols TLSv1.3",
                 s(&certificate),
                 s(&key)
             )
         } else {
-            format!("listen 127.0.0.1:{port};")
+            String::new()
         };
-        let temp = dir.join("temp");
-        // One process, no workers: killing it on drop leaves nothing behind.
-        let config = format!(
-            r#"daemon off;
-master_process off;
-pid {pid};
-error_log {logs}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log {logs}/access.log;
-  client_body_temp_path {temp}/body;
-  proxy_temp_path {temp}/proxy;
-  fastcgi_temp_path {temp}/fastcgi;
-  uwsgi_temp_path {temp}/uwsgi;
-  scgi_temp_path {temp}/scgi;
-  default_type application/octet-stream;
-  server {{
-    {listen}
-    location / {{ root {repo}; }}
-  }}
-}}
-"#,
-            pid = s(&dir.join("nginx.pid")),
-            logs = s(&dir.join("logs")),
-            temp = s(&temp),
-            repo = s(repo),
-        );
-        let config_path = dir.join("nginx.conf");
-        fs::write(&config_path, config).unwrap();
-        let output = File::create(dir.join("nginx.out")).unwrap();
-        let child = Command::new("nginx")
-            .args(["-e", s(&dir.join("logs/error.log"))])
-            .args(["-c", s(&config_path), "-p", s(dir)])
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .expect("cannot start nginx");
-        let mut web = Web {
-            child,
-            port,
+        let logs = dir.join("logs");
+        let nginx = super::nginx::Nginx::start(dir, |port| {
+            format!(
+                "access_log {}/access.log;\n  server {{ listen 127.0.0.1:{port}{tls}; location / {{ root {}; }} }}",
+                s(&logs),
+                s(repo)
+            )
+        });
+        Web {
+            port: nginx.port,
+            _nginx: nginx,
             certificate: https.then_some(ca),
-        };
-        let deadline = Instant::now() + SERVER_START_MAX;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = web.child.try_wait().unwrap() {
-                panic!(
-                    "nginx exited ({status}): {}",
-                    fs::read_to_string(dir.join("nginx.out")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "nginx did not start on {port}");
-            std::thread::sleep(Duration::from_millis(20));
         }
-        web
     }
 
     pub fn url(&self) -> String {
@@ -309,12 +247,20 @@ impl Hub {
 
     /// `publish --repo` signed by the keys `signers` and the head key `head`.
     pub fn publish_with(&self, signers: &[usize], head: &Key, node: &str) -> Out {
+        let args = self.publish_args(signers, head, &["--node", node, "--json"]);
+        self.polstore(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The arguments of `publish --repo` signed by the keys `signers` (indexes into
+    /// `self.keys`), the head by `head`, then `extra`.
+    pub fn publish_args(&self, signers: &[usize], head: &Key, extra: &[&str]) -> Vec<String> {
         let mut args = vec!["publish", s(&self.src), "--repo", s(&self.repo)];
         for index in signers {
             args.extend(["--key", s(&self.keys[*index].secret)]);
         }
-        args.extend(["--head-key", s(&head.secret), "--node", node, "--json"]);
-        self.polstore(&args)
+        args.extend(["--head-key", s(&head.secret)]);
+        args.extend(extra);
+        args.into_iter().map(str::to_string).collect()
     }
 
     pub fn publish(&self) -> Value {
