@@ -160,6 +160,35 @@ fn a_two_of_three_root_refuses_one_signature_and_accepts_two_signify_signers_inc
     .success();
     node.ingest(&tree).success();
     assert_eq!(node.active_generation(), Some(2));
+    // A root whose threshold no set of its keys can meet is refused, and not written.
+    let impossible = tmp.path().join("root-impossible");
+    let out = hub.polstore(&[
+        "root",
+        "create",
+        "-o",
+        s(&impossible),
+        "--version",
+        "1",
+        "--root-key",
+        s(&hub.keys[0].public),
+        "--root-threshold",
+        "2",
+        "--manifest-key",
+        s(&hub.keys[0].public),
+        "--head-key",
+        s(&hub.head.public),
+    ]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .starts_with("polstore: cannot make the root: line ")
+            && out
+                .stderr
+                .contains("threshold 2 must be from 1 to the role's 1 keys"),
+        "{}",
+        out.stderr
+    );
+    assert!(!impossible.exists());
     // The publisher refuses to sign with fewer keys than the root's threshold.
     let out = hub.publish_with(&[0], &hub.head, "default");
     assert_eq!(out.code, 1, "{out:#?}");

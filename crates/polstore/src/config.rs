@@ -1167,6 +1167,38 @@ mod tests {
             error.contains("fetch.command is set but fetch.drop is not"),
             "{error}"
         );
+        // A pull: its URL, node and CA file, and what it excludes.
+        for (text, expected) in [
+            (
+                "[fetch]\nurl = \"ftp://hub/\"\n",
+                "fetch.url \"ftp://hub/\" must start with http:// or https://",
+            ),
+            (
+                "[fetch]\nurl = \"https://hub/\"\ndrop = \"/d\"\n",
+                "fetch.url is set with fetch.command or fetch.drop",
+            ),
+            (
+                "[fetch]\nurl = \"https://hub/\"\nnode = \"../x\"\n",
+                "fetch.node: node name \"../x\" must be",
+            ),
+            (
+                "[fetch]\nurl = \"https://hub/\"\nca_file = \"ca.pem\"\n",
+                "fetch.ca_file \"ca.pem\" must be an absolute path",
+            ),
+            (
+                "[trust]\nroot = \"/etc/root\"\nkeys = [\"/etc/k.pub\"]\n",
+                "trust.root and trust.keys are both set",
+            ),
+            (
+                "[trust]\nroot = \"root\"\n",
+                "trust.root \"root\" must be an absolute path",
+            ),
+        ] {
+            let error = Config::parse(&format!("view = \"/v\"\n{text}")).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+        let pull = Config::parse("view = \"/v\"\n[fetch]\nurl = \"https://hub/\"\n").unwrap();
+        assert_eq!(pull.fetch.node_name(), DEFAULT_NODE);
         let error = Config::parse("view = \"/v\"\n[fetch]\ndrop = \"d\"\n").unwrap_err();
         assert!(
             error.contains("fetch.drop \"d\" must be an absolute path"),

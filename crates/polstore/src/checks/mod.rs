@@ -248,10 +248,7 @@ fn integrity_inner(
                     error.to_string(),
                 )
             })?;
-            let now = Timestamp::now();
-            if let Some(expires) = trusted.expires
-                && expires <= now
-            {
+            if let Some(expires) = trusted.expired(Timestamp::now()) {
                 return Err(fail(
                     Some(crate::format::policy_path::SIGNATURE_NAME),
                     format!(

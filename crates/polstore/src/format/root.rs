@@ -229,9 +229,9 @@ impl Root {
         }
     }
 
-    /// Whether the root is past its expiry at `now`.
-    pub fn expired(&self, now: Timestamp) -> bool {
-        self.expires.is_some_and(|expires| expires <= now)
+    /// When the root expired, if it is past its expiry at `now`.
+    pub fn expired(&self, now: Timestamp) -> Option<Timestamp> {
+        self.expires.filter(|expires| *expires <= now)
     }
 
     pub fn render(&self) -> String {

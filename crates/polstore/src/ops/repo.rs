@@ -127,6 +127,9 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
         check_signers(root, Role::Head, head_keys)?;
     }
     let previous = current_head(&repo, node);
+    // The node's last manifests, oldest first: the bases of the deltas, then the history
+    // written back with the new one.
+    let history = history(&repo, node);
     let now = Timestamp::now();
     let serial = publish::choose_serial(
         requested,
@@ -200,7 +203,7 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
             signed.extend_from_slice(&bytes);
             writer.put(&repo::manifest_path(hash), &repo::compress(&signed))?;
             let mut deltas = 0;
-            for base_hash in history(&repo, node) {
+            for base_hash in history.iter().copied() {
                 if base_hash == hash {
                     continue;
                 }
@@ -231,7 +234,7 @@ pub fn publish_to_repo(request: RepoPublishRequest) -> Result<RepoReport> {
     progress(PublishProgress::Switching);
     writer.sync()?;
     crate::crashpoint::point("repo-objects-written");
-    let mut bases = history(&repo, node);
+    let mut bases = history;
     bases.retain(|hash| *hash != manifest_hash);
     bases.push(manifest_hash);
     let skip = bases.len().saturating_sub(DELTA_BASES);

@@ -310,9 +310,7 @@ fn pull_inner(
             ),
         ));
     }
-    if let Some(expires) = root.expires
-        && expires <= now
-    {
+    if let Some(expires) = root.expired(now) {
         return Err(reject(
             Check::Freshness,
             &head_path,
@@ -373,8 +371,11 @@ fn pull_inner(
     if head.serial < state.serial_max {
         return Err(replayed());
     }
+    // Only a generation of the head's serial can hold its manifest: no other is hashed.
     for (generation, record) in generations.iter().rev() {
-        if Hash::of(&read.manifest(*generation)?.manifest) == head.manifest {
+        if record.serial == head.serial
+            && Hash::of(&read.manifest(*generation)?.manifest) == head.manifest
+        {
             return Ok(Pulled::Have {
                 generation: *generation,
                 serial: record.serial,
